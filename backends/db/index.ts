@@ -1,0 +1,129 @@
+import type { MetadataRecord, Owner } from '../../models/record.ts';
+
+export type Filter = Record<string, unknown>;
+
+export interface QueryOptions {
+  sort?: Record<string, 1 | -1>;
+  limit?: number;
+}
+
+/** What a claim attempt found. `won` only when this runner now holds the lease. */
+export type ClaimOutcome =
+  | { won: true; record: MetadataRecord; attempt: number }
+  | { won: false; record: MetadataRecord; state: 'succeeded' | 'running' };
+
+export interface ClaimRequest {
+  /** The record to insert when the identity is new (status and attempts are set by the store). */
+  draft: MetadataRecord;
+  owner: Owner;
+  leaseMs: number;
+  /** Rerun a succeeded identity as a new attempt, with this reason recorded. */
+  force?: string;
+  now?: Date;
+}
+
+/** The metadata collection: one record per identity. */
+export interface MetadataStore {
+  /** Records for many identities in one round trip (the gate's batched lookup). */
+  lookup(ids: readonly string[]): Promise<Map<string, MetadataRecord>>;
+  /** Atomic insert-if-absent or takeover of a failed / expired / forced record as a new attempt. */
+  claim(id: string, request: ClaimRequest): Promise<ClaimOutcome>;
+  /** Extends the lease while the owner still holds it; false when the claim was lost. */
+  renew(id: string, owner: Owner, leaseMs: number): Promise<boolean>;
+  /**
+   * Writes the outcome of the owner's current attempt (status, outputs, ...) and drops the lease.
+   * False when another runner has taken the record over meanwhile (nothing is written then).
+   */
+  finish(id: string, owner: Owner, update: (record: MetadataRecord) => MetadataRecord): Promise<boolean>;
+  get(id: string): Promise<MetadataRecord | undefined>;
+  /** Identities starting with a prefix (for `caas show <prefix>`), at most `limit`. */
+  idsWithPrefix(prefix: string, limit: number): Promise<string[]>;
+  /** Records matching a MongoDB filter. */
+  find(filter: Filter, options?: QueryOptions): AsyncIterable<MetadataRecord>;
+  close(): Promise<void>;
+}
+
+/** The data-asset catalog (`data_assets`): AIND-shaped documents with _id, name, location, ... */
+export interface Catalog {
+  importAssets(assets: AsyncIterable<Record<string, unknown>> | Iterable<Record<string, unknown>>): Promise<number>;
+  findAssets(filter: Filter, options?: QueryOptions): AsyncIterable<Record<string, unknown>>;
+  getAssets(ids: readonly string[]): Promise<Map<string, Record<string, unknown>>>;
+}
+
+export interface Database extends MetadataStore, Catalog {
+  readonly url: string;
+}
+
+export interface DbOptions {
+  /** Workspace folder: the default SQLite file lives at {home}/metadata.sqlite. */
+  home: string;
+  /** Open without creating anything: a missing database reads as empty (dry runs). */
+  readOnly?: boolean;
+}
+
+/** Opens the metadata DB a URL names: sqlite:<file> (default under the workspace) or mongodb://. */
+export async function openDatabase(url: string, options: DbOptions): Promise<Database> {
+  if (url === 'sqlite:' || url.startsWith('sqlite:')) {
+    const { SqliteDatabase } = await import('./sqlite.ts');
+    return SqliteDatabase.open(url, options);
+  }
+  if (url.startsWith('mongodb://') || url.startsWith('mongodb+srv://')) {
+    const { MongoDatabase } = await import('./mongo.ts');
+    return MongoDatabase.open(url, options);
+  }
+  throw new Error(`--db "${url}" is not supported: use sqlite:<file> (the default is sqlite: under the workspace) or mongodb://host/db`);
+}
+
+/** The pure rule of the gate, shared by every store so they cannot disagree. */
+export function claimVerdict(
+  existing: MetadataRecord | undefined,
+  now: Date,
+  force: string | undefined,
+): 'insert' | 'takeover' | 'succeeded' | 'running' {
+  if (!existing) return 'insert';
+  if (existing.status === 'succeeded') return force ? 'takeover' : 'succeeded';
+  if (existing.status === 'failed') return 'takeover';
+  const expires = existing.lease ? Date.parse(existing.lease.expires) : 0;
+  return expires > now.getTime() ? 'running' : 'takeover';
+}
+
+/** The record after a claim: a new attempt under the new owner; an attempt whose lease lapsed is closed as failed. */
+export function claimedRecord(existing: MetadataRecord | undefined, request: ClaimRequest, now: Date): MetadataRecord {
+  const iso = now.toISOString();
+  const base = existing ?? request.draft;
+  const attempts = base.attempts.map((a) =>
+    a.status === 'running' || a.status === 'claimed'
+      ? {
+          ...a,
+          status: 'failed' as const,
+          ended: a.ended ?? iso,
+          reason: a.reason ?? 'lease expired: the runner stopped renewing its claim',
+        }
+      : a,
+  );
+  const n = attempts.length + 1;
+  attempts.push({
+    n,
+    started: iso,
+    ended: null,
+    status: 'running',
+    reason: null,
+    exit_code: null,
+    results: null,
+    owner: request.owner,
+    ...(request.force && existing ? { force_reason: request.force } : {}),
+  });
+  return {
+    ...base,
+    // Fresh provenance of this dispatch, the rest as first recorded.
+    query: request.draft.query ?? base.query,
+    status: 'running',
+    attempts,
+    lease: { owner: request.owner, expires: new Date(now.getTime() + request.leaseMs).toISOString() },
+    updated: iso,
+  };
+}
+
+export function sameOwner(a: Owner | undefined, b: Owner): boolean {
+  return !!a && a.run === b.run && a.pid === b.pid && a.host === b.host;
+}

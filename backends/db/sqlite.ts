@@ -1,0 +1,240 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { find as mingoFind, Query } from 'mingo';
+import type { MetadataRecord, Owner } from '../../models/record.ts';
+import {
+  type ClaimOutcome,
+  type ClaimRequest,
+  claimedRecord,
+  claimVerdict,
+  type Database,
+  type DbOptions,
+  type Filter,
+  type QueryOptions,
+  sameOwner,
+} from './index.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS records (
+  id TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  analysis TEXT NOT NULL,
+  created TEXT NOT NULL,
+  doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_status ON records(status);
+CREATE INDEX IF NOT EXISTS records_analysis ON records(analysis);
+CREATE INDEX IF NOT EXISTS records_created ON records(created);
+CREATE TABLE IF NOT EXISTS data_assets (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  created TEXT,
+  doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS data_assets_created ON data_assets(created);
+`;
+
+/** SQLite parameters per statement stay far below the limit; one query per chunk of identities. */
+const LOOKUP_CHUNK = 5000;
+const SCAN_PAGE = 2000;
+
+/**
+ * The embedded metadata DB: one row per identity (indexed status, analysis, created) holding the
+ * record as JSON. Rollback-journal mode (not WAL) so that a read-only open creates no side files:
+ * a dry run leaves the workspace byte-identical. Claims run in BEGIN IMMEDIATE transactions, which
+ * serialise writers across processes.
+ */
+export class SqliteDatabase implements Database {
+  private constructor(
+    readonly url: string,
+    private readonly db: BetterSqlite3.Database,
+  ) {}
+
+  static open(url: string, options: DbOptions): SqliteDatabase {
+    const given = url.replace(/^sqlite:(\/\/)?/, '');
+    const file = path.resolve(given === '' ? path.join(options.home, 'metadata.sqlite') : given);
+    if (options.readOnly) {
+      if (!existsSync(file)) {
+        const empty = new BetterSqlite3(':memory:');
+        empty.exec(SCHEMA);
+        return new SqliteDatabase(`sqlite:${file}`, empty);
+      }
+      return new SqliteDatabase(`sqlite:${file}`, new BetterSqlite3(file, { readonly: true, fileMustExist: true, timeout: 30_000 }));
+    }
+    mkdirSync(path.dirname(file), { recursive: true });
+    const db = new BetterSqlite3(file, { timeout: 30_000 });
+    db.pragma('journal_mode = DELETE');
+    db.pragma('synchronous = FULL');
+    db.exec(SCHEMA);
+    return new SqliteDatabase(`sqlite:${file}`, db);
+  }
+
+  async lookup(ids: readonly string[]): Promise<Map<string, MetadataRecord>> {
+    const found = new Map<string, MetadataRecord>();
+    const statement = this.db.prepare<[string], { id: string; doc: string }>(
+      'SELECT id, doc FROM records WHERE id IN (SELECT value FROM json_each(?))',
+    );
+    for (let i = 0; i < ids.length; i += LOOKUP_CHUNK) {
+      for (const row of statement.iterate(JSON.stringify(ids.slice(i, i + LOOKUP_CHUNK)))) {
+        found.set(row.id, JSON.parse(row.doc) as MetadataRecord);
+      }
+    }
+    return found;
+  }
+
+  private read(id: string): MetadataRecord | undefined {
+    const row = this.db.prepare<[string], { doc: string }>('SELECT doc FROM records WHERE id = ?').get(id);
+    return row ? (JSON.parse(row.doc) as MetadataRecord) : undefined;
+  }
+
+  private write(record: MetadataRecord, insert: boolean): void {
+    const sql = insert
+      ? 'INSERT INTO records (id, status, analysis, created, doc) VALUES (@id, @status, @analysis, @created, @doc)'
+      : 'UPDATE records SET status = @status, analysis = @analysis, created = @created, doc = @doc WHERE id = @id';
+    this.db.prepare(sql).run({
+      id: record._id,
+      status: record.status,
+      analysis: record.analysis.name,
+      created: record.created,
+      doc: JSON.stringify(record),
+    });
+  }
+
+  async claim(id: string, request: ClaimRequest): Promise<ClaimOutcome> {
+    const now = request.now ?? new Date();
+    const run = this.db.transaction((): ClaimOutcome => {
+      const existing = this.read(id);
+      const verdict = claimVerdict(existing, now, request.force);
+      if (existing && (verdict === 'succeeded' || verdict === 'running')) return { won: false, record: existing, state: verdict };
+      const record = claimedRecord(existing, request, now);
+      this.write(record, !existing);
+      return { won: true, record, attempt: record.attempts.length };
+    });
+    return run.immediate();
+  }
+
+  async renew(id: string, owner: Owner, leaseMs: number): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const record = this.read(id);
+        if (record?.status !== 'running' || !sameOwner(record.lease?.owner, owner)) return false;
+        record.lease = { owner, expires: new Date(Date.now() + leaseMs).toISOString() };
+        this.write(record, false);
+        return true;
+      })
+      .immediate();
+  }
+
+  async finish(id: string, owner: Owner, update: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const record = this.read(id);
+        if (record?.status !== 'running' || !sameOwner(record.lease?.owner, owner)) return false;
+        this.write({ ...update(record), lease: null, updated: new Date().toISOString() }, false);
+        return true;
+      })
+      .immediate();
+  }
+
+  async get(id: string): Promise<MetadataRecord | undefined> {
+    return this.read(id);
+  }
+
+  async idsWithPrefix(prefix: string, limit: number): Promise<string[]> {
+    const rows = this.db
+      .prepare<[string, string, number], { id: string }>('SELECT id FROM records WHERE id >= ? AND id < ? ORDER BY id LIMIT ?')
+      .all(prefix, `${prefix}\uffff`, limit);
+    return rows.map((r) => r.id);
+  }
+
+  find(filter: Filter, options: QueryOptions = {}): AsyncIterable<MetadataRecord> {
+    return this.scan<MetadataRecord>('records', 'rowid', filter, options);
+  }
+
+  async importAssets(assets: AsyncIterable<Record<string, unknown>> | Iterable<Record<string, unknown>>): Promise<number> {
+    const upsert = this.db.prepare(
+      'INSERT INTO data_assets (id, name, created, doc) VALUES (@id, @name, @created, @doc) ON CONFLICT(id) DO UPDATE SET name = excluded.name, created = excluded.created, doc = excluded.doc',
+    );
+    const flush = this.db.transaction((rows: Record<string, unknown>[]) => {
+      for (const asset of rows) {
+        upsert.run({
+          id: String(asset._id),
+          name: String(asset.name),
+          created: asset.created == null ? null : String(asset.created),
+          doc: JSON.stringify(asset),
+        });
+      }
+    });
+    let count = 0;
+    let batch: Record<string, unknown>[] = [];
+    for await (const asset of assets) {
+      batch.push(asset);
+      if (batch.length >= 5000) {
+        flush(batch);
+        count += batch.length;
+        batch = [];
+      }
+    }
+    flush(batch);
+    return count + batch.length;
+  }
+
+  findAssets(filter: Filter, options: QueryOptions = {}): AsyncIterable<Record<string, unknown>> {
+    // Catalog order is _id order, so the same query over the same catalog always streams the same way.
+    return this.scan<Record<string, unknown>>('data_assets', 'id', filter, options);
+  }
+
+  async getAssets(ids: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
+    const found = new Map<string, Record<string, unknown>>();
+    const statement = this.db.prepare<[string], { id: string; doc: string }>(
+      'SELECT id, doc FROM data_assets WHERE id IN (SELECT value FROM json_each(?))',
+    );
+    for (let i = 0; i < ids.length; i += LOOKUP_CHUNK) {
+      for (const row of statement.iterate(JSON.stringify(ids.slice(i, i + LOOKUP_CHUNK)))) {
+        found.set(row.id, JSON.parse(row.doc) as Record<string, unknown>);
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Streams documents through a mingo filter, reading pages by key so no statement stays open while
+   * the consumer works (better-sqlite3 allows nothing else on a connection mid-iteration). Sorting
+   * needs the matches in memory; filtering alone does not.
+   */
+  private async *scan<T>(table: 'records' | 'data_assets', key: 'rowid' | 'id', filter: Filter, options: QueryOptions): AsyncIterable<T> {
+    const query = new Query(filter as never, {});
+    const page = this.db.prepare<[string | number], { k: string | number; doc: string }>(
+      `SELECT ${key} AS k, doc FROM ${table} WHERE ${key} > ? ORDER BY ${key} LIMIT ${SCAN_PAGE}`,
+    );
+    const matching = function* (this: SqliteDatabase) {
+      let after: string | number = key === 'rowid' ? -1 : '';
+      for (;;) {
+        const rows = page.all(after);
+        for (const row of rows) {
+          const doc = JSON.parse(row.doc) as Record<string, unknown>;
+          if (query.test(doc)) yield doc;
+        }
+        if (rows.length < SCAN_PAGE) return;
+        after = (rows[rows.length - 1] as { k: string | number }).k;
+      }
+    }.bind(this);
+    if (options.limit === 0) return;
+    if (options.sort && Object.keys(options.sort).length > 0) {
+      let cursor = mingoFind([...matching()], {}).sort(options.sort);
+      if (options.limit !== undefined) cursor = cursor.limit(options.limit);
+      for (const doc of cursor) yield doc as T;
+      return;
+    }
+    let emitted = 0;
+    for (const doc of matching()) {
+      yield doc as T;
+      if (options.limit !== undefined && ++emitted >= options.limit) return;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,78 @@
+import type { Readable } from 'node:stream';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  etag: string;
+  modified: Date;
+}
+
+export type Body = string | Uint8Array;
+
+/**
+ * The object store the bucket contract lives in. Keys never start with "/"; a "prefix" is a plain
+ * string prefix, as in S3. Writes are whole-object and atomic: a reader never sees half an object.
+ */
+export interface ObjectStore {
+  /** "file" or "s3": the scheme of this store's object URLs (scheme://bucket/key). */
+  readonly scheme: 'file' | 's3';
+  /** The URL this store was opened with, enough for another process to open the same store. */
+  readonly url: string;
+  put(bucket: string, key: string, body: Body): Promise<void>;
+  /** Writes only if the key does not exist yet; returns false when it already did. */
+  putIfAbsent(bucket: string, key: string, body: Body): Promise<boolean>;
+  putFile(bucket: string, key: string, localPath: string): Promise<void>;
+  get(bucket: string, key: string): Promise<Buffer>;
+  getStream(bucket: string, key: string): Promise<Readable>;
+  getToFile(bucket: string, key: string, localPath: string): Promise<void>;
+  /** undefined when the object does not exist. */
+  head(bucket: string, key: string): Promise<ObjectInfo | undefined>;
+  /** Every object under the prefix, in key order, paging as needed. */
+  list(bucket: string, prefix: string): AsyncIterable<ObjectInfo>;
+  delete(bucket: string, key: string): Promise<void>;
+  bucketExists(bucket: string): Promise<boolean>;
+  createBucket(bucket: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StoreOptions {
+  /** Workspace folder for the file:// store when the URL names no folder. */
+  home: string;
+  /** S3-compatible endpoint (path-style), e.g. http://127.0.0.1:4569. */
+  s3Endpoint?: string;
+}
+
+export interface ObjectUrl {
+  scheme: 'file' | 's3';
+  bucket: string;
+  key: string;
+}
+
+/**
+ * Object URLs are scheme://bucket/key for both stores. `file:///abs/path` (no bucket) names a plain
+ * local file and has bucket "".
+ */
+export function parseObjectUrl(url: string): ObjectUrl {
+  const match = /^(s3|file):\/\/([^/]*)\/?(.*)$/.exec(url);
+  if (!match) throw new Error(`"${url}" is not an object URL: expected s3://bucket/key, file://bucket/key or file:///absolute/path`);
+  const [, scheme, bucket = '', key = ''] = match;
+  if (scheme === 's3' && !bucket) throw new Error(`"${url}" names no bucket: expected s3://bucket/key`);
+  return { scheme: scheme as 'file' | 's3', bucket, key: bucket ? key : `/${key}` };
+}
+
+export function objectUrl(scheme: 'file' | 's3', bucket: string, key: string): string {
+  return `${scheme}://${bucket}/${key}`;
+}
+
+/** Opens the store a URL names: file:// (default, under the workspace) or s3://. */
+export async function openStore(url: string, options: StoreOptions): Promise<ObjectStore> {
+  if (url === 'file:' || url.startsWith('file://')) {
+    const { FileStore } = await import('./fs.ts');
+    return new FileStore(url, options);
+  }
+  if (url.startsWith('s3:')) {
+    const { S3Store } = await import('./s3.ts');
+    return new S3Store(url, options);
+  }
+  throw new Error(`--store "${url}" is not supported: use file:///path/to/folder (the default is file: under the workspace) or s3://`);
+}

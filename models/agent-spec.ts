@@ -1,0 +1,24 @@
+import { z } from 'zod';
+
+/**
+ * What the wrapper hands the agent (the instance side). The same spec drives a local child process
+ * and the agent started by an EC2 instance's UserData.
+ */
+export const AgentSpec = z
+  .object({
+    store: z.string().describe('object store URL: file:///root or s3://'),
+    s3_endpoint: z.string().optional(),
+    bucket: z.string(),
+    group: z.string(),
+    timestamp: z.string(),
+    dataname: z.string().describe('what the job reads, as named in the submit file'),
+    inputs: z.array(z.string()).describe('object URLs to stage into the input folder'),
+    configname: z.string(),
+    command: z.array(z.string()).min(1),
+    analysis_dir: z.string(),
+    instance: z.string().describe('name of the machine, for the status file'),
+    max_runtime_s: z.number().positive(),
+    status_interval_ms: z.number().int().positive().default(2000),
+  })
+  .strict();
+export type AgentSpec = z.infer<typeof AgentSpec>;

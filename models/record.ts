@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { CodeVersion, PreImage } from './identity.ts';
+import { JobInputAsset, Provenance } from './job-input.ts';
+
+export const RecordStatus = z.enum(['claimed', 'running', 'succeeded', 'failed']);
+export type RecordStatus = z.infer<typeof RecordStatus>;
+
+export const Owner = z.object({ host: z.string(), pid: z.number().int(), run: z.string() }).strict();
+export type Owner = z.infer<typeof Owner>;
+
+export const JobLocation = z
+  .object({
+    store: z.string().describe('scheme of the object store: file or s3'),
+    bucket: z.string(),
+    group: z.string(),
+    timestamp: z.string(),
+    results: z.string().describe('URL of results/job__{bucket}_{timestamp}/process_results/'),
+    logs: z.string().describe('URL of results/job__{bucket}_{timestamp}/logs/'),
+  })
+  .strict();
+export type JobLocation = z.infer<typeof JobLocation>;
+
+export const ManifestEntry = z.object({ key: z.string(), size: z.number().int().nonnegative(), sha256: z.string() }).strict();
+export type ManifestEntry = z.infer<typeof ManifestEntry>;
+
+export const Attempt = z
+  .object({
+    n: z.number().int().positive(),
+    started: z.string(),
+    ended: z.string().nullable(),
+    status: RecordStatus,
+    reason: z.string().nullable(),
+    exit_code: z.number().int().nullable(),
+    results: z.string().nullable().describe('results URL of this attempt'),
+    owner: Owner,
+    force_reason: z.string().optional(),
+  })
+  .strict();
+export type Attempt = z.infer<typeof Attempt>;
+
+/** One document per identity in the metadata DB (`records`); _id = identity. */
+export const MetadataRecord = z
+  .object({
+    _id: z.string().regex(/^[0-9a-f]{64}$/),
+    status: RecordStatus,
+    preimage: PreImage,
+    analysis: z.object({ name: z.string(), version: z.string() }).strict(),
+    code: CodeVersion,
+    parameters: z.record(z.string(), z.unknown()),
+    inputs: z.array(JobInputAsset),
+    query: Provenance.nullable(),
+    job: JobLocation.nullable(),
+    outputs: z
+      .object({ manifest: z.array(ManifestEntry), output_parameters: z.record(z.string(), z.unknown()).nullable() })
+      .strict()
+      .nullable(),
+    compute: z.object({ backend: z.string(), host: z.string(), instance: z.string().nullable(), type: z.string().nullable() }).strict(),
+    exit_code: z.number().int().nullable(),
+    reason: z.string().nullable(),
+    stderr_tail: z.array(z.string()).default([]),
+    start: z.string().nullable(),
+    end: z.string().nullable(),
+    duration_s: z.number().nullable(),
+    attempts: z.array(Attempt),
+    lease: z.object({ owner: Owner, expires: z.string() }).strict().nullable(),
+    created: z.string(),
+    updated: z.string(),
+    caas_version: z.string(),
+  })
+  .strict();
+export type MetadataRecord = z.infer<typeof MetadataRecord>;
