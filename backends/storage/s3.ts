@@ -1,0 +1,191 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  type BucketLocationConstraint,
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { Body, ObjectInfo, ObjectStore, StoreOptions } from './index.ts';
+
+const PART_SIZE = 8 * 1024 * 1024;
+const PARTS_IN_FLIGHT = 4;
+
+/** Amazon S3 or any S3-compatible server (path-style) when an endpoint is given. */
+export class S3Store implements ObjectStore {
+  readonly scheme = 's3' as const;
+  readonly url = 's3://';
+  readonly region: string;
+  readonly endpoint: string | undefined;
+  private readonly client: S3Client;
+
+  constructor(_url: string, options: StoreOptions) {
+    this.region = process.env.AWS_REGION || 'us-east-1';
+    this.endpoint = options.s3Endpoint || process.env.AWS_ENDPOINT_URL || undefined;
+    this.client = new S3Client({
+      region: this.region,
+      ...(this.endpoint
+        ? {
+            endpoint: this.endpoint,
+            // S3-compatible servers rarely resolve bucket subdomains, and most of them (s3rver, older
+            // MinIO) reject the flexible checksums the SDK sends by default since 2025.
+            forcePathStyle: true,
+            requestChecksumCalculation: 'WHEN_REQUIRED',
+            responseChecksumValidation: 'WHEN_REQUIRED',
+          }
+        : // A bucket in another region answers with a redirect; follow it rather than fail.
+          { followRegionRedirects: true }),
+    });
+  }
+
+  async put(bucket: string, key: string, body: Body): Promise<void> {
+    await this.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  }
+
+  async putIfAbsent(bucket: string, key: string, body: Body): Promise<boolean> {
+    // S3 has honoured If-None-Match on PUT since August 2024, which makes this atomic. s3rver and
+    // some other compatible servers ignore the header and overwrite, so the HEAD first is what
+    // protects them; there a writer that slips in between the HEAD and the PUT is overwritten.
+    for (let attempt = 0; ; attempt++) {
+      if (await this.head(bucket, key)) return false;
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: '*' }));
+        return true;
+      } catch (error) {
+        if (status(error) === 412) return false;
+        // 409: another conditional write to this key was in flight; the next HEAD sees who won.
+        if (status(error) === 409 && attempt < 3) continue;
+        throw error;
+      }
+    }
+  }
+
+  async putFile(bucket: string, key: string, localPath: string): Promise<void> {
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: bucket, Key: key, Body: createReadStream(localPath) },
+      partSize: PART_SIZE,
+      queueSize: PARTS_IN_FLIGHT,
+    });
+    await upload.done();
+  }
+
+  async get(bucket: string, key: string): Promise<Buffer> {
+    const stream = await this.getStream(bucket, key);
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async getStream(bucket: string, key: string): Promise<Readable> {
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      if (!(response.Body instanceof Readable)) throw new Error(`S3 returned no readable body for ${key} in bucket ${bucket}`);
+      return response.Body;
+    } catch (error) {
+      throw notFound(error, bucket, key);
+    }
+  }
+
+  async getToFile(bucket: string, key: string, localPath: string): Promise<void> {
+    const stream = await this.getStream(bucket, key);
+    await mkdir(path.dirname(localPath), { recursive: true });
+    await pipeline(stream, createWriteStream(localPath));
+  }
+
+  async head(bucket: string, key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const response = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return { key, size: response.ContentLength ?? 0, etag: unquote(response.ETag), modified: response.LastModified ?? new Date(0) };
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async *list(bucket: string, prefix: string): AsyncIterable<ObjectInfo> {
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined) continue;
+        yield { key: object.Key, size: object.Size ?? 0, etag: unquote(object.ETag), modified: object.LastModified ?? new Date(0) };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async delete(bucket: string, key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+  }
+
+  async bucketExists(bucket: string): Promise<boolean> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
+      return true;
+    } catch (error) {
+      if (isMissing(error)) return false;
+      if (status(error) === 403)
+        throw new Error(`bucket ${bucket} exists but these AWS credentials may not use it: check AWS_PROFILE or pick another bucket name`);
+      throw error;
+    }
+  }
+
+  async createBucket(bucket: string): Promise<void> {
+    try {
+      await this.client.send(
+        new CreateBucketCommand({
+          Bucket: bucket,
+          // us-east-1 is the one region that rejects an explicit location constraint.
+          ...(this.region === 'us-east-1'
+            ? {}
+            : { CreateBucketConfiguration: { LocationConstraint: this.region as BucketLocationConstraint } }),
+        }),
+      );
+    } catch (error) {
+      const name = (error as Error).name;
+      if (name === 'BucketAlreadyOwnedByYou') return;
+      // S3 says this when another account owns the name, but s3rver (and some other servers) say it
+      // to the owner too; only a bucket we can reach counts as made.
+      if (name === 'BucketAlreadyExists' && (await this.bucketExists(bucket))) return;
+      if (name === 'BucketAlreadyExists') throw new Error(`bucket name ${bucket} is taken by another AWS account: pick another name`);
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
+
+function status(error: unknown): number | undefined {
+  return error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+}
+
+/** HEAD responses carry no body, so a missing object or bucket is known only by its 404. */
+function isMissing(error: unknown): boolean {
+  const name = (error as Error | undefined)?.name;
+  return status(error) === 404 || name === 'NotFound' || name === 'NoSuchKey' || name === 'NoSuchBucket';
+}
+
+/** The same error the file store throws, so callers test `code` and never the backend. */
+function notFound(error: unknown, bucket: string, key: string): Error {
+  if ((error as Error | undefined)?.name === 'NoSuchKey' || (status(error) === 404 && (error as Error).name !== 'NoSuchBucket'))
+    return Object.assign(new Error(`no object ${key} in bucket ${bucket}`), { code: 'NoSuchKey' });
+  return error as Error;
+}
+
+/** S3 quotes ETags on the wire; the file store's are bare md5 hex. */
+function unquote(etag: string | undefined): string {
+  return (etag ?? '').replace(/^"|"$/g, '');
+}
