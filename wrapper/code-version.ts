@@ -14,17 +14,17 @@ export interface CodeState {
 }
 
 /**
- * Reads the commit and remote of the git repository holding an analysis folder. Read-only:
- * GIT_OPTIONAL_LOCKS=0 stops `git status` from refreshing the index, so a dry run writes nothing.
+ * Reads the commit and remote of the git repository holding an analysis folder, read-only.
  * With allowDirty, a sha256 of the uncommitted diff (tracked changes and untracked files) goes into
  * the version, so a dirty run never shares an identity with the clean commit.
  */
 export async function readCodeVersion(dir: string, options: { allowDirty: boolean }): Promise<CodeState> {
-  const git = simpleGit({ baseDir: dir }).env({ ...process.env, GIT_OPTIONAL_LOCKS: '0' });
+  const git = simpleGit({ baseDir: dir });
   let repoRoot: string;
   try {
     repoRoot = (await git.revparse(['--show-toplevel'])).trim();
-  } catch {
+  } catch (error) {
+    if (!/not a git repository/i.test(String(error))) throw new CodeVersionError(`cannot read the git version of ${dir}: ${String(error)}`);
     throw new CodeVersionError(
       `${dir} is not inside a git repository, so its code version cannot be recorded. ` +
         'Run `git init && git add -A && git commit -m "analysis"` there (or put the analysis in a repository) and try again.',
@@ -42,13 +42,16 @@ export async function readCodeVersion(dir: string, options: { allowDirty: boolea
   const origin = remotes.find((r) => r.name === 'origin') ?? remotes[0];
   const url = origin?.refs.fetch || null;
   const relDir = path.relative(repoRoot, dir) || '.';
-  const status = await git.status(['--porcelain', '--untracked-files=all', '--', relDir]);
-  const dirtyFiles = status.files.map((f) => f.path).sort();
+  // --no-optional-locks: `git status` must not refresh the index, so a dry run writes nothing.
+  const porcelain = await git.raw(['--no-optional-locks', 'status', '--porcelain=v1', '-z', '--untracked-files=all', '--', relDir]);
+  const entries = porcelain.split('\0').filter(Boolean);
+  const dirtyFiles = entries.map((e) => e.slice(3)).sort();
+  const untracked = entries.filter((e) => e.startsWith('??')).map((e) => e.slice(3));
   const version: CodeVersion = { url, commit };
   if (dirtyFiles.length > 0 && options.allowDirty) {
     const hash = createHash('sha256');
-    hash.update(await git.diff(['HEAD', '--', relDir]));
-    for (const file of status.not_added.sort()) {
+    hash.update(await git.raw(['--no-optional-locks', 'diff', 'HEAD', '--', relDir]));
+    for (const file of untracked.sort()) {
       hash.update(`\0untracked:${file}\0`);
       hash.update(await readFile(path.join(repoRoot, file)));
     }

@@ -1,4 +1,4 @@
-import type { MetadataRecord, Owner } from '../../models/record.ts';
+import type { JobLocation, MetadataRecord, Owner } from '../../models/record.ts';
 
 export type Filter = Record<string, unknown>;
 
@@ -19,6 +19,8 @@ export interface ClaimRequest {
   leaseMs: number;
   /** Rerun a succeeded identity as a new attempt, with this reason recorded. */
   force?: string;
+  /** Where the new attempt will write (its own job folder); recorded with the attempt at claim time. */
+  job?: JobLocation;
   now?: Date;
 }
 
@@ -109,7 +111,7 @@ export function claimedRecord(existing: MetadataRecord | undefined, request: Cla
     status: 'running',
     reason: null,
     exit_code: null,
-    results: null,
+    results: request.job?.results ?? null,
     owner: request.owner,
     ...(request.force && existing ? { force_reason: request.force } : {}),
   });
@@ -117,6 +119,7 @@ export function claimedRecord(existing: MetadataRecord | undefined, request: Cla
     ...base,
     // Fresh provenance of this dispatch, the rest as first recorded.
     query: request.draft.query ?? base.query,
+    job: request.job ?? base.job,
     status: 'running',
     attempts,
     lease: { owner: request.owner, expires: new Date(now.getTime() + request.leaseMs).toISOString() },

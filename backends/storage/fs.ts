@@ -21,7 +21,9 @@ export class FileStore implements ObjectStore {
   }
 
   private bucketDir(bucket: string): string {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(bucket) || bucket === TMP_DIR) throw new Error(`"${bucket}" is not a valid bucket name`);
+    if (!/^[A-Za-z0-9._-]+$/.test(bucket) || bucket === TMP_DIR || bucket === '.' || bucket === '..') {
+      throw new Error(`"${bucket}" is not a valid bucket name`);
+    }
     return path.join(this.root, bucket);
   }
 

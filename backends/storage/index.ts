@@ -76,3 +76,40 @@ export async function openStore(url: string, options: StoreOptions): Promise<Obj
   }
   throw new Error(`--store "${url}" is not supported: use file:///path/to/folder (the default is file: under the workspace) or s3://`);
 }
+
+/**
+ * Finds the store behind any object URL a job names: the primary store for its own scheme, a
+ * store opened on demand for the other scheme, and a root-level file store for file:///abs/paths
+ * (whose first path segment then plays the bucket).
+ */
+export class ObjectLocator {
+  private readonly opened = new Map<string, Promise<ObjectStore>>();
+
+  constructor(
+    readonly primary: ObjectStore,
+    private readonly options: StoreOptions,
+  ) {}
+
+  async locate(url: string): Promise<{ store: ObjectStore; bucket: string; key: string }> {
+    const parsed = parseObjectUrl(url);
+    if (parsed.scheme === 'file' && parsed.bucket === '') {
+      const [bucket = '', ...rest] = parsed.key.replace(/^\/+/, '').split('/');
+      return { store: await this.open('file:///'), bucket, key: rest.join('/') };
+    }
+    if (parsed.scheme === this.primary.scheme) return { store: this.primary, bucket: parsed.bucket, key: parsed.key };
+    return { store: await this.open(parsed.scheme === 's3' ? 's3://' : 'file:'), bucket: parsed.bucket, key: parsed.key };
+  }
+
+  private open(url: string): Promise<ObjectStore> {
+    let store = this.opened.get(url);
+    if (!store) {
+      store = openStore(url, this.options);
+      this.opened.set(url, store);
+    }
+    return store;
+  }
+
+  async close(): Promise<void> {
+    for (const store of this.opened.values()) await (await store).close();
+  }
+}

@@ -1,0 +1,148 @@
+import type { Command } from 'commander';
+import type { JobResult } from '../../wrapper/execute.ts';
+import type { PlanEntry } from '../../wrapper/gate.ts';
+import { RunRefused, runBatch } from '../../wrapper/run.ts';
+import { settingsOf, UsageError } from '../settings.ts';
+import { formatTable, shortId } from '../table.ts';
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('Validate jobs, compute their identities, gate them against the metadata DB, and (with --execute) run them')
+    .argument('<jobs>', 'JSONL file, JSON array file, folder of job .json files, or - for stdin')
+    .option('--execute', 'run the jobs (the default is a dry run that shows the plan and writes nothing)', false)
+    .option('--no-dry-run', 'same as --execute')
+    .option(
+      '--compute <name>',
+      'where jobs run: local (a child process per job) or ec2 (an instance per job)',
+      process.env.CAAS_COMPUTE ?? 'local',
+    )
+    .option('--concurrency <n>', 'jobs at a time', (v) => positiveInt(v, '--concurrency'), 2)
+    .option('--allow-dirty', 'run from an analysis folder with uncommitted changes (the diff hash enters the identity)', false)
+    .option('--force', 'rerun identities that already succeeded, as a new attempt (needs --reason)', false)
+    .option('--reason <text>', 'why a --force rerun is needed (kept in the record)')
+    .option(
+      '--lease-seconds <s>',
+      'claim lease; a runner that stops renewing loses its jobs after this long',
+      (v) => positiveNumber(v, '--lease-seconds'),
+      Number(process.env.CAAS_LEASE_SECONDS ?? 60),
+    )
+    .option('--json', 'print the plan and the results as JSON lines', false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ caas run jobs.jsonl                       # dry run: the plan (RUN / SKIP / RUNNING / INVALID), nothing written
+  $ caas run jobs.jsonl --execute             # run what the plan says, 2 at a time
+  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .json | caas run - --execute
+  $ caas run jobs.jsonl --execute --force --reason "reprocess after spike-sorting fix"
+
+Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the batch still ran).`,
+    )
+    .action(async (source: string, options, command: Command) => {
+      const settings = settingsOf(command);
+      const execute = Boolean(options.execute) || options.dryRun === false;
+      if (options.force && !options.reason?.trim())
+        throw new UsageError('--force needs --reason "<why>": reruns of succeeded results are audited');
+      if (options.reason && !options.force) throw new UsageError('--reason only goes with --force');
+      const json = Boolean(options.json);
+      const out = (line: string) => process.stdout.write(`${line}\n`);
+      try {
+        const summary = await runBatch(
+          {
+            source,
+            home: settings.home,
+            storeUrl: settings.storeUrl,
+            dbUrl: settings.dbUrl,
+            s3Endpoint: settings.s3Endpoint,
+            compute: options.compute,
+            execute,
+            concurrency: options.concurrency,
+            allowDirty: options.allowDirty,
+            forceReason: options.force ? options.reason : undefined,
+            leaseMs: options.leaseSeconds * 1000,
+            statusIntervalMs: process.env.CAAS_STATUS_INTERVAL_MS ? Number(process.env.CAAS_STATUS_INTERVAL_MS) : undefined,
+          },
+          {
+            plan: (entries) => (json ? entries.forEach((e) => out(JSON.stringify(planJson(e)))) : printPlan(entries, out)),
+            warn: (message) => process.stderr.write(`warning: ${message}\n`),
+            result: (result) => (json ? out(JSON.stringify({ type: 'result', ...result })) : out(resultLine(result))),
+          },
+        );
+        const p = summary.planned;
+        const planLine = `plan: ${p.RUN} to run, ${p.SKIP} skipped, ${p.RUNNING} running elsewhere, ${p.INVALID} invalid`;
+        if (json) out(JSON.stringify({ type: 'summary', ...summary }));
+        else if (!execute) out(`${planLine} (dry run: nothing was written; add --execute to run)`);
+        else {
+          const r = summary.results;
+          out(
+            `${planLine}\ndone: ${r.succeeded} succeeded, ${r.failed} failed, ${r.skipped + r.running} taken by other runners, ${r.lost} lost`,
+          );
+        }
+        process.exitCode = summary.exitCode;
+      } catch (error) {
+        if (error instanceof RunRefused) throw new UsageError(error.message);
+        throw error;
+      }
+    });
+}
+
+let headerPrinted = false;
+
+function printPlan(entries: PlanEntry[], out: (line: string) => void): void {
+  if (entries.length === 0) return;
+  const rows = entries.map((e) => [
+    e.action,
+    shortId(e.job?.identity),
+    e.job?.analysis.name ?? '-',
+    e.job ? inputLabel(e) : e.where,
+    e.action === 'INVALID'
+      ? `${e.where}: ${e.reason}`
+      : e.action === 'SKIP'
+        ? `${e.reason} (record ${shortId(e.record?._id)})`
+        : (e.reason ?? ''),
+  ]);
+  const table = formatTable(['ACTION', 'IDENTITY', 'ANALYSIS', 'INPUT', 'DETAIL'], rows).split('\n');
+  for (const line of headerPrinted ? table.slice(1) : table) out(line);
+  headerPrinted = true;
+}
+
+function inputLabel(entry: PlanEntry): string {
+  const job = entry.job!;
+  const names = job.job.inputs.map((i) => i.name).join('+');
+  const params = Object.entries(job.job.parameters)
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+    .join(',');
+  return params ? `${names} {${params}}` : names;
+}
+
+function planJson(e: PlanEntry) {
+  return {
+    type: 'plan',
+    action: e.action,
+    where: e.where,
+    identity: e.job?.identity ?? null,
+    analysis: e.job?.analysis.name ?? null,
+    reason: e.reason ?? null,
+    record: e.record?._id ?? null,
+  };
+}
+
+function resultLine(r: JobResult): string {
+  const took = r.durationS !== undefined ? ` ${r.durationS.toFixed(1)} s` : '';
+  const attempt = r.attempt ? ` attempt ${r.attempt}` : '';
+  const where = r.outcome === 'succeeded' || r.outcome === 'failed' ? `  ${r.results ?? ''}` : '';
+  return `${r.outcome.toUpperCase().padEnd(9)} ${shortId(r.identity)}${attempt}${took}  ${r.where}${where}${r.outcome === 'succeeded' ? '' : `  (${r.reason})`}`;
+}
+
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number >= 1, got "${value}"`);
+  return n;
+}
+
+function positiveNumber(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} expects a number > 0, got "${value}"`);
+  return n;
+}

@@ -1,0 +1,33 @@
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { listAnalysisNames, loadAnalysis } from '../../analyses/index.ts';
+import { namedModels } from '../../models/index.ts';
+import { UsageError } from '../settings.ts';
+
+export function registerSchema(program: Command): void {
+  program
+    .command('schema')
+    .description("Print the JSON Schema of a contract or of an analysis' parameters (zod 4, input mode)")
+    .argument('[name]', `one of: ${Object.keys(namedModels).join(', ')}, or an analysis name`)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ caas schema job-input          # what caas run accepts
+  $ caas schema unit-filter        # the parameters of the unit-filter analysis, for web forms
+  $ caas schema                    # list what is available`,
+    )
+    .action(async (name: string | undefined) => {
+      const analyses = listAnalysisNames();
+      if (!name) {
+        process.stdout.write(`models: ${Object.keys(namedModels).join(', ')}\nanalyses: ${analyses.join(', ')}\n`);
+        return;
+      }
+      const model = namedModels[name] ?? (analyses.includes(name) ? ((await loadAnalysis(name)).parameters as z.ZodType) : undefined);
+      if (!model)
+        throw new UsageError(`unknown schema "${name}": expected one of ${[...Object.keys(namedModels), ...analyses].join(', ')}`);
+      // unrepresentable: 'any' keeps custom zod types (the analysis model fields) from aborting the export.
+      const schema = z.toJSONSchema(model, { io: 'input', unrepresentable: 'any' });
+      process.stdout.write(`${JSON.stringify({ title: name, ...schema }, null, 2)}\n`);
+    });
+}

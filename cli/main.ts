@@ -1,0 +1,41 @@
+import { Command, CommanderError } from 'commander';
+import { CAAS_VERSION } from '../wrapper/caas-version.ts';
+import { CodeVersionError } from '../wrapper/code-version.ts';
+import { registerRun } from './commands/run.ts';
+import { registerSchema } from './commands/schema.ts';
+import { addGlobalOptions, UsageError } from './settings.ts';
+
+const program = addGlobalOptions(new Command('caas'))
+  .version(CAAS_VERSION)
+  .description('cloud analysis as a service: run analyses over many datasets exactly once, and prove what produced every result')
+  .showHelpAfterError('(add --help for usage)')
+  .exitOverride()
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .json > jobs.jsonl
+  $ caas run jobs.jsonl             # dry run: the plan, nothing written
+  $ caas run jobs.jsonl --execute   # run on the embedded defaults (.caas/: folder buckets, SQLite, child processes)
+  $ caas query '{"status":"succeeded"}'
+
+Exit codes: 0 all good, 1 some jobs failed, 2 invalid input.`,
+  );
+
+registerRun(program);
+registerSchema(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode === 0 ? 0 : 2;
+  } else if (error instanceof UsageError || error instanceof CodeVersionError) {
+    process.stderr.write(`caas: ${error.message}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`caas: ${(error as Error).message}\n`);
+    if (process.env.CAAS_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
+    process.exitCode = process.exitCode || 1;
+  }
+}

@@ -1,0 +1,34 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+
+/** Where things live: flags first, then environment, then the embedded defaults under the workspace. */
+export interface Settings {
+  home: string;
+  storeUrl: string;
+  dbUrl: string;
+  s3Endpoint?: string;
+}
+
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .option('--home <dir>', 'workspace for the embedded defaults (env CAAS_HOME)', process.env.CAAS_HOME ?? '.caas')
+    .option(
+      '--store <url>',
+      'object store: file: (folder per bucket under the workspace) or s3:// (env CAAS_STORE)',
+      process.env.CAAS_STORE ?? 'file:',
+    )
+    .option(
+      '--db <url>',
+      'metadata DB: sqlite: (under the workspace), sqlite:<file> or mongodb://... (env CAAS_DB)',
+      process.env.CAAS_DB ?? 'sqlite:',
+    )
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint, path-style (env AWS_ENDPOINT_URL)', process.env.AWS_ENDPOINT_URL);
+}
+
+export function settingsOf(command: Command): Settings {
+  const options = command.optsWithGlobals<{ home: string; store: string; db: string; s3Endpoint?: string }>();
+  return { home: path.resolve(options.home), storeUrl: options.store, dbUrl: options.db, s3Endpoint: options.s3Endpoint };
+}
+
+/** Invalid input (flags, job files, queries) exits 2; the message says what to do. */
+export class UsageError extends Error {}

@@ -1,0 +1,118 @@
+import type { z } from 'zod';
+import { loadAnalysis, UnknownAnalysisError } from '../analyses/index.ts';
+import type { Analysis } from '../models/analysis.ts';
+import type { PreImage } from '../models/identity.ts';
+import { describeIssues } from '../models/issues.ts';
+import { JobInput } from '../models/job-input.ts';
+import { type CodeState, readCodeVersion } from './code-version.ts';
+import { buildPreImage, identityOf } from './identity.ts';
+import type { JobEntry } from './job-source.ts';
+
+/** A valid job with everything the gate and the launcher need. */
+export interface PreparedJob {
+  where: string;
+  job: JobInput;
+  analysis: Analysis;
+  parameters: Record<string, unknown>;
+  preimage: PreImage;
+  identity: string;
+  bucket: string;
+  group: string;
+  /** scheme://bucket/group: the output location that enters the identity. */
+  output: string;
+  code: CodeState;
+}
+
+export type Prepared = { ok: true; job: PreparedJob } | { ok: false; where: string; reason: string; analysis?: string };
+
+export interface PrepareOptions {
+  /** Scheme of the object store the results go to: part of the output location. */
+  storeScheme: 'file' | 's3';
+  allowDirty: boolean;
+  /** Analysis folders to search (default: CAAS_ANALYSES, then analyses/). */
+  roots?: string[];
+}
+
+/**
+ * Validates job inputs and computes their identities: job schema, then the analysis' own parameter
+ * model (defaults applied, unknown keys rejected), then the pre-image. Validation always comes before
+ * hashing, so equal meaning gives equal identity.
+ */
+export class JobPreparer {
+  private readonly codeStates = new Map<string, Promise<CodeState>>();
+
+  constructor(private readonly options: PrepareOptions) {}
+
+  async prepare(entry: JobEntry): Promise<Prepared> {
+    const { where } = entry;
+    if (entry.error !== undefined) return { ok: false, where, reason: entry.error };
+    const parsed = JobInput.safeParse(entry.value);
+    if (!parsed.success) return { ok: false, where, reason: describeIssues(parsed.error), analysis: analysisName(entry.value) };
+    const job = parsed.data;
+    let analysis: Analysis;
+    try {
+      analysis = await loadAnalysis(job.analysis, this.options.roots);
+    } catch (error) {
+      if (error instanceof UnknownAnalysisError) return { ok: false, where, reason: `analysis: ${error.message}`, analysis: job.analysis };
+      throw error;
+    }
+    return this.prepareValid(where, job, analysis);
+  }
+
+  async prepareValid(where: string, job: JobInput, analysis: Analysis): Promise<Prepared> {
+    const parameters = (analysis.parameters as z.ZodType).safeParse(job.parameters);
+    if (!parameters.success) return { ok: false, where, reason: describeIssues(parameters.error, 'parameters'), analysis: analysis.name };
+    if (job.instance_type && !instanceTypeAllowed(analysis, job.instance_type)) {
+      return {
+        ok: false,
+        where,
+        reason: `instance_type: "${job.instance_type}" is not allowed for ${analysis.name}; expected one of ${analysis.blueprint.allowed_instance_types.join(', ') || analysis.blueprint.instance_type}`,
+        analysis: analysis.name,
+      };
+    }
+    const code = await this.codeState(analysis.dir);
+    const bucket = job.bucket ?? analysis.blueprint.bucket;
+    const output = `${this.options.storeScheme}://${bucket}/${job.group}`;
+    const preimage = buildPreImage({
+      analysis: { name: analysis.name, version: analysis.version },
+      code: code.version,
+      parameters: parameters.data as Record<string, unknown>,
+      inputs: job.inputs,
+      output,
+    });
+    return {
+      ok: true,
+      job: {
+        where,
+        job,
+        analysis,
+        parameters: preimage.parameters,
+        preimage,
+        identity: identityOf(preimage),
+        bucket,
+        group: job.group,
+        output,
+        code,
+      },
+    };
+  }
+
+  private codeState(dir: string): Promise<CodeState> {
+    let state = this.codeStates.get(dir);
+    if (!state) {
+      state = readCodeVersion(dir, { allowDirty: this.options.allowDirty });
+      this.codeStates.set(dir, state);
+    }
+    return state;
+  }
+}
+
+export function instanceTypeAllowed(analysis: Analysis, type: string): boolean {
+  const { allowed_instance_types: allowed, instance_type: standard } = analysis.blueprint;
+  return type === standard || allowed.includes(type);
+}
+
+function analysisName(value: unknown): string | undefined {
+  const name = (value as { analysis?: unknown } | null)?.analysis;
+  return typeof name === 'string' ? name : undefined;
+}

@@ -1,0 +1,128 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { openLauncher } from '../backends/compute/index.ts';
+import { openDatabase } from '../backends/db/index.ts';
+import { openStore } from '../backends/storage/index.ts';
+import type { Owner } from '../models/record.ts';
+import { type ExecuteContext, executeJob, type JobResult } from './execute.ts';
+import { GATE_CHUNK, type PlanEntry, planChunk } from './gate.ts';
+import { readJobEntries } from './job-source.ts';
+import { JobPreparer, type Prepared } from './prepare.ts';
+
+export interface RunOptions {
+  /** JSONL / JSON array file, folder of job files, or "-" for stdin. */
+  source: string;
+  home: string;
+  storeUrl: string;
+  dbUrl: string;
+  compute: string;
+  s3Endpoint?: string;
+  execute: boolean;
+  concurrency: number;
+  allowDirty: boolean;
+  /** --force --reason: rerun succeeded identities as new, audited attempts. */
+  forceReason?: string;
+  leaseMs: number;
+  statusIntervalMs?: number;
+  stdin?: NodeJS.ReadableStream;
+}
+
+export interface RunReporter {
+  plan(entries: PlanEntry[]): void;
+  warn(message: string): void;
+  started?(entry: PlanEntry): void;
+  result(result: JobResult): void;
+}
+
+export interface RunSummary {
+  planned: Record<PlanEntry['action'], number>;
+  results: Record<JobResult['outcome'], number>;
+  exitCode: 0 | 1 | 2;
+}
+
+export class RunRefused extends Error {}
+
+/**
+ * `caas run`: read → validate → identity → gate (one lookup per chunk) → plan; with execute, run
+ * the RUN jobs. A dry run opens the store and the DB read-only and writes nothing anywhere.
+ */
+export async function runBatch(options: RunOptions, reporter: RunReporter): Promise<RunSummary> {
+  const store = await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint });
+  const db = await openDatabase(options.dbUrl, { home: options.home, readOnly: !options.execute });
+  try {
+    const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty });
+    const plan: PlanEntry[] = [];
+    const seen = new Map<string, string>();
+    let chunk: Prepared[] = [];
+    const flush = async () => {
+      const entries = await planChunk(chunk, db, { force: options.forceReason !== undefined, seen });
+      reporter.plan(entries);
+      plan.push(...entries);
+      chunk = [];
+    };
+    for await (const entry of readJobEntries(options.source, options.stdin as never)) {
+      chunk.push(await preparer.prepare(entry));
+      if (chunk.length >= GATE_CHUNK) await flush();
+    }
+    await flush();
+
+    const summary: RunSummary = {
+      planned: { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0 },
+      results: { succeeded: 0, failed: 0, skipped: 0, running: 0, lost: 0 },
+      exitCode: 0,
+    };
+    for (const entry of plan) summary.planned[entry.action]++;
+
+    const toRun = plan.filter((e) => e.action === 'RUN');
+    const dirty = new Map<string, string[]>();
+    for (const entry of toRun) if (entry.job?.code.dirtyFiles.length) dirty.set(entry.job.analysis.dir, entry.job.code.dirtyFiles);
+    for (const [dir, files] of dirty) {
+      const message = `analysis folder ${dir} has uncommitted changes: ${files.join(', ')}`;
+      if (options.execute && !options.allowDirty) {
+        throw new RunRefused(
+          `${message}\nCommit them (the identity records the commit), or pass --allow-dirty to run with a hash of the diff in the identity.`,
+        );
+      }
+      reporter.warn(
+        options.allowDirty
+          ? `${message} (--allow-dirty: the diff's sha256 is part of the identity)`
+          : `${message}: --execute will refuse until they are committed or --allow-dirty is given`,
+      );
+    }
+
+    if (options.execute && toRun.length > 0) {
+      const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint });
+      const owner: Owner = { host: hostname(), pid: process.pid, run: randomUUID() };
+      const ctx: ExecuteContext = {
+        db,
+        store,
+        launcher,
+        owner,
+        leaseMs: options.leaseMs,
+        force: options.forceReason,
+        s3Endpoint: options.s3Endpoint,
+        statusIntervalMs: options.statusIntervalMs,
+      };
+      let next = 0;
+      const worker = async () => {
+        while (next < toRun.length) {
+          const entry = toRun[next++]!;
+          reporter.started?.(entry);
+          const result = await executeJob(entry.job!, ctx);
+          summary.results[result.outcome]++;
+          reporter.result(result);
+        }
+      };
+      try {
+        await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, toRun.length)) }, worker));
+      } finally {
+        await launcher.close();
+      }
+    }
+    summary.exitCode = summary.planned.INVALID > 0 ? 2 : summary.results.failed > 0 || summary.results.lost > 0 ? 1 : 0;
+    return summary;
+  } finally {
+    await db.close();
+    await store.close();
+  }
+}

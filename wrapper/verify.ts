@@ -1,0 +1,95 @@
+import { createHash } from 'node:crypto';
+import type { z } from 'zod';
+import type { ObjectStore } from '../backends/storage/index.ts';
+import type { Analysis } from '../models/analysis.ts';
+import { describeIssues } from '../models/issues.ts';
+import { ManifestEntry } from '../models/record.ts';
+import { StatusFile } from '../models/status.ts';
+import type { JobKeys } from './bucket-contract.ts';
+
+export interface Verdict {
+  succeeded: boolean;
+  /** end.txt exists: the agent finished (whatever the outcome). */
+  ended: boolean;
+  exitCode: number | null;
+  reason: string;
+  manifest: ManifestEntry[];
+  outputParameters: Record<string, unknown> | null;
+  stderrTail: string[];
+  start: string | null;
+  end: string | null;
+}
+
+const STDERR_TAIL = 20;
+
+/**
+ * Reads a finished job folder and decides whether it succeeded: end.txt must exist, the status file
+ * must say SUCCESS, every manifest entry must be there with its size and sha256, and the outputs
+ * file must satisfy the analysis' outputs model. Nothing short of that is a success.
+ */
+export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKeys, analysis: Analysis): Promise<Verdict> {
+  const verdict: Verdict = {
+    succeeded: false,
+    ended: false,
+    exitCode: null,
+    reason: '',
+    manifest: [],
+    outputParameters: null,
+    stderrTail: [],
+    start: null,
+    end: null,
+  };
+  const text = async (key: string) => (await store.get(bucket, key).catch(() => undefined))?.toString('utf8');
+  const stderr = await text(keys.stderr);
+  verdict.stderrTail = (stderr ?? '')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .slice(-STDERR_TAIL);
+  const status = StatusFile.safeParse(JSON.parse((await text(keys.status)) ?? 'null'));
+  if (status.success) {
+    verdict.exitCode = status.data.exit_code ?? null;
+    verdict.start = status.data.job_start;
+    verdict.end = status.data.job_finish;
+  }
+  verdict.ended = (await store.head(bucket, keys.end)) !== undefined;
+  if (!verdict.ended) return { ...verdict, reason: 'no end.txt: the job did not finish' };
+  if (!status.success) return { ...verdict, reason: 'the status file is missing or unreadable' };
+  if (status.data.status !== 'SUCCESS') return { ...verdict, reason: status.data.reason ?? `status ${status.data.status}` };
+
+  let manifest: ManifestEntry[];
+  try {
+    manifest = ManifestEntry.array().parse(JSON.parse((await text(keys.manifest)) ?? 'null'));
+  } catch {
+    return { ...verdict, reason: `the output manifest ${keys.manifest} is missing or invalid` };
+  }
+  for (const entry of manifest) {
+    if (!entry.key.startsWith(keys.process)) return { ...verdict, reason: `manifest entry ${entry.key} lies outside ${keys.process}` };
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      for await (const chunk of await store.getStream(bucket, entry.key)) {
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
+      }
+    } catch {
+      return { ...verdict, reason: `output ${entry.key} is missing` };
+    }
+    if (size !== entry.size || hash.digest('hex') !== entry.sha256) {
+      return { ...verdict, reason: `output ${entry.key} does not match its manifest (size or sha256)` };
+    }
+  }
+  verdict.manifest = manifest;
+  if (analysis.outputs) {
+    const key = keys.process + analysis.outputs.file;
+    let value: unknown;
+    try {
+      value = JSON.parse((await text(key)) ?? '');
+    } catch {
+      return { ...verdict, reason: `outputs file ${analysis.outputs.file} is missing or not JSON` };
+    }
+    const parsed = (analysis.outputs.model as z.ZodType).safeParse(value);
+    if (!parsed.success) return { ...verdict, reason: `outputs file ${analysis.outputs.file}: ${describeIssues(parsed.error)}` };
+    verdict.outputParameters = parsed.data as Record<string, unknown>;
+  }
+  return { ...verdict, succeeded: true, exitCode: verdict.exitCode ?? 0, reason: 'exit code 0, outputs verified' };
+}
