@@ -5,6 +5,12 @@ import { registerRun } from './commands/run.ts';
 import { registerSchema } from './commands/schema.ts';
 import { addGlobalOptions, UsageError } from './settings.ts';
 
+// `caas ... | head` closes the pipe early; that is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw error;
+});
+
 const program = addGlobalOptions(new Command('caas'))
   .version(CAAS_VERSION)
   .description('cloud analysis as a service: run analyses over many datasets exactly once, and prove what produced every result')

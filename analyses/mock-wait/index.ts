@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineAnalysis } from '../../models/analysis.ts';
+import { defineAnalysis } from 'caas/analysis';
 import blueprint from './blueprint.json' with { type: 'json' };
 import { MockWaitParameters } from './parameters.ts';
 
