@@ -1,0 +1,218 @@
+import { type Collection, type Document, MongoClient, type Filter as MongoFilter, MongoServerError } from 'mongodb';
+import type { MetadataRecord, Owner } from '../../models/record.ts';
+import {
+  type ClaimOutcome,
+  type ClaimRequest,
+  claimedRecord,
+  claimVerdict,
+  type Database,
+  type DbOptions,
+  type Filter,
+  type QueryOptions,
+} from './index.ts';
+
+/** Identities per `$in` query; the cursor batch is as large, so each chunk is one round trip. */
+const LOOKUP_CHUNK = 1000;
+const IMPORT_BATCH = 1000;
+/**
+ * A claim retries only when another runner changed the record between our read and our write;
+ * each retry sees a newer record, so this bound is reached only under pathological contention.
+ */
+const CLAIM_ROUNDS = 10;
+const DUPLICATE_KEY = 11000;
+
+type AssetDocument = Document & { _id: string };
+
+/** The database a URL names in its path; `caas` when it names none. */
+export function databaseName(url: string): string {
+  const match = /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?]*)/.exec(url);
+  const name = decodeURIComponent(match?.[1] ?? '');
+  return name === '' ? 'caas' : name;
+}
+
+/** The URL as it may be printed: without its password. */
+function redacted(url: string): string {
+  return url.replace(/^(mongodb(?:\+srv)?:\/\/[^:/@]*):[^@/]*@/, '$1:****@');
+}
+
+/** Matches the record only while `owner` holds its running attempt (fields one by one: key order must not matter). */
+function heldBy(id: string, owner: Owner): MongoFilter<MetadataRecord> {
+  return { _id: id, status: 'running', 'lease.owner.host': owner.host, 'lease.owner.pid': owner.pid, 'lease.owner.run': owner.run };
+}
+
+/** Matches the record only if nobody has written it since it was read as `seen`. */
+function unchangedSince(seen: MetadataRecord): MongoFilter<MetadataRecord> {
+  return {
+    _id: seen._id,
+    status: seen.status,
+    updated: seen.updated,
+    attempts: { $size: seen.attempts.length },
+    'lease.expires': seen.lease?.expires ?? null,
+  };
+}
+
+/**
+ * Metadata in MongoDB (or AWS DocumentDB): `records` holds each MetadataRecord as is, `_id` =
+ * identity; `data_assets` is the catalog. Claims are atomic without transactions: a new identity
+ * is an insert that the unique `_id` lets only one runner win, and a takeover is a replace
+ * conditioned on the record being exactly what the verdict was computed from. DocumentDB has no
+ * retryable writes: its URL needs `retryWrites=false`.
+ */
+export class MongoDatabase implements Database {
+  private constructor(
+    readonly url: string,
+    private readonly client: MongoClient,
+    private readonly records: Collection<MetadataRecord>,
+    private readonly assets: Collection<AssetDocument>,
+  ) {}
+
+  static async open(url: string, options: DbOptions): Promise<MongoDatabase> {
+    const client = new MongoClient(url);
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.close().catch(() => {});
+      throw new Error(
+        `cannot reach MongoDB at ${redacted(url)}: ${(error as Error).message}. Check that the server is running and the URL (host, port, credentials) is right, or use --db sqlite:`,
+        { cause: error },
+      );
+    }
+    const db = client.db(databaseName(url));
+    const database = new MongoDatabase(url, client, db.collection('records'), db.collection('data_assets'));
+    // A read-only open (dry run) must not create anything, not even indexes on an empty database.
+    if (!options.readOnly) {
+      await Promise.all([
+        database.records.createIndexes([{ key: { status: 1 } }, { key: { 'analysis.name': 1 } }, { key: { created: 1 } }]),
+        database.assets.createIndexes([{ key: { created: 1 } }, { key: { name: 1 } }]),
+      ]);
+    }
+    return database;
+  }
+
+  async lookup(ids: readonly string[]): Promise<Map<string, MetadataRecord>> {
+    const chunks: string[][] = [];
+    for (let i = 0; i < ids.length; i += LOOKUP_CHUNK) chunks.push(ids.slice(i, i + LOOKUP_CHUNK));
+    const found = new Map<string, MetadataRecord>();
+    const pages = await Promise.all(
+      chunks.map((chunk) => this.records.find({ _id: { $in: chunk } }, { batchSize: chunk.length }).toArray()),
+    );
+    for (const page of pages) for (const record of page) found.set(record._id, record);
+    return found;
+  }
+
+  async claim(id: string, request: ClaimRequest): Promise<ClaimOutcome> {
+    if (request.draft._id !== id) throw new Error(`claim of ${id} was given the draft of ${request.draft._id}`);
+    const now = request.now ?? new Date();
+    const fresh = claimedRecord(undefined, request, now);
+    try {
+      await this.records.insertOne(fresh);
+      return { won: true, record: fresh, attempt: 1 };
+    } catch (error) {
+      if (!(error instanceof MongoServerError && error.code === DUPLICATE_KEY)) throw error;
+    }
+    for (let round = 0; round < CLAIM_ROUNDS; round++) {
+      const existing = await this.records.findOne({ _id: id });
+      if (!existing) {
+        // Deleted since the insert failed: the identity is new again.
+        const inserted = await this.records.insertOne(fresh).then(
+          () => true,
+          (error) => {
+            if (error instanceof MongoServerError && error.code === DUPLICATE_KEY) return false;
+            throw error;
+          },
+        );
+        if (inserted) return { won: true, record: fresh, attempt: 1 };
+        continue;
+      }
+      const verdict = claimVerdict(existing, now, request.force);
+      if (verdict === 'succeeded' || verdict === 'running') return { won: false, record: existing, state: verdict };
+      const record = claimedRecord(existing, request, now);
+      const replaced = await this.records.replaceOne(unchangedSince(existing), record);
+      if (replaced.matchedCount === 1) return { won: true, record, attempt: record.attempts.length };
+    }
+    throw new Error(`claim of ${id} kept losing races with other runners (${CLAIM_ROUNDS} rounds); try again`);
+  }
+
+  async renew(id: string, owner: Owner, leaseMs: number): Promise<boolean> {
+    const lease = { owner, expires: new Date(Date.now() + leaseMs).toISOString() };
+    const result = await this.records.updateOne(heldBy(id, owner), { $set: { lease } });
+    return result.matchedCount === 1;
+  }
+
+  async finish(id: string, owner: Owner, update: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
+    const record = await this.records.findOne(heldBy(id, owner));
+    if (!record) return false;
+    const finished = { ...update(record), lease: null, updated: new Date().toISOString() };
+    // A renewal by the owner meanwhile is harmless (the lease is dropped anyway); a takeover is not.
+    const filter = { ...heldBy(id, owner), updated: record.updated, attempts: { $size: record.attempts.length } };
+    const result = await this.records.replaceOne(filter, finished);
+    return result.matchedCount === 1;
+  }
+
+  async get(id: string): Promise<MetadataRecord | undefined> {
+    return (await this.records.findOne({ _id: id })) ?? undefined;
+  }
+
+  async idsWithPrefix(prefix: string, limit: number): Promise<string[]> {
+    // MongoDB reads limit 0 as "no limit".
+    if (limit <= 0) return [];
+    const rows = await this.records
+      .find({ _id: { $gte: prefix, $lt: `${prefix}\uffff` } }, { projection: { _id: 1 } })
+      .sort({ _id: 1 })
+      .limit(limit)
+      .toArray();
+    return rows.map((r) => r._id);
+  }
+
+  async *find(filter: Filter, options: QueryOptions = {}): AsyncIterable<MetadataRecord> {
+    if (options.limit === 0) return;
+    const cursor = this.records.find(filter as MongoFilter<MetadataRecord>);
+    if (options.sort) cursor.sort(options.sort);
+    if (options.limit !== undefined) cursor.limit(options.limit);
+    yield* cursor;
+  }
+
+  async importAssets(assets: AsyncIterable<Record<string, unknown>> | Iterable<Record<string, unknown>>): Promise<number> {
+    let count = 0;
+    let batch: AssetDocument[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      await this.assets.bulkWrite(
+        batch.map((asset) => ({ replaceOne: { filter: { _id: asset._id }, replacement: asset, upsert: true } })),
+        { ordered: false },
+      );
+      count += batch.length;
+      batch = [];
+    };
+    for await (const asset of assets) {
+      if (asset._id == null)
+        throw new Error(`data asset ${JSON.stringify(asset).slice(0, 200)} has no _id: every catalog document needs one`);
+      // The same key SQLite uses, so both stores find an asset by the same id.
+      batch.push({ ...asset, _id: String(asset._id) });
+      if (batch.length >= IMPORT_BATCH) await flush();
+    }
+    await flush();
+    return count;
+  }
+
+  async *findAssets(filter: Filter, options: QueryOptions = {}): AsyncIterable<Record<string, unknown>> {
+    if (options.limit === 0) return;
+    // _id breaks ties, so the same query over the same catalog always streams the same way.
+    const pipeline: Document[] = [{ $match: filter }, { $sort: { ...options.sort, _id: options.sort?._id ?? 1 } }];
+    if (options.limit !== undefined) pipeline.push({ $limit: options.limit });
+    yield* this.assets.aggregate<Record<string, unknown>>(pipeline);
+  }
+
+  async getAssets(ids: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
+    const found = new Map<string, Record<string, unknown>>();
+    for (let i = 0; i < ids.length; i += LOOKUP_CHUNK) {
+      const chunk = ids.slice(i, i + LOOKUP_CHUNK);
+      for await (const asset of this.assets.find({ _id: { $in: chunk } }, { batchSize: chunk.length })) found.set(asset._id, asset);
+    }
+    return found;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}

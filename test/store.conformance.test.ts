@@ -1,0 +1,445 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MongoClient } from 'mongodb';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type ClaimRequest, type Database, openDatabase } from '../backends/db/index.ts';
+import { databaseName } from '../backends/db/mongo.ts';
+import { MetadataRecord, type Owner } from '../models/record.ts';
+import { mongoUri, withDatabase } from './support/mongo.ts';
+import { concluded, owner, recordDraft } from './support/records.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const workerScript = path.join(repoRoot, 'test/support/claim-worker.ts');
+const LEASE = 60_000;
+
+/** A store under test: every call of freshUrl names a database nobody has used yet. */
+interface Backend {
+  title: string;
+  skip?: string;
+  home: string;
+  freshUrl(): string;
+  /** Whether opening `url` left anything behind (a file, a collection). */
+  created(url: string): Promise<boolean>;
+  cleanup(): Promise<void>;
+}
+
+async function all<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+function request(seed: string | number, who: Owner, extra: Partial<ClaimRequest> = {}): ClaimRequest {
+  return { draft: recordDraft({ seed }), owner: who, leaseMs: LEASE, ...extra };
+}
+
+interface Worker {
+  ready: Promise<void>;
+  won: Promise<string[]>;
+  go(): void;
+}
+
+/** A runner in its own process; it claims only after go(), so all of them start together. */
+function startWorker(url: string, home: string, count: number, run: string): Worker {
+  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['--import', 'tsx', workerScript, url, home, String(count), run], {
+    cwd: repoRoot,
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+      if (stdout.startsWith('ready\n')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`worker ${run} exited (${code}) before it was ready: ${stderr}`)));
+  });
+  const won = new Promise<string[]>((resolve, reject) => {
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`worker ${run} exited with ${code}: ${stderr}`));
+      resolve(JSON.parse(stdout.slice('ready\n'.length)) as string[]);
+    });
+  });
+  return { ready, won, go: () => child.stdin.end('go\n') };
+}
+
+function conformance(backend: Backend): void {
+  describe.skipIf(backend.skip !== undefined)(backend.title, () => {
+    let db: Database;
+    let url: string;
+    const alice = owner('run-alice');
+    const bob = owner('run-bob');
+
+    beforeEach(async () => {
+      url = backend.freshUrl();
+      db = await openDatabase(url, { home: backend.home });
+    });
+    afterEach(async () => {
+      await db?.close();
+    });
+    afterAll(() => backend.cleanup());
+
+    it('lookup of many ids returns exactly the stored ones', async () => {
+      const stored: string[] = [];
+      for (let start = 0; start < 3000; start += 100) {
+        const seeds = Array.from({ length: 100 }, (_, i) => `stored-${start + i}`);
+        await Promise.all(
+          seeds.map(async (seed) => {
+            const req = request(seed, alice);
+            const outcome = await db.claim(req.draft._id, req);
+            expect(outcome.won).toBe(true);
+            expect(await db.finish(req.draft._id, alice, concluded('succeeded'))).toBe(true);
+            stored.push(req.draft._id);
+          }),
+        );
+      }
+      const unknown = Array.from({ length: 2000 }, (_, i) => recordDraft({ seed: `absent-${i}` })._id);
+      const asked = [...stored, ...unknown].sort();
+
+      const found = await db.lookup(asked);
+
+      expect(found.size).toBe(3000);
+      expect([...found.keys()].sort()).toEqual(stored.sort());
+      for (const [id, record] of found) {
+        expect(record._id).toBe(id);
+        expect(record.status).toBe('succeeded');
+      }
+    });
+
+    it('claim on a new identity wins attempt 1 with a lease', async () => {
+      const req = request('new', alice);
+      const before = Date.now();
+
+      const outcome = await db.claim(req.draft._id, req);
+
+      expect(outcome).toMatchObject({ won: true, attempt: 1 });
+      const record = MetadataRecord.parse(await db.get(req.draft._id));
+      expect(record).toEqual(outcome.record);
+      expect(record.status).toBe('running');
+      expect(record.lease?.owner).toEqual(alice);
+      expect(Date.parse(record.lease?.expires ?? '')).toBeGreaterThanOrEqual(before + LEASE);
+      expect(record.attempts).toMatchObject([{ n: 1, status: 'running', owner: alice, ended: null }]);
+    });
+
+    it('a second claim while the lease is live loses with state running', async () => {
+      const req = request('contended', alice);
+      await db.claim(req.draft._id, req);
+
+      const outcome = await db.claim(req.draft._id, { ...req, owner: bob });
+
+      expect(outcome).toMatchObject({ won: false, state: 'running' });
+      expect(outcome.record.lease?.owner).toEqual(alice);
+      expect((await db.get(req.draft._id))?.attempts).toHaveLength(1);
+    });
+
+    it('concurrent claims of one identity: exactly one wins, new or taken over', async () => {
+      const fresh = request('stampede', alice);
+      const first = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => db.claim(fresh.draft._id, { ...fresh, owner: owner(`run-${i}`) })),
+      );
+      expect(first.filter((o) => o.won)).toHaveLength(1);
+      expect(first.filter((o) => !o.won).every((o) => !o.won && o.state === 'running')).toBe(true);
+
+      const winner = first.find((o) => o.won)?.record.lease?.owner as Owner;
+      await db.finish(fresh.draft._id, winner, concluded('failed'));
+      const again = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => db.claim(fresh.draft._id, { ...fresh, owner: owner(`retry-${i}`) })),
+      );
+      expect(again.filter((o) => o.won)).toHaveLength(1);
+      expect(again.filter((o) => !o.won).every((o) => !o.won && o.state === 'running')).toBe(true);
+      expect((await db.get(fresh.draft._id))?.attempts).toHaveLength(2);
+    });
+
+    it('after finish(succeeded) a claim loses with state succeeded', async () => {
+      const req = request('done', alice);
+      await db.claim(req.draft._id, req);
+      await db.finish(req.draft._id, alice, concluded('succeeded'));
+
+      const outcome = await db.claim(req.draft._id, { ...req, owner: bob });
+
+      expect(outcome).toMatchObject({ won: false, state: 'succeeded' });
+      expect(outcome.record.status).toBe('succeeded');
+    });
+
+    it('force with a reason wins attempt 2, keeps attempt 1 with its results in history and records force_reason', async () => {
+      const req = request('forced', alice);
+      await db.claim(req.draft._id, req);
+      await db.finish(req.draft._id, alice, concluded('succeeded', { results: 's3://caas-results/test/results/job__1/process_results/' }));
+
+      const outcome = await db.claim(req.draft._id, { ...req, owner: bob, force: 'new sorter release' });
+
+      expect(outcome).toMatchObject({ won: true, attempt: 2 });
+      const record = MetadataRecord.parse(await db.get(req.draft._id));
+      expect(record.status).toBe('running');
+      expect(record.lease?.owner).toEqual(bob);
+      expect(record.attempts).toMatchObject([
+        { n: 1, status: 'succeeded', owner: alice, results: 's3://caas-results/test/results/job__1/process_results/' },
+        { n: 2, status: 'running', owner: bob, force_reason: 'new sorter release' },
+      ]);
+      expect(record.attempts[0]).not.toHaveProperty('force_reason');
+    });
+
+    it('after finish(failed) a claim wins attempt 2', async () => {
+      const req = request('failed', alice);
+      await db.claim(req.draft._id, req);
+      await db.finish(req.draft._id, alice, concluded('failed', { reason: 'exit code 3', exitCode: 3 }));
+
+      const outcome = await db.claim(req.draft._id, { ...req, owner: bob });
+
+      expect(outcome).toMatchObject({ won: true, attempt: 2 });
+      const record = MetadataRecord.parse(await db.get(req.draft._id));
+      expect(record.attempts).toMatchObject([
+        { n: 1, status: 'failed', reason: 'exit code 3', exit_code: 3 },
+        { n: 2, status: 'running', owner: bob, ended: null },
+      ]);
+    });
+
+    it('an expired lease is taken over and the old attempt is closed as failed with a lease-expired reason', async () => {
+      const req = request('abandoned', alice);
+      await db.claim(req.draft._id, req);
+      const later = new Date(Date.now() + 2 * LEASE);
+
+      const outcome = await db.claim(req.draft._id, { ...req, owner: bob, now: later });
+
+      expect(outcome).toMatchObject({ won: true, attempt: 2 });
+      const record = MetadataRecord.parse(await db.get(req.draft._id));
+      expect(record.lease?.owner).toEqual(bob);
+      expect(record.attempts[0]).toMatchObject({ n: 1, status: 'failed', owner: alice, ended: later.toISOString() });
+      expect(record.attempts[0]?.reason).toMatch(/lease expired/);
+      expect(record.attempts[1]).toMatchObject({ n: 2, status: 'running', owner: bob });
+      // The runner that stopped renewing has lost the record for good.
+      expect(await db.renew(req.draft._id, alice, LEASE)).toBe(false);
+      expect(await db.finish(req.draft._id, alice, concluded('succeeded'))).toBe(false);
+    });
+
+    it('renew by the owner extends the lease', async () => {
+      const req = request('renewed', alice);
+      await db.claim(req.draft._id, { ...req, leaseMs: 1000 });
+      const before = Date.parse((await db.get(req.draft._id))?.lease?.expires ?? '');
+
+      expect(await db.renew(req.draft._id, alice, LEASE)).toBe(true);
+
+      const after = await db.get(req.draft._id);
+      expect(Date.parse(after?.lease?.expires ?? '')).toBeGreaterThan(before + LEASE / 2);
+      expect(after?.lease?.owner).toEqual(alice);
+    });
+
+    it('renew and finish by a non-owner return false and change nothing', async () => {
+      const req = request('guarded', alice);
+      await db.claim(req.draft._id, req);
+      const before = await db.get(req.draft._id);
+      const impostors = [bob, { ...alice, pid: alice.pid + 1 }, { ...alice, host: 'other-host' }];
+
+      for (const impostor of impostors) {
+        expect(await db.renew(req.draft._id, impostor, 10 * LEASE)).toBe(false);
+        expect(await db.finish(req.draft._id, impostor, concluded('succeeded'))).toBe(false);
+      }
+      expect(await db.renew('f'.repeat(64), alice, LEASE)).toBe(false);
+
+      expect(await db.get(req.draft._id)).toEqual(before);
+    });
+
+    it('finish drops the lease and stores the outcome', async () => {
+      const req = request('finished', alice);
+      await db.claim(req.draft._id, req);
+
+      expect(await db.finish(req.draft._id, alice, concluded('succeeded', { results: 's3://r/process_results/' }))).toBe(true);
+
+      const record = MetadataRecord.parse(await db.get(req.draft._id));
+      expect(record.lease).toBeNull();
+      expect(record.status).toBe('succeeded');
+      expect(record.attempts).toMatchObject([{ n: 1, status: 'succeeded', results: 's3://r/process_results/', exit_code: 0 }]);
+      // Finished records are no longer held by anyone.
+      expect(await db.renew(req.draft._id, alice, LEASE)).toBe(false);
+      expect(await db.finish(req.draft._id, alice, concluded('failed'))).toBe(false);
+    });
+
+    it('find passes MongoDB filters: nested field, $in, $gte on created, sort desc + limit', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const draft = recordDraft({
+          seed: `find-${i}`,
+          analysis: i % 2 === 0 ? { name: 'unit-filter', version: '1.0.0' } : { name: 'mock-wait', version: '0.1.0' },
+          parameters: { isi_violations_cutoff: i / 10 },
+          created: `2024-01-0${i + 1}T00:00:00.000Z`,
+        });
+        await db.claim(draft._id, { draft, owner: alice, leaseMs: LEASE });
+        if (i < 4) await db.finish(draft._id, alice, concluded('succeeded'));
+        ids.push(draft._id);
+      }
+      const idsOf = async (filter: Record<string, unknown>, options?: Parameters<Database['find']>[1]) =>
+        (await all(db.find(filter, options))).map((r) => r._id);
+
+      expect(new Set(await idsOf({ 'parameters.isi_violations_cutoff': { $gte: 0.3 } }))).toEqual(new Set(ids.slice(3)));
+      expect(new Set(await idsOf({ 'parameters.isi_violations_cutoff': 0.2 }))).toEqual(new Set([ids[2]]));
+      expect(new Set(await idsOf({ 'analysis.name': { $in: ['mock-wait'] } }))).toEqual(new Set([ids[1], ids[3], ids[5]]));
+      expect(new Set(await idsOf({ created: { $gte: '2024-01-05' } }))).toEqual(new Set([ids[4], ids[5]]));
+      expect(await idsOf({ status: 'succeeded' }, { sort: { created: -1 }, limit: 2 })).toEqual([ids[3], ids[2]]);
+      expect(await idsOf({ status: { $in: ['running'] }, 'analysis.name': 'unit-filter' })).toEqual([ids[4]]);
+      expect(await idsOf({}, { limit: 0 })).toEqual([]);
+      expect(await idsOf({ 'analysis.name': 'nothing-like-this' })).toEqual([]);
+    });
+
+    it('idsWithPrefix returns the identities with that prefix in order, at most limit', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        const req = request(`prefix-${i}`, alice);
+        await db.claim(req.draft._id, req);
+        ids.push(req.draft._id);
+      }
+      const prefix = (ids[0] as string).slice(0, 1);
+      const expected = ids.filter((id) => id.startsWith(prefix)).sort();
+
+      expect(await db.idsWithPrefix(prefix, 100)).toEqual(expected);
+      expect(await db.idsWithPrefix(prefix, 1)).toEqual(expected.slice(0, 1));
+      expect(await db.idsWithPrefix(ids[0] as string, 10)).toEqual([ids[0]]);
+      expect(await db.idsWithPrefix('zz', 10)).toEqual([]);
+    });
+
+    it('importAssets upserts: importing the same _id twice keeps one document with the newer content', async () => {
+      const asset = { _id: 'asset-1', name: 'ecephys_1', location: 's3://aind-open-data/ecephys_1', subject: { subject_id: '111' } };
+      expect(await db.importAssets([asset])).toBe(1);
+
+      expect(await db.importAssets([{ ...asset, name: 'ecephys_1_v2' }])).toBe(1);
+
+      const docs = await all(db.findAssets({}));
+      expect(docs).toEqual([{ ...asset, name: 'ecephys_1_v2' }]);
+    });
+
+    it('findAssets with a filter on subject.subject_id streams in _id order; getAssets returns by id', async () => {
+      async function* catalog() {
+        // Out of _id order on purpose, and across more than one import batch.
+        for (let i = 2499; i >= 0; i--) {
+          const id = `asset-${String(i).padStart(5, '0')}`;
+          yield {
+            _id: id,
+            name: `session_${i}`,
+            location: `s3://aind-open-data/${id}`,
+            subject: { subject_id: i % 2 === 0 ? '111' : '222' },
+          };
+        }
+      }
+      expect(await db.importAssets(catalog())).toBe(2500);
+
+      const even = (await all(db.findAssets({ 'subject.subject_id': '111' }))).map((a) => a._id);
+
+      expect(even).toHaveLength(1250);
+      expect(even).toEqual([...even].sort());
+      expect(even[0]).toBe('asset-00000');
+      const limited = (await all(db.findAssets({ 'subject.subject_id': '222' }, { limit: 3 }))).map((a) => a._id);
+      expect(limited).toEqual(['asset-00001', 'asset-00003', 'asset-00005']);
+      // A consumer may stop early; the store stays usable.
+      for await (const first of db.findAssets({})) {
+        expect(first._id).toBe('asset-00000');
+        break;
+      }
+      const got = await db.getAssets(['asset-00007', 'asset-00010', 'no-such-asset']);
+      expect([...got.keys()].sort()).toEqual(['asset-00007', 'asset-00010']);
+      expect(got.get('asset-00007')).toMatchObject({ name: 'session_7', subject: { subject_id: '222' } });
+    });
+
+    it('an unknown query operator rejects with an error naming the operator', async () => {
+      const req = request('operator', alice);
+      await db.claim(req.draft._id, req);
+      await db.importAssets([{ _id: 'asset-1', name: 'a' }]);
+
+      await expect(all(db.find({ a: { $bogus: 1 } }))).rejects.toThrow(/\$bogus/);
+      await expect(all(db.findAssets({ a: { $bogus: 1 } }))).rejects.toThrow(/\$bogus/);
+    });
+
+    it('a read-only open of a missing database creates nothing and reads as empty', async () => {
+      const missing = backend.freshUrl();
+      const reader = await openDatabase(missing, { home: backend.home, readOnly: true });
+      try {
+        const id = recordDraft({ seed: 'never' })._id;
+        expect((await reader.lookup([id])).size).toBe(0);
+        expect(await reader.get(id)).toBeUndefined();
+        expect(await all(reader.find({}))).toEqual([]);
+        expect(await reader.idsWithPrefix('', 10)).toEqual([]);
+        expect(await all(reader.findAssets({}))).toEqual([]);
+      } finally {
+        await reader.close();
+      }
+      expect(await backend.created(missing)).toBe(false);
+    });
+
+    it('claims are atomic across processes: 4 runners racing for 50 identities win each exactly once', async () => {
+      await db.close();
+      const workers = Array.from({ length: 4 }, (_, i) => startWorker(url, backend.home, 50, `racer-${i}`));
+      await Promise.all(workers.map((w) => w.ready));
+      for (const w of workers) w.go();
+
+      const wins = await Promise.all(workers.map((w) => w.won));
+
+      const allWins = wins.flat();
+      const expected = Array.from({ length: 50 }, (_, i) => recordDraft({ seed: `race-${i}` })._id);
+      expect(allWins).toHaveLength(50);
+      expect(new Set(allWins)).toEqual(new Set(expected));
+      db = await openDatabase(url, { home: backend.home });
+      const records = await db.lookup(expected);
+      expect([...records.values()].every((r) => r.attempts.length === 1 && r.status === 'running')).toBe(true);
+    });
+  });
+}
+
+describe('MongoDB URLs', () => {
+  it('a mongodb:// URL names its database in the path, caas when it names none', () => {
+    expect(databaseName('mongodb://localhost:27017')).toBe('caas');
+    expect(databaseName('mongodb://localhost:27017/?retryWrites=false')).toBe('caas');
+    expect(databaseName('mongodb://u:p@h1:1,h2:2/aind_meta?authSource=admin')).toBe('aind_meta');
+    expect(databaseName('mongodb+srv://cluster.example.net/my%20db')).toBe('my db');
+  });
+
+  it('the test helper swaps the database and keeps logging in where the URL said', () => {
+    expect(withDatabase('mongodb://127.0.0.1:4000/', 'x')).toBe('mongodb://127.0.0.1:4000/x');
+    expect(withDatabase('mongodb://u:p@h:1/orig?tls=true', 'x')).toBe('mongodb://u:p@h:1/x?tls=true&authSource=orig');
+  });
+});
+
+const tmpRoot = mkdtempSync(path.join(tmpdir(), 'caas-store-'));
+let sqliteCount = 0;
+conformance({
+  title: 'SqliteDatabase (a real file)',
+  home: tmpRoot,
+  freshUrl: () => `sqlite:${path.join(tmpRoot, `store-${++sqliteCount}.sqlite`)}`,
+  created: async (url) => existsSync(url.slice('sqlite:'.length)),
+  cleanup: async () => rmSync(tmpRoot, { recursive: true, force: true }),
+});
+
+const mongo = await mongoUri();
+if (mongo.reason) console.warn(mongo.reason);
+const mongoDatabases: string[] = [];
+conformance({
+  title: mongo.uri ? 'MongoDatabase' : `MongoDatabase (${mongo.reason})`,
+  ...(mongo.uri ? {} : { skip: mongo.reason }),
+  home: tmpRoot,
+  freshUrl: () => {
+    const name = `caas_conformance_${process.pid}_${mongoDatabases.length}`;
+    mongoDatabases.push(name);
+    return withDatabase(mongo.uri as string, name);
+  },
+  created: async (url) => {
+    const client = await MongoClient.connect(url);
+    try {
+      return (await client.db().listCollections().toArray()).length > 0;
+    } finally {
+      await client.close();
+    }
+  },
+  cleanup: async () => {
+    if (mongo.uri) {
+      const client = await MongoClient.connect(mongo.uri);
+      try {
+        for (const name of mongoDatabases) await client.db(name).dropDatabase();
+      } finally {
+        await client.close();
+      }
+    }
+    await mongo.stop();
+  },
+});

@@ -1,0 +1,25 @@
+/**
+ * One of several runners racing for the same identities (store conformance suite).
+ * Usage: node --import tsx claim-worker.ts <db url> <home> <count> <run>
+ * Opens the store, prints "ready", waits for a line on stdin so that every runner starts claiming
+ * at once, then prints the ids it won as one JSON array.
+ */
+import { once } from 'node:events';
+import { openDatabase } from '../../backends/db/index.ts';
+import { owner, recordDraft } from './records.ts';
+
+const [url = '', home = '', count = '0', run = 'worker'] = process.argv.slice(2);
+const db = await openDatabase(url, { home });
+process.stdout.write('ready\n');
+await once(process.stdin, 'data');
+process.stdin.pause();
+
+const me = owner(run, process.pid);
+const won: string[] = [];
+for (let i = 0; i < Number(count); i++) {
+  const draft = recordDraft({ seed: `race-${i}` });
+  const outcome = await db.claim(draft._id, { draft, owner: me, leaseMs: 600_000 });
+  if (outcome.won) won.push(draft._id);
+}
+await db.close();
+process.stdout.write(`${JSON.stringify(won)}\n`);
