@@ -22,6 +22,17 @@ export interface ExecuteContext {
   statusIntervalMs?: number;
 }
 
+/**
+ * Where a submission's job runs: the user's own job folder and config, named by their submit file,
+ * which already exists (the watcher claimed the folder before validating it).
+ */
+export interface JobPlacement {
+  timestamp: string;
+  /** Key under {group}/configs/ of the user's config. */
+  configname: string;
+  submitExists: true;
+}
+
 export type JobOutcome = 'succeeded' | 'failed' | 'skipped' | 'running' | 'lost';
 
 export interface JobResult {
@@ -39,10 +50,10 @@ export interface JobResult {
  * file under the NeuroCAAS contract, launch the agent, renew the lease while it runs, verify the
  * job folder, then record the outcome. The record says succeeded only after verifyJob said so.
  */
-export async function executeJob(job: PreparedJob, ctx: ExecuteContext): Promise<JobResult> {
+export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placement?: JobPlacement): Promise<JobResult> {
   const started = new Date();
-  const timestamp = jobTimestamp(started, job.identity);
-  const names = jobNames(job);
+  const timestamp = placement?.timestamp ?? jobTimestamp(started, job.identity);
+  const names = { ...jobNames(job), ...(placement ? { configname: placement.configname } : {}) };
   const keys = jobKeys(job.bucket, job.group, timestamp, names.dataname, names.configname);
   const location = jobLocation(ctx.store, job, timestamp, keys);
   const base = { where: job.where, identity: job.identity };
@@ -65,10 +76,12 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext): Promise
     const recovered = await recoverPreviousAttempt(job, claim.record, ctx);
     if (recovered) return await record(recovered.verdict, recovered.location, 'recovered');
 
-    await ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`);
-    const submit = { dataname: names.dataname, configname: names.configname, timestamp };
-    if (!(await ctx.store.putIfAbsent(job.bucket, keys.submit, `${JSON.stringify(submit, null, 2)}\n`))) {
-      throw new Error(`submit file ${keys.submit} already exists: refusing to reuse a job folder`);
+    if (!placement?.submitExists) {
+      await ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`);
+      const submit = { dataname: names.dataname, configname: names.configname, timestamp };
+      if (!(await ctx.store.putIfAbsent(job.bucket, keys.submit, `${JSON.stringify(submit, null, 2)}\n`))) {
+        throw new Error(`submit file ${keys.submit} already exists: refusing to reuse a job folder`);
+      }
     }
     const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
     const spec: AgentSpec = {
