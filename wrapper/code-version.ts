@@ -41,16 +41,22 @@ export async function readCodeVersion(dir: string, options: { allowDirty: boolea
   const remotes = await git.getRemotes(true);
   const origin = remotes.find((r) => r.name === 'origin') ?? remotes[0];
   const url = origin?.refs.fetch || null;
-  const relDir = path.relative(repoRoot, dir) || '.';
+  // git runs in the analysis folder, so "." is the folder; porcelain paths come back repo-relative.
+  if ((await git.raw(['ls-files', '--', '.'])).trim() === '') {
+    throw new CodeVersionError(
+      `${dir} is not tracked by the git repository at ${repoRoot} (new, or ignored), so no commit describes its code. ` +
+        'Add and commit the analysis folder (git add <folder> && git commit), or move it into its own repository.',
+    );
+  }
   // --no-optional-locks: `git status` must not refresh the index, so a dry run writes nothing.
-  const porcelain = await git.raw(['--no-optional-locks', 'status', '--porcelain=v1', '-z', '--untracked-files=all', '--', relDir]);
+  const porcelain = await git.raw(['--no-optional-locks', 'status', '--porcelain=v1', '-z', '--untracked-files=all', '--', '.']);
   const entries = porcelain.split('\0').filter(Boolean);
   const dirtyFiles = entries.map((e) => e.slice(3)).sort();
   const untracked = entries.filter((e) => e.startsWith('??')).map((e) => e.slice(3));
   const version: CodeVersion = { url, commit };
   if (dirtyFiles.length > 0 && options.allowDirty) {
     const hash = createHash('sha256');
-    hash.update(await git.raw(['--no-optional-locks', 'diff', 'HEAD', '--', relDir]));
+    hash.update(await git.raw(['--no-optional-locks', 'diff', 'HEAD', '--', '.']));
     for (const file of untracked.sort()) {
       hash.update(`\0untracked:${file}\0`);
       hash.update(await readFile(path.join(repoRoot, file)));

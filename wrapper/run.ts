@@ -48,7 +48,9 @@ export class RunRefused extends Error {}
  */
 export async function runBatch(options: RunOptions, reporter: RunReporter): Promise<RunSummary> {
   const store = await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint });
-  const db = await openDatabase(options.dbUrl, { home: options.home, readOnly: !options.execute });
+  // Planning reads only; the DB is opened for writing once there is something to run, after the
+  // refusals below, so a refused or dry run leaves no file behind.
+  let db = await openDatabase(options.dbUrl, { home: options.home, readOnly: true });
   try {
     const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty });
     const plan: PlanEntry[] = [];
@@ -91,6 +93,8 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
     }
 
     if (options.execute && toRun.length > 0) {
+      await db.close();
+      db = await openDatabase(options.dbUrl, { home: options.home });
       const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint });
       const owner: Owner = { host: hostname(), pid: process.pid, run: randomUUID() };
       const ctx: ExecuteContext = {

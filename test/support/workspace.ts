@@ -1,0 +1,125 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = path.join(ROOT, 'bin/caas.js');
+
+/**
+ * A scratch folder inside the project tree (.test-tmp/, git-ignored), so analyses copied into it
+ * still resolve `zod` and `caas/analysis` from the project's node_modules.
+ */
+export function scratchDir(label: string): string {
+  const dir = path.join(ROOT, '.test-tmp', `${label}-${randomBytes(4).toString('hex')}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function git(cwd: string, ...args: string[]): string {
+  return execFileSync('git', args, {
+    cwd,
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      GIT_AUTHOR_NAME: 'test',
+      GIT_AUTHOR_EMAIL: 't@example.org',
+      GIT_COMMITTER_NAME: 'test',
+      GIT_COMMITTER_EMAIL: 't@example.org',
+    },
+  }).trim();
+}
+
+/** A real git repository holding copies of built-in analyses, for CAAS_ANALYSES. */
+export class AnalysisRepo {
+  readonly dir: string;
+
+  constructor(base: string, analyses: string[] = ['mock-wait']) {
+    this.dir = path.join(base, 'analyses-repo');
+    mkdirSync(this.dir, { recursive: true });
+    for (const name of analyses) cpSync(path.join(ROOT, 'analyses', name), path.join(this.dir, name), { recursive: true });
+    git(this.dir, 'init', '-q');
+    git(this.dir, 'remote', 'add', 'origin', 'https://example.org/lab/analyses.git');
+    this.commit('analyses');
+  }
+
+  commit(message: string): string {
+    git(this.dir, 'add', '-A');
+    git(this.dir, 'commit', '-q', '--allow-empty', '-m', message);
+    return this.head();
+  }
+
+  head(): string {
+    return git(this.dir, 'rev-parse', 'HEAD');
+  }
+
+  write(relative: string, text: string): void {
+    writeFileSync(path.join(this.dir, relative), text);
+  }
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real CLI as a user would (`caas ...`), in its own process. */
+export function runCli(args: string[], options: { cwd?: string; env?: Record<string, string>; input?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, NO_COLOR: '1', ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** sha256 over every file's path, mode and bytes (and every folder's path): equal digests mean an identical tree. */
+export function treeDigest(dir: string): string {
+  const hash = createHash('sha256');
+  const walk = (rel: string) => {
+    const full = path.join(dir, rel);
+    let entries: string[];
+    try {
+      entries = readdirSync(full).sort();
+    } catch {
+      return;
+    }
+    for (const name of entries) {
+      const childRel = path.join(rel, name);
+      const info = statSync(path.join(dir, childRel));
+      hash.update(`${childRel}\0${info.mode}\0${info.isDirectory() ? 'dir' : info.size}\0`);
+      if (info.isDirectory()) walk(childRel);
+      else hash.update(readFileSync(path.join(dir, childRel)));
+    }
+  };
+  walk('');
+  return hash.digest('hex');
+}
+
+/** A job input line for mock-wait over one local file. */
+export function mockJob(assetId: string, parameters: Record<string, unknown>, file: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    analysis: 'mock-wait',
+    inputs: [{ asset_id: assetId, name: assetId, location: `file://${path.dirname(file)}/`, files: [{ url: `file://${file}` }] }],
+    parameters,
+    ...extra,
+  });
+}
