@@ -1,0 +1,334 @@
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import {
+  type _InstanceType,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  type DescribeInstancesCommandInput,
+  EC2Client,
+  type Instance,
+  RunInstancesCommand,
+  type Tag,
+  TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { jobKeys } from '../../wrapper/bucket-contract.ts';
+import { type ObjectStore, openStore } from '../storage/index.ts';
+import type { LaunchedJob, Launcher, LauncherOptions, LaunchRequest, MachineEnd } from './index.ts';
+import { USER_DATA_LIMIT, userDataScript } from './user-data.ts';
+
+export interface Ec2LauncherOptions extends LauncherOptions {
+  /** One client for every region (tests); by default one per blueprint region. */
+  client?: EC2Client;
+  /** How often instance states are read (default 15 s: DescribeInstances is rate-limited per account). */
+  pollMs?: number;
+  /** Where end.txt is looked for when an instance is gone (default: the store named by storeUrl). */
+  endStore?: ObjectStore;
+  /** How long a launch waits for a deploy_limit slot (default: the analysis' max runtime). */
+  deployWaitMs?: number;
+  /** Where the AMI holds the analyses (default /opt/caas/analyses); analysis_dir is rewritten to it. */
+  instanceAnalysesDir?: string;
+  /** Progress notes (deploy_limit waits); default stderr. */
+  log?: (line: string) => void;
+}
+
+const LIVE_STATES = ['pending', 'running'];
+const GONE_STATES = new Set(['shutting-down', 'terminated', 'stopping', 'stopped']);
+/** Polls during which a fresh instance id may still be unknown to DescribeInstances (eventual consistency). */
+const NOT_FOUND_GRACE_POLLS = 8;
+
+/**
+ * One EC2 instance per job. The instance runs the same agent a local job runs (from UserData) and
+ * powers itself off when the agent ends or its max runtime passes; it terminates on power-off. The
+ * launcher only watches its state, enforces the deadline and keeps the analysis' deploy_limit.
+ */
+export class Ec2Launcher implements Launcher {
+  readonly name = 'ec2';
+  private readonly clients = new Map<string, EC2Client>();
+  private readonly pollMs: number;
+  private readonly log: (line: string) => void;
+  private endStore: Promise<ObjectStore> | undefined;
+  /** Instances this launcher started that have not ended, per analysis: DescribeInstances may not list them yet. */
+  private readonly ours = new Map<string, Set<string>>();
+  /** Serializes count-then-launch per analysis, so concurrent launches cannot overshoot deploy_limit together. */
+  private readonly slots = new Map<string, Promise<unknown>>();
+  private readonly watchers = new Set<() => void>();
+  private readonly rootDevices = new Map<string, Promise<string>>();
+  private closed = false;
+
+  constructor(private readonly options: Ec2LauncherOptions) {
+    if (!options.storeUrl.startsWith('s3:')) {
+      throw new Error(`--compute ec2 needs --store s3://: an instance cannot read "${options.storeUrl}" on this machine`);
+    }
+    this.pollMs = options.pollMs ?? 15_000;
+    this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    if (options.endStore) this.endStore = Promise.resolve(options.endStore);
+  }
+
+  async launch(request: LaunchRequest): Promise<LaunchedJob> {
+    const { blueprint } = request;
+    if (!blueprint.ami) {
+      throw new Error(
+        `the blueprint of ${request.analysis} names no "ami": add the id of an image that holds Node >= 20.19 and caas at /opt/caas (see docs/aws.md)`,
+      );
+    }
+    const allowed = [blueprint.instance_type, ...blueprint.allowed_instance_types];
+    if (!allowed.includes(request.instanceType)) {
+      throw new Error(
+        `instance type "${request.instanceType}" is not allowed for ${request.analysis}: use one of ${[...new Set(allowed)].join(', ')}, or add it to allowed_instance_types in its blueprint`,
+      );
+    }
+    const client = this.clientFor(blueprint.region);
+    const previous = this.slots.get(request.analysis) ?? Promise.resolve();
+    const launched = previous.catch(() => {}).then(() => this.startWithinLimit(client, request, blueprint.ami!));
+    this.slots.set(request.analysis, launched);
+    const instance = await launched;
+    return this.watch(client, request, instance);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const wake of this.watchers) wake();
+    for (const client of this.clients.values()) client.destroy();
+    if (this.endStore && !this.options.endStore) await (await this.endStore).close();
+  }
+
+  private clientFor(region: string): EC2Client {
+    if (this.options.client) return this.options.client;
+    let client = this.clients.get(region);
+    if (!client) {
+      client = new EC2Client({ region });
+      this.clients.set(region, client);
+    }
+    return client;
+  }
+
+  private async startWithinLimit(client: EC2Client, request: LaunchRequest, ami: string): Promise<string> {
+    const { blueprint, analysis } = request;
+    const waitMs = this.options.deployWaitMs ?? blueprint.max_runtime_minutes * 60_000;
+    const giveUp = Date.now() + waitMs;
+    let announced = false;
+    for (;;) {
+      const live = await this.liveInstances(client, analysis);
+      if (live < blueprint.deploy_limit) break;
+      if (!announced) {
+        this.log(`deploy_limit ${blueprint.deploy_limit} reached for ${analysis}: waiting`);
+        announced = true;
+      }
+      if (Date.now() >= giveUp) {
+        throw new Error(
+          `deploy_limit ${blueprint.deploy_limit} for ${analysis} stayed reached for ${Math.round(waitMs / 1000)} s: wait for running jobs to end (caas reap finds stray instances) or raise deploy_limit in its blueprint`,
+        );
+      }
+      await sleep(Math.min(this.pollMs, Math.max(0, giveUp - Date.now())));
+    }
+    const rootDevice = await this.rootDevice(client, ami);
+    const response = await client.send(new RunInstancesCommand(this.runInstancesInput(request, ami, rootDevice)));
+    const id = response.Instances?.[0]?.InstanceId;
+    if (!id) throw new Error(`RunInstances for ${request.identity.slice(0, 12)} returned no instance id`);
+    this.oursFor(analysis).add(id);
+    return id;
+  }
+
+  /**
+   * volume_gb must resize the image's own root device; a mapping under any other name would add a
+   * second, empty volume. Amazon Linux calls it /dev/xvda, Ubuntu /dev/sda1, so ask the image.
+   */
+  private rootDevice(client: EC2Client, ami: string): Promise<string> {
+    let device = this.rootDevices.get(ami);
+    if (!device) {
+      device = client.send(new DescribeImagesCommand({ ImageIds: [ami] })).then((response) => {
+        const image = response.Images?.[0];
+        if (!image) throw new Error(`AMI ${ami} was not found in this region: check "ami" and "region" in the blueprint`);
+        return image.RootDeviceName ?? '/dev/xvda';
+      });
+      device.catch(() => this.rootDevices.delete(ami));
+      this.rootDevices.set(ami, device);
+    }
+    return device;
+  }
+
+  /** Pending and running instances of the analysis, as EC2 lists them plus any it does not list yet. */
+  private async liveInstances(client: EC2Client, analysis: string): Promise<number> {
+    const ids = new Set(this.oursFor(analysis));
+    const input: DescribeInstancesCommandInput = {
+      Filters: [
+        { Name: 'tag:caas:analysis', Values: [analysis] },
+        { Name: 'instance-state-name', Values: LIVE_STATES },
+      ],
+    };
+    do {
+      const page = await client.send(new DescribeInstancesCommand(input));
+      for (const reservation of page.Reservations ?? []) {
+        for (const instance of reservation.Instances ?? []) if (instance.InstanceId) ids.add(instance.InstanceId);
+      }
+      input.NextToken = page.NextToken;
+    } while (input.NextToken);
+    return ids.size;
+  }
+
+  private runInstancesInput(request: LaunchRequest, ami: string, rootDevice: string) {
+    const { blueprint, spec } = request;
+    const analysesDir = this.options.instanceAnalysesDir ?? '/opt/caas/analyses';
+    const instanceSpec = { ...spec, analysis_dir: `${analysesDir.replace(/\/+$/, '')}/${basename(spec.analysis_dir)}` };
+    const script = userDataScript({
+      spec: instanceSpec,
+      hardStopS: blueprint.max_runtime_minutes * 60,
+      region: blueprint.region,
+      s3Endpoint: this.options.s3Endpoint,
+      label: `caas job ${request.identity} attempt ${request.attempt} (${request.analysis})`,
+    });
+    const bytes = Buffer.byteLength(script);
+    if (bytes > USER_DATA_LIMIT) {
+      throw new Error(
+        `the job's UserData is ${bytes} bytes, over EC2's limit of ${USER_DATA_LIMIT}: it lists ${spec.inputs.length} input URL(s); give the job a folder URL instead of every file`,
+      );
+    }
+    const tags: Tag[] = [
+      { Key: 'Name', Value: `caas-${request.analysis}-${request.identity.slice(0, 12)}` },
+      { Key: 'caas:identity', Value: request.identity },
+      { Key: 'caas:attempt', Value: String(request.attempt) },
+      { Key: 'caas:analysis', Value: request.analysis },
+      { Key: 'caas:group', Value: request.group },
+      { Key: 'caas:job', Value: `${spec.bucket}/${spec.group}/${spec.timestamp}` },
+      { Key: 'caas:deadline', Value: request.deadline.toISOString() },
+    ];
+    return {
+      ImageId: ami,
+      InstanceType: request.instanceType as _InstanceType,
+      MinCount: 1,
+      MaxCount: 1,
+      ClientToken: clientToken(request.identity, request.attempt),
+      ...(blueprint.iam_instance_profile ? { IamInstanceProfile: { Name: blueprint.iam_instance_profile } } : {}),
+      ...(blueprint.subnet_id ? { SubnetId: blueprint.subnet_id } : {}),
+      ...(blueprint.security_group_ids.length ? { SecurityGroupIds: blueprint.security_group_ids } : {}),
+      BlockDeviceMappings: [
+        {
+          DeviceName: rootDevice,
+          Ebs: { VolumeSize: blueprint.volume_gb, VolumeType: 'gp3' as const, DeleteOnTermination: true },
+        },
+      ],
+      InstanceInitiatedShutdownBehavior: 'terminate' as const,
+      UserData: Buffer.from(script).toString('base64'),
+      TagSpecifications: [
+        { ResourceType: 'instance' as const, Tags: tags },
+        { ResourceType: 'volume' as const, Tags: tags },
+      ],
+    };
+  }
+
+  private watch(client: EC2Client, request: LaunchRequest, instanceId: string): LaunchedJob {
+    let cancelled: string | undefined;
+    let wake: () => void = () => {};
+    const ended = (async (): Promise<MachineEnd> => {
+      let seen = false;
+      let missing = 0;
+      try {
+        for (;;) {
+          if (this.closed) return { exitCode: null, reason: cancelled ?? 'caas stopped watching the instance (launcher closed)' };
+          let instance: Instance | undefined;
+          let lookupFailed = false;
+          try {
+            instance = await describe(client, instanceId);
+          } catch {
+            // Throttling or a network blip: the next poll asks again; the deadline still holds.
+            lookupFailed = true;
+          }
+          if (instance) seen = true;
+          else if (!lookupFailed && (seen || ++missing > NOT_FOUND_GRACE_POLLS)) {
+            return this.gone(request, cancelled ?? 'instance lost: EC2 no longer lists it');
+          }
+          const state = instance?.State?.Name;
+          if (state && GONE_STATES.has(state)) {
+            // A stopped instance still bills its volume; only terminated is really gone.
+            if (state === 'stopping' || state === 'stopped') await terminate(client, instanceId).catch(() => {});
+            const why = instance?.StateReason?.Message ?? instance?.StateTransitionReason ?? state;
+            return this.gone(request, cancelled ?? `instance lost: ${why || state}`);
+          }
+          const untilDeadline = request.deadline.getTime() - Date.now();
+          if (untilDeadline <= 0) {
+            const timeout = cancelled ?? `timeout: past max runtime of ${request.blueprint.max_runtime_minutes} min`;
+            const failed = await terminate(client, instanceId).then(
+              () => '',
+              (error: Error) => ` (TerminateInstances failed: ${error.message}; the instance powers itself off at its max runtime)`,
+            );
+            return this.gone(request, `${timeout}${failed}`);
+          }
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, Math.min(this.pollMs, untilDeadline));
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+            this.watchers.add(wake);
+          });
+          this.watchers.delete(wake);
+        }
+      } finally {
+        this.oursFor(request.analysis).delete(instanceId);
+      }
+    })();
+    return {
+      instance: instanceId,
+      ended,
+      cancel: async (reason: string) => {
+        cancelled ??= reason;
+        // Callers fire and forget; a failed terminate is retried at the deadline, and the instance's own hard stop follows.
+        await terminate(client, instanceId).catch((error: Error) =>
+          this.log(`caas: could not terminate ${instanceId} (${reason}): ${error.message}`),
+        );
+        wake();
+      },
+    };
+  }
+
+  /**
+   * The machine is gone. If the agent wrote end.txt its own verdict stands and no reason is given;
+   * otherwise `reason` says why the job never finished.
+   */
+  private async gone(request: LaunchRequest, reason: string): Promise<MachineEnd> {
+    const { spec } = request;
+    const keys = jobKeys(spec.bucket, spec.group, spec.timestamp, spec.dataname, spec.configname);
+    this.endStore ??= openStore(this.options.storeUrl, { home: tmpdir(), s3Endpoint: this.options.s3Endpoint });
+    const finished = await (await this.endStore).head(spec.bucket, keys.end).catch(() => undefined);
+    return finished ? { exitCode: null } : { exitCode: null, reason };
+  }
+
+  private oursFor(analysis: string): Set<string> {
+    let ids = this.ours.get(analysis);
+    if (!ids) {
+      ids = new Set();
+      this.ours.set(analysis, ids);
+    }
+    return ids;
+  }
+}
+
+/**
+ * The same identity and attempt always give the same token, so a retried RunInstances (SDK retry,
+ * network error after EC2 accepted it) returns the instance already started instead of a second one.
+ */
+export function clientToken(identity: string, attempt: number): string {
+  return `caas-${createHash('sha256').update(`${identity}:${attempt}`).digest('hex').slice(0, 32)}-${attempt}`;
+}
+
+async function describe(client: EC2Client, instanceId: string): Promise<Instance | undefined> {
+  try {
+    const response = await client.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+    return response.Reservations?.flatMap((r) => r.Instances ?? []).find((i) => i.InstanceId === instanceId);
+  } catch (error) {
+    if ((error as { name?: string }).name === 'InvalidInstanceID.NotFound') return undefined;
+    throw error;
+  }
+}
+
+async function terminate(client: EC2Client, instanceId: string): Promise<void> {
+  await client.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+}
+
+function basename(dir: string): string {
+  return dir.replace(/\/+$/, '').split('/').pop() ?? dir;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

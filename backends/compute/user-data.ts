@@ -1,0 +1,78 @@
+import type { AgentSpec } from '../../models/agent-spec.ts';
+
+/** EC2 refuses UserData over 16 KB before base64 encoding. */
+export const USER_DATA_LIMIT = 16 * 1024;
+
+export interface UserDataOptions {
+  spec: AgentSpec;
+  /** Seconds after boot at which the instance powers itself off whatever the agent is doing. */
+  hardStopS: number;
+  region: string;
+  s3Endpoint?: string;
+  /** First comment line, so the console log says which job the instance is. */
+  label: string;
+}
+
+/**
+ * The instance's whole life as a bash script: arm the hard stop, write the agent spec, run the
+ * same agent a local job runs, power off. User values reach the instance only inside the quoted
+ * heredoc (bash expands nothing there) or as single-quoted words, so none is ever parsed as shell.
+ *
+ * CAAS_ROOT (default /opt/caas, where the AMI holds caas after `npm ci`) and CAAS_POWEROFF_CMD
+ * (default poweroff) exist so the script can run outside an instance, as the tests do.
+ */
+export function userDataScript(options: UserDataOptions): string {
+  const { spec } = options;
+  // JSON.stringify writes one line (newlines inside strings are escaped), so no line of it can
+  // ever equal the heredoc's terminator.
+  const specJson = JSON.stringify(spec);
+  const exports = [`export AWS_REGION=${shellWord(options.region)} AWS_DEFAULT_REGION=${shellWord(options.region)}`];
+  if (options.s3Endpoint) exports.push(`export AWS_ENDPOINT_URL_S3=${shellWord(options.s3Endpoint)}`);
+  const hardStopS = Math.max(1, Math.ceil(options.hardStopS));
+  return `#!/bin/bash
+# ${options.label.replace(/[\r\n]/g, ' ')}
+# Written by caas (backends/compute/ec2.ts). The instance terminates when it powers off
+# (InstanceInitiatedShutdownBehavior=terminate), so every way out of this script ends the machine.
+export PATH="/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:$PATH"
+poweroff_cmd="\${CAAS_POWEROFF_CMD:-poweroff}"
+caas_root="\${CAAS_ROOT:-/opt/caas}"
+
+# The hard stop does not trust the agent, node or this script to finish: a hung job must not keep
+# a paid machine alive past its max runtime.
+(
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+  sleep ${hardStopS} &
+  sleeper=$!
+  wait "$sleeper"
+  echo "caas: max runtime reached (${hardStopS} s): powering off"
+  CAAS_POWEROFF_REASON=max-runtime "$poweroff_cmd"
+) &
+hard_stop=$!
+
+power_off() {
+  code=$?
+  kill "$hard_stop" 2>/dev/null
+  wait "$hard_stop" 2>/dev/null
+  echo "caas: agent ended with exit code $code: powering off"
+  CAAS_POWEROFF_REASON=agent-ended "$poweroff_cmd"
+}
+trap power_off EXIT
+
+spec_file="$(mktemp)"
+cat >"$spec_file" <<'CAAS_SPEC'
+${specJson}
+CAAS_SPEC
+${exports.join('\n')}
+
+cd "$(mktemp -d)" || exit 1
+# --import resolves bare names from the working folder, which is a fresh one, so tsx is found
+# from caas's own node_modules instead.
+tsx_loader="$(cd "$caas_root" && node --input-type=module -e 'process.stdout.write(import.meta.resolve("tsx"))')" || exit 1
+CAAS_AGENT_SPEC_FILE="$spec_file" node --import "$tsx_loader" "$caas_root/wrapper/agent-main.ts"
+`;
+}
+
+/** One single-quoted shell word: nothing inside is expanded. */
+export function shellWord(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
