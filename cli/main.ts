@@ -1,8 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { CAAS_VERSION } from '../wrapper/caas-version.ts';
 import { CodeVersionError } from '../wrapper/code-version.ts';
+import { registerBlueprint } from './commands/blueprint.ts';
+import { registerQuery } from './commands/query.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSchema } from './commands/schema.ts';
+import { registerShow } from './commands/show.ts';
+import { registerWhy } from './commands/why.ts';
 import { addGlobalOptions, UsageError } from './settings.ts';
 
 // `caas ... | head` closes the pipe early; that is not an error.
@@ -30,6 +34,10 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input.`,
 
 registerRun(program);
 registerSchema(program);
+registerBlueprint(program);
+registerQuery(program);
+registerShow(program);
+registerWhy(program);
 
 try {
   await program.parseAsync(process.argv);

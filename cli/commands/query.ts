@@ -1,0 +1,128 @@
+import type { Command } from 'commander';
+import { openDatabase } from '../../backends/db/index.ts';
+import type { MetadataRecord } from '../../models/record.ts';
+import { buildFilter, parseFields, parseFilter, parseSort, project, QueryError, valuesAt } from '../../wrapper/provenance.ts';
+import { settingsOf, UsageError } from '../settings.ts';
+import { formatTable, shortId } from '../table.ts';
+
+/** A table is laid out in memory, so it stops at this many rows unless --limit says otherwise. */
+const TABLE_LIMIT = 100;
+const PARAMETERS_WIDTH = 40;
+
+export function registerQuery(program: Command): void {
+  program
+    .command('query')
+    .description('List the records that match a MongoDB filter (the same filter language on SQLite and MongoDB)')
+    .argument('[filter]', 'MongoDB filter as JSON, e.g. \'{"status":"failed"}\' (default: every record)')
+    .option('--analysis <name>', 'records of this analysis')
+    .option('--input <asset>', 'records that read this asset (asset id, asset name, location or file URL)')
+    .option('--commit <sha>', 'records made by this analysis commit (a prefix of 4+ hex digits is enough)')
+    .option('--status <status>', 'claimed, running, succeeded or failed (comma-separated for several)')
+    .option('--since <when>', 'records created since an ISO date or a span back from now (30m, 12h, 7d, 2w)')
+    .option('--sort <keys>', 'sort keys: field, -field, field:1 or field:-1, comma-separated (table default: -created)')
+    .option('--limit <n>', `at most this many records (table default: ${TABLE_LIMIT})`, (v) => wholeNumber(v, '--limit'))
+    .option('--fields <paths>', 'dotted paths to show instead of the default columns, e.g. status,parameters.wait,code.commit')
+    .option('--json', 'one JSON record per line (the whole record, or the --fields projection plus _id)', false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ caas query '{"status":"failed"}'
+  $ caas query --analysis unit-filter --since 7d
+  $ caas query '{"parameters.isi_violations_cutoff":{"$lt":0.5}}' --sort -end --limit 10
+  $ caas query --input ecephys_774659_2025-01-01_00-00-00 --fields status,parameters,code.commit
+  $ caas query --commit 3f2a9c1 --json | jq -r ._id
+
+Default columns: identity (first 12 hex digits), status, analysis, inputs, parameters, commit, end.
+JSON lines stream in store order unless --sort is given.
+Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
+    )
+    .action(async (filterText: string | undefined, options, command: Command) => {
+      const settings = settingsOf(command);
+      const json = Boolean(options.json);
+      let filter: Record<string, unknown>;
+      let sort: Record<string, 1 | -1> | undefined;
+      let fields: string[] | undefined;
+      try {
+        filter = buildFilter(parseFilter(filterText ?? '{}'), {
+          analysis: options.analysis,
+          input: options.input,
+          commit: options.commit,
+          status: options.status,
+          since: options.since,
+        });
+        sort = options.sort ? parseSort(options.sort) : json ? undefined : { created: -1 };
+        fields = options.fields ? parseFields(options.fields) : undefined;
+      } catch (error) {
+        if (error instanceof QueryError) throw new UsageError(error.message);
+        throw error;
+      }
+      const limit: number | undefined = options.limit ?? (json ? undefined : TABLE_LIMIT);
+      const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true });
+      try {
+        const out = (line: string) => process.stdout.write(`${line}\n`);
+        // One more than the limit tells the table whether records were left out.
+        const records = db.find(filter, { sort, limit: json || limit === undefined ? limit : limit + 1 });
+        if (json) {
+          for await (const record of records) out(JSON.stringify(fields ? project(record, fields) : record));
+          return;
+        }
+        const rows: MetadataRecord[] = [];
+        for await (const record of records) rows.push(record);
+        if (rows.length === 0) {
+          process.stderr.write(`no records match ${JSON.stringify(filter)}\n`);
+          return;
+        }
+        const shown = limit !== undefined ? rows.slice(0, limit) : rows;
+        out(
+          fields
+            ? formatTable(
+                fields,
+                shown.map((r) => fields.map((f) => cell(valuesAt(r, f)))),
+              )
+            : defaultTable(shown),
+        );
+        if (shown.length < rows.length && options.limit === undefined)
+          process.stderr.write(`(first ${shown.length} records; --limit <n> shows more, --json streams all)\n`);
+      } catch (error) {
+        // MongoDB rejects what mingo accepted only in corner cases; it is still the user's filter.
+        if ((error as { name?: string }).name === 'MongoServerError') throw new UsageError(`invalid filter: ${(error as Error).message}`);
+        throw error;
+      } finally {
+        await db.close();
+      }
+    });
+}
+
+function defaultTable(records: MetadataRecord[]): string {
+  const rows = records.map((r) => [
+    shortId(r._id),
+    r.status,
+    r.analysis.name,
+    r.inputs.map((i) => i.name).join('+'),
+    truncate(
+      Object.entries(r.parameters)
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+        .join(','),
+      PARAMETERS_WIDTH,
+    ),
+    r.code.commit.slice(0, 8) + (r.code.dirty ? '+dirty' : ''),
+    r.end ? r.end.replace(/\.\d+Z$/, 'Z') : '-',
+  ]);
+  return formatTable(['IDENTITY', 'STATUS', 'ANALYSIS', 'INPUTS', 'PARAMETERS', 'COMMIT', 'END'], rows);
+}
+
+function cell(values: unknown[]): string {
+  if (values.length === 0) return '-';
+  return values.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(',');
+}
+
+function truncate(text: string, width: number): string {
+  return text.length <= width ? text : `${text.slice(0, width - 1)}…`;
+}
+
+function wholeNumber(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} expects a whole number >= 0, got "${value}"`);
+  return n;
+}

@@ -1,0 +1,141 @@
+import type { Command } from 'commander';
+import { openDatabase } from '../../backends/db/index.ts';
+import { openStore } from '../../backends/storage/index.ts';
+import type { MetadataRecord } from '../../models/record.ts';
+import { resultsPlace } from '../../wrapper/provenance.ts';
+import { type Settings, settingsOf, UsageError } from '../settings.ts';
+import { formatTable } from '../table.ts';
+
+const CANDIDATES = 10;
+const MANIFEST_LINES = 20;
+
+export function registerShow(program: Command): void {
+  program
+    .command('show')
+    .description('Show one record: what produced it, its attempts, where its results and logs are, and how to fetch them')
+    .argument('<identity>', 'an identity, or any unique prefix of one (as `caas query` and `caas run` print them)')
+    .option('--json', 'the record as JSON, with a "fetch" field holding the copy command', false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ caas show 4a1631635eb8
+  $ caas show 4a16 --json | jq .attempts
+  $ eval "$(caas show 4a1631635eb8 --json | jq -r .fetch)"    # copy the results to ./results
+
+Exit codes: 0 shown, 2 no record or an ambiguous prefix (the candidates are listed).`,
+    )
+    .action(async (given: string, options, command: Command) => {
+      const settings = settingsOf(command);
+      const prefix = given.trim().toLowerCase();
+      if (!/^[0-9a-f]{1,64}$/.test(prefix))
+        throw new UsageError(`"${given}" is not an identity: expected hex digits (an identity or its prefix)`);
+      const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true });
+      let record: MetadataRecord | undefined;
+      try {
+        const ids = await db.idsWithPrefix(prefix, CANDIDATES + 1);
+        if (ids.length === 0) throw new UsageError(`no record has an identity starting with ${prefix} (caas query lists the records)`);
+        if (ids.length > 1) {
+          const listed = ids.slice(0, CANDIDATES).map((id) => `  ${id}`);
+          if (ids.length > CANDIDATES) listed.push('  ...');
+          throw new UsageError(`${prefix} is ambiguous; it starts these identities, so give more digits:\n${listed.join('\n')}`);
+        }
+        record = await db.get(ids[0]!);
+      } finally {
+        await db.close();
+      }
+      if (!record) throw new UsageError(`record ${prefix} disappeared while reading it`);
+      const place = record.job
+        ? resultsPlace(record.job, { fileRoot: await fileRoot(settings), s3Endpoint: settings.s3Endpoint })
+        : undefined;
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify({ ...record, ...(place ? { fetch: place.fetch } : {}) })}\n`);
+        return;
+      }
+      process.stdout.write(`${describe(record, place)}\n`);
+    });
+}
+
+/** The folder behind file:// result URLs: the --store folder, or {home}/buckets when the store is not a file store. */
+async function fileRoot(settings: Settings): Promise<string | undefined> {
+  const url = settings.storeUrl.startsWith('file:') ? settings.storeUrl : 'file:';
+  const store = await openStore(url, { home: settings.home });
+  try {
+    return (store as { root?: string }).root;
+  } finally {
+    await store.close();
+  }
+}
+
+function describe(r: MetadataRecord, place: ReturnType<typeof resultsPlace> | undefined): string {
+  const lines: string[] = [];
+  const field = (name: string, value: string) => lines.push(`${name.padEnd(13)} ${value}`);
+  const current = r.attempts.at(-1);
+  field('identity', r._id);
+  field('status', `${r.status}${r.attempts.length ? ` (attempt ${current?.n} of ${r.attempts.length})` : ''}`);
+  if (r.reason && r.status !== 'succeeded') field('reason', r.reason);
+  field('analysis', `${r.analysis.name} ${r.analysis.version}`);
+  field(
+    'code',
+    `${r.code.url ?? '(repository without a remote)'} @ ${r.code.commit}${r.code.dirty ? ` + uncommitted diff ${r.code.dirty}` : ''}`,
+  );
+  const parameters = Object.entries(r.parameters);
+  field('parameters', parameters.length ? parameters.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ') : '(none)');
+  for (const [i, input] of r.inputs.entries()) {
+    field(i === 0 ? 'inputs' : '', `${input.name} (${input.asset_id})  ${input.location}`);
+    for (const file of input.files ?? []) {
+      const meta = [file.etag !== undefined ? `etag ${file.etag}` : '', file.size !== undefined ? `${file.size} B` : '']
+        .filter(Boolean)
+        .join(', ');
+      field('', `  ${file.url}${meta ? `  (${meta})` : ''}`);
+    }
+  }
+  field('output', r.preimage.output);
+  if (r.query) field('dispatched', [r.query.source, r.query.query, r.query.dispatched_at].filter(Boolean).join('  '));
+  field('compute', [r.compute.backend, r.compute.host, r.compute.instance, r.compute.type].filter(Boolean).join(' / '));
+  field('created', r.created);
+  if (r.start) field('ran', `${r.start} → ${r.end ?? '…'}${r.duration_s !== null ? ` (${r.duration_s.toFixed(1)} s)` : ''}`);
+  if (r.exit_code !== null) field('exit code', String(r.exit_code));
+  if (r.outputs) {
+    const bytes = r.outputs.manifest.reduce((sum, e) => sum + e.size, 0);
+    field('outputs', `${r.outputs.manifest.length} files, ${bytes} B, every one verified (sha256)`);
+    for (const entry of r.outputs.manifest.slice(0, MANIFEST_LINES))
+      field('', `  ${entry.key}  ${entry.size} B  sha256 ${entry.sha256.slice(0, 16)}…`);
+    if (r.outputs.manifest.length > MANIFEST_LINES)
+      field('', `  … ${r.outputs.manifest.length - MANIFEST_LINES} more (--json lists them all)`);
+    if (r.outputs.output_parameters) field('output params', JSON.stringify(r.outputs.output_parameters));
+  }
+  if (r.lease) field('lease', `${r.lease.owner.host} pid ${r.lease.owner.pid} until ${r.lease.expires}`);
+  if (r.stderr_tail.length && r.status !== 'succeeded') {
+    lines.push('', 'stderr (last lines):', ...r.stderr_tail.map((l) => `  ${l}`));
+  }
+  if (r.attempts.length) {
+    lines.push('', 'attempts:');
+    const table = formatTable(
+      ['N', 'STATUS', 'STARTED', 'ENDED', 'EXIT', 'BY', 'REASON'],
+      r.attempts.map((a) => [
+        String(a.n),
+        a.status,
+        a.started,
+        a.ended ?? '-',
+        a.exit_code === null ? '-' : String(a.exit_code),
+        `${a.owner.host}:${a.owner.pid}`,
+        [a.reason, a.force_reason ? `forced: ${a.force_reason}` : ''].filter(Boolean).join('; ') || '-',
+      ]),
+    );
+    lines.push(...table.split('\n').map((l) => `  ${l}`));
+    const older = r.attempts.filter((a) => a.results && a.results !== r.job?.results);
+    for (const a of older) lines.push(`  attempt ${a.n} results: ${a.results}`);
+  }
+  lines.push('');
+  if (place) {
+    field('results', place.results);
+    if (place.localResults) field('', place.localResults);
+    field('logs', place.logs);
+    if (place.localLogs) field('', place.localLogs);
+    field('fetch', place.fetch);
+  } else {
+    field('results', '(none yet: the job has not been launched)');
+  }
+  return lines.join('\n');
+}
