@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { CAAS_VERSION } from '../wrapper/caas-version.ts';
 import { CodeVersionError } from '../wrapper/code-version.ts';
 import { registerBlueprint } from './commands/blueprint.ts';
+import { registerBlueprint } from './commands/blueprint.ts';
 import { registerQuery } from './commands/query.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSchema } from './commands/schema.ts';
@@ -38,6 +39,7 @@ registerBlueprint(program);
 registerQuery(program);
 registerShow(program);
 registerWhy(program);
+registerBlueprint(program);
 
 try {
   await program.parseAsync(process.argv);
