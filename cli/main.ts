@@ -2,7 +2,8 @@ import { Command, CommanderError } from 'commander';
 import { CAAS_VERSION } from '../wrapper/caas-version.ts';
 import { CodeVersionError } from '../wrapper/code-version.ts';
 import { registerBlueprint } from './commands/blueprint.ts';
-import { registerBlueprint } from './commands/blueprint.ts';
+import { registerCatalog } from './commands/catalog.ts';
+import { registerDispatch } from './commands/dispatch.ts';
 import { registerQuery } from './commands/query.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSchema } from './commands/schema.ts';
@@ -33,13 +34,14 @@ Examples:
 Exit codes: 0 all good, 1 some jobs failed, 2 invalid input.`,
   );
 
+registerDispatch(program);
+registerCatalog(program);
 registerRun(program);
 registerSchema(program);
 registerBlueprint(program);
 registerQuery(program);
 registerShow(program);
 registerWhy(program);
-registerBlueprint(program);
 
 try {
   await program.parseAsync(process.argv);
