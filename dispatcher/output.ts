@@ -1,0 +1,174 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import type { JobInput } from '../models/job-input.ts';
+import { DispatchError } from './dispatch-error.ts';
+
+/**
+ * Where jobs go. Nothing reaches a named target until commit(): files are written beside it under
+ * a temporary name and renamed into place, so a dispatch that fails leaves no partial output.
+ */
+export interface JobSink {
+  write(job: JobInput): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+export type OutputFormat = 'jsonl' | 'dir';
+
+/** Lines are gathered into writes of about this size: one syscall per line would dominate at 300k jobs. */
+const WRITE_BYTES = 64 * 1024;
+/** Job files written at once by --format dir. */
+const FILES_IN_FLIGHT = 16;
+const DIR_ENTRY = /^job-\d{9}\.json$/;
+
+export async function openSink(format: OutputFormat, target: string | undefined, stdout: Writable): Promise<JobSink> {
+  if (format === 'dir') {
+    if (target === undefined || target === '-') throw new DispatchError('--format dir needs -o <folder>: it writes one JSON file per job');
+    return DirSink.open(path.resolve(target));
+  }
+  if (target === undefined || target === '-') return new JsonlSink(stdout, async () => {});
+  const file = path.resolve(target);
+  const folder = await stat(path.dirname(file)).catch(() => undefined);
+  if (!folder?.isDirectory()) throw new DispatchError(`-o ${target}: the folder ${path.dirname(file)} does not exist`);
+  if ((await stat(file).catch(() => undefined))?.isDirectory())
+    throw new DispatchError(`-o ${target} is a folder; use --format dir to write one file per job there`);
+  const tmp = temporaryBeside(file);
+  const stream = createWriteStream(tmp);
+  return new JsonlSink(stream, async (committed) => {
+    await new Promise<void>((resolve, reject) => {
+      stream.once('error', reject);
+      stream.end(() => resolve());
+    }).catch(async (error) => {
+      await rm(tmp, { force: true });
+      throw error;
+    });
+    if (committed) await rename(tmp, file);
+    else await rm(tmp, { force: true });
+  });
+}
+
+function temporaryBeside(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.tmp`);
+}
+
+class JsonlSink implements JobSink {
+  private buffer = '';
+  private failure: Error | undefined;
+
+  constructor(
+    private readonly stream: Writable,
+    private readonly close: (committed: boolean) => Promise<void>,
+  ) {
+    // A write error (disk full, closed pipe) is reported by the next write, not as a crash.
+    stream.on('error', (error) => {
+      this.failure ??= error;
+    });
+  }
+
+  async write(job: JobInput): Promise<void> {
+    this.buffer += `${JSON.stringify(job)}\n`;
+    if (this.buffer.length >= WRITE_BYTES) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.buffer === '') return;
+    const chunk = this.buffer;
+    this.buffer = '';
+    if (this.stream.write(chunk)) return;
+    await new Promise<void>((resolve, reject) => {
+      const done = (error?: Error) => {
+        this.stream.off('drain', done).off('error', done);
+        if (error) reject(error);
+        else resolve();
+      };
+      this.stream.on('drain', done).on('error', done);
+    });
+  }
+
+  async commit(): Promise<void> {
+    await this.flush();
+    await this.close(true);
+  }
+
+  async abort(): Promise<void> {
+    this.buffer = '';
+    await this.close(false).catch(() => {});
+  }
+}
+
+/**
+ * --format dir: job-000000001.json, ... (nine digits, so name order is job order for any batch) in a
+ * temporary folder beside the target, renamed into place at the end. A folder already at the
+ * target is replaced only if it holds nothing but job files (an earlier dispatch's output).
+ */
+class DirSink implements JobSink {
+  private count = 0;
+  private inFlight: Promise<void>[] = [];
+
+  private constructor(
+    private readonly target: string,
+    private readonly tmp: string,
+  ) {}
+
+  static async open(target: string): Promise<DirSink> {
+    await assertReplaceable(target);
+    const tmp = temporaryBeside(target);
+    await rm(tmp, { recursive: true, force: true });
+    try {
+      await mkdir(tmp);
+    } catch (error) {
+      throw new DispatchError(`-o ${target}: cannot create ${tmp}: ${(error as Error).message}`);
+    }
+    return new DirSink(target, tmp);
+  }
+
+  async write(job: JobInput): Promise<void> {
+    this.count++;
+    const name = `job-${String(this.count).padStart(9, '0')}.json`;
+    this.inFlight.push(writeFile(path.join(this.tmp, name), `${JSON.stringify(job, null, 2)}\n`));
+    if (this.inFlight.length >= FILES_IN_FLIGHT) await this.settle();
+  }
+
+  private async settle(): Promise<void> {
+    const writes = this.inFlight;
+    this.inFlight = [];
+    await Promise.all(writes);
+  }
+
+  async commit(): Promise<void> {
+    await this.settle();
+    await assertReplaceable(this.target);
+    const old = `${this.tmp}.old`;
+    const existed = await stat(this.target).then(
+      () => true,
+      () => false,
+    );
+    if (existed) await rename(this.target, old);
+    await rename(this.tmp, this.target);
+    if (existed) await rm(old, { recursive: true, force: true });
+  }
+
+  async abort(): Promise<void> {
+    await Promise.allSettled(this.inFlight);
+    await rm(this.tmp, { recursive: true, force: true });
+  }
+}
+
+async function assertReplaceable(target: string): Promise<void> {
+  const info = await stat(target).catch(() => undefined);
+  if (!info) {
+    const parent = await stat(path.dirname(target)).catch(() => undefined);
+    if (!parent?.isDirectory()) throw new DispatchError(`-o ${target}: the folder ${path.dirname(target)} does not exist`);
+    return;
+  }
+  if (!info.isDirectory()) throw new DispatchError(`-o ${target} exists and is not a folder (--format dir writes a folder of job files)`);
+  const foreign = (await readdir(target)).filter((name) => !DIR_ENTRY.test(name));
+  if (foreign.length > 0) {
+    throw new DispatchError(
+      `-o ${target} holds other files than job-*.json (${foreign.slice(0, 3).join(', ')}); choose a new or empty folder`,
+    );
+  }
+}
