@@ -127,6 +127,8 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
   async function record(verdict: Verdict, where: JobLocation, instance: string | null): Promise<JobResult> {
     const ended = new Date();
     const status = verdict.succeeded ? 'succeeded' : 'failed';
+    // Fault injection for the crash-recovery tests: die exactly between the upload and the record.
+    if (process.env.CAAS_FAULT === 'kill-before-record') process.kill(process.pid, 'SIGKILL');
     const written = await ctx.db.finish(
       job.identity,
       ctx.owner,
