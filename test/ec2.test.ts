@@ -121,6 +121,7 @@ describe('Ec2Launcher.launch', () => {
   it('starts one instance from the blueprint: AMI, type, profile, network, root volume, self-termination, tags', async () => {
     const deadline = new Date('2030-01-01T01:00:00.000Z');
     const job = await launcher().launch(request({ instanceType: 'c5.large', deadline }));
+    const launchedAt = Date.now();
     expect(job.instance).toBe('i-0001');
     const input = runInput();
     expect(input).toMatchObject({
@@ -141,11 +142,14 @@ describe('Ec2Launcher.launch', () => {
       'caas:analysis': 'mock-wait',
       'caas:group': 'caas',
       'caas:job': 'mock-wait/caas/20250101T000000000Z-abababab',
-      'caas:deadline': '2030-01-01T01:00:00.000Z',
     };
     expect(input.TagSpecifications?.map((t) => t.ResourceType)).toEqual(['instance', 'volume']);
     for (const spec of input.TagSpecifications ?? []) {
-      expect(Object.fromEntries((spec.Tags ?? []).map((t) => [t.Key, t.Value]))).toEqual(expectedTags);
+      const { 'caas:deadline': tagged, ...tags } = Object.fromEntries((spec.Tags ?? []).map((t) => [t.Key, t.Value]));
+      expect(tags).toEqual(expectedTags);
+      // The deadline, moved on by the moments the launch took before RunInstances.
+      expect(Date.parse(tagged!) - deadline.getTime()).toBeGreaterThanOrEqual(0);
+      expect(Date.parse(tagged!) - deadline.getTime()).toBeLessThan(Date.now() - launchedAt + 1000);
     }
     expect(input.ClientToken!.length).toBeLessThanOrEqual(64);
   });
@@ -201,7 +205,11 @@ describe('Ec2Launcher.launch', () => {
 describe('deploy_limit', () => {
   it('waits while the analysis has deploy_limit live instances, says so once, then launches', async () => {
     liveCounts = [2, 2, 3, 1];
-    await launcher().launch(request());
+    const r = request();
+    const started = Date.now();
+    await launcher({ pollMs: 50 }).launch(r);
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(150);
     expect(logged).toEqual(['deploy_limit 2 reached for mock-wait: waiting']);
     const counts = ec2.commandCalls(DescribeInstancesCommand).filter((c) => c.args[0].input.Filters);
     expect(counts).toHaveLength(4);
@@ -210,6 +218,10 @@ describe('deploy_limit', () => {
       { Name: 'instance-state-name', Values: ['pending', 'running'] },
     ]);
     expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(1);
+    // The wait for a slot does not count against the job's max runtime.
+    const tagged = runInput().TagSpecifications![0]!.Tags!.find((t) => t.Key === 'caas:deadline')!.Value!;
+    expect(Date.parse(tagged) - r.deadline.getTime()).toBeGreaterThanOrEqual(150);
+    expect(Date.parse(tagged) - r.deadline.getTime()).toBeLessThanOrEqual(waited);
   });
 
   it('gives up after the wait bound with a message that says what to do', async () => {

@@ -78,11 +78,12 @@ export class Ec2Launcher implements Launcher {
       );
     }
     const client = this.clientFor(blueprint.region);
+    const received = Date.now();
     const previous = this.slots.get(request.analysis) ?? Promise.resolve();
-    const launched = previous.catch(() => {}).then(() => this.startWithinLimit(client, request, blueprint.ami!));
+    const launched = previous.catch(() => {}).then(() => this.startWithinLimit(client, request, blueprint.ami!, received));
     this.slots.set(request.analysis, launched);
-    const instance = await launched;
-    return this.watch(client, request, instance);
+    const { instanceId, deadline } = await launched;
+    return this.watch(client, { ...request, deadline }, instanceId);
   }
 
   async close(): Promise<void> {
@@ -102,7 +103,12 @@ export class Ec2Launcher implements Launcher {
     return client;
   }
 
-  private async startWithinLimit(client: EC2Client, request: LaunchRequest, ami: string): Promise<string> {
+  private async startWithinLimit(
+    client: EC2Client,
+    request: LaunchRequest,
+    ami: string,
+    received: number,
+  ): Promise<{ instanceId: string; deadline: Date }> {
     const { blueprint, analysis } = request;
     const waitMs = this.options.deployWaitMs ?? blueprint.max_runtime_minutes * 60_000;
     const giveUp = Date.now() + waitMs;
@@ -122,11 +128,13 @@ export class Ec2Launcher implements Launcher {
       await sleep(Math.min(this.pollMs, Math.max(0, giveUp - Date.now())));
     }
     const rootDevice = await this.rootDevice(client, ami);
-    const response = await client.send(new RunInstancesCommand(this.runInstancesInput(request, ami, rootDevice)));
-    const id = response.Instances?.[0]?.InstanceId;
-    if (!id) throw new Error(`RunInstances for ${request.identity.slice(0, 12)} returned no instance id`);
-    this.oursFor(analysis).add(id);
-    return id;
+    // The max runtime is the machine's: time spent waiting for a slot must not eat into it.
+    const deadline = new Date(request.deadline.getTime() + (Date.now() - received));
+    const response = await client.send(new RunInstancesCommand(this.runInstancesInput({ ...request, deadline }, ami, rootDevice)));
+    const instanceId = response.Instances?.[0]?.InstanceId;
+    if (!instanceId) throw new Error(`RunInstances for ${request.identity.slice(0, 12)} returned no instance id`);
+    this.oursFor(analysis).add(instanceId);
+    return { instanceId, deadline };
   }
 
   /**
