@@ -2,6 +2,7 @@
 // (JSON) or in the file named by CAAS_AGENT_SPEC_FILE. Runs in the folder it is started in.
 import { readFileSync } from 'node:fs';
 import { AgentSpec } from '../models/agent-spec.ts';
+import { describeIssues } from '../models/issues.ts';
 import { runAgent } from './agent.ts';
 
 const text =
@@ -10,9 +11,13 @@ if (!text) {
   console.error('caas agent: set CAAS_AGENT_SPEC (JSON) or CAAS_AGENT_SPEC_FILE');
   process.exit(2);
 }
-const spec = AgentSpec.parse(JSON.parse(text));
+const spec = AgentSpec.safeParse(JSON.parse(text));
+if (!spec.success) {
+  console.error(`caas agent: invalid spec: ${describeIssues(spec.error)}`);
+  process.exit(2);
+}
 try {
-  process.exitCode = await runAgent(spec, process.cwd());
+  process.exitCode = await runAgent(spec.data, process.cwd());
 } catch (error) {
   console.error(`caas agent: ${(error as Error).stack ?? error}`);
   process.exitCode = 70;

@@ -109,7 +109,7 @@ function printPlan(entries: PlanEntry[], out: (line: string) => void): void {
 
 function inputLabel(entry: PlanEntry): string {
   const job = entry.job!;
-  const names = job.job.inputs.map((i) => i.name).join('+');
+  const names = job.job.inputs.map((i) => (i.files?.length === 1 ? `${i.name}/${i.files[0]!.url.split('/').pop()}` : i.name)).join('+');
   const params = Object.entries(job.job.parameters)
     .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
     .join(',');
