@@ -26,11 +26,11 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** `--query` is either the filter itself (starts with "{") or a file holding it. */
+/** `--query` is either the filter itself (JSON text starts with "{", or "[" when mistaken) or a file holding it. */
 export async function readQuery(argument: string): Promise<{ filter: Filter; text: string }> {
   let text = argument;
   let name = '--query';
-  if (!argument.trimStart().startsWith('{')) {
+  if (!/^\s*[{[]/.test(argument)) {
     try {
       text = await readFile(argument, 'utf8');
     } catch {
@@ -68,8 +68,8 @@ export async function* queryAssets(catalog: Catalog, filter: Filter): AsyncItera
 
 function isFilterError(error: unknown): boolean {
   const { name, code } = error as { name?: string; code?: unknown };
-  // MingoError on the embedded catalog; MongoDB answers a malformed filter with BadValue (2).
-  return name === 'MingoError' || (name === 'MongoServerError' && code === 2);
+  // mingo (the embedded catalog) throws a MingoError; MongoDB answers a malformed filter with BadValue (2).
+  return (error as object | null)?.constructor?.name === 'MingoError' || (name === 'MongoServerError' && code === 2);
 }
 
 /**
