@@ -7,7 +7,7 @@ import type { JobLocation, MetadataRecord, Owner } from '../models/record.ts';
 import { type JobKeys, jobKeys } from './bucket-contract.ts';
 import { CAAS_VERSION } from './caas-version.ts';
 import type { PreparedJob } from './prepare.ts';
-import { type Verdict, verifyJob } from './verify.ts';
+import { emptyVerdict, type Verdict, verifyJob } from './verify.ts';
 
 export interface ExecuteContext {
   db: MetadataStore;
@@ -247,20 +247,6 @@ function draftRecord(job: PreparedJob, ctx: ExecuteContext): MetadataRecord {
     created: now,
     updated: now,
     caas_version: CAAS_VERSION,
-  };
-}
-
-function emptyVerdict(): Verdict {
-  return {
-    succeeded: false,
-    ended: false,
-    exitCode: null,
-    reason: '',
-    manifest: [],
-    outputParameters: null,
-    stderrTail: [],
-    start: null,
-    end: null,
   };
 }
 

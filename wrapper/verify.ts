@@ -22,13 +22,9 @@ export interface Verdict {
 
 const STDERR_TAIL = 20;
 
-/**
- * Reads a finished job folder and decides whether it succeeded: end.txt must exist, the status file
- * must say SUCCESS, every manifest entry must be there with its size and sha256, and the outputs
- * file must satisfy the analysis' outputs model. Nothing short of that is a success.
- */
-export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKeys, analysis: Analysis): Promise<Verdict> {
-  const verdict: Verdict = {
+/** A verdict with nothing established yet: not ended, not succeeded. */
+export function emptyVerdict(): Verdict {
+  return {
     succeeded: false,
     ended: false,
     exitCode: null,
@@ -39,6 +35,15 @@ export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKey
     start: null,
     end: null,
   };
+}
+
+/**
+ * Reads a finished job folder and decides whether it succeeded: end.txt must exist, the status file
+ * must say SUCCESS, every manifest entry must be there with its size and sha256, and the outputs
+ * file must satisfy the analysis' outputs model. Nothing short of that is a success.
+ */
+export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKeys, analysis: Analysis): Promise<Verdict> {
+  const verdict = emptyVerdict();
   const text = async (key: string) => (await store.get(bucket, key).catch(() => undefined))?.toString('utf8');
   const stderr = await text(keys.stderr);
   verdict.stderrTail = (stderr ?? '')
