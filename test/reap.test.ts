@@ -5,6 +5,7 @@ import { DescribeInstancesCommand, EC2Client, type Instance, TerminateInstancesC
 import { mockClient } from 'aws-sdk-client-mock';
 import { Command } from 'commander';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Ec2Fleet } from '../backends/compute/ec2.ts';
 import { type Database, openDatabase } from '../backends/db/index.ts';
 import { registerReap } from '../cli/commands/reap.ts';
 import { addGlobalOptions } from '../cli/settings.ts';
@@ -83,7 +84,7 @@ beforeEach(() => {
 
 describe('findReapable', () => {
   it('finds instances past their deadline or whose job no runner holds, and leaves held ones alone', async () => {
-    const found = await findReapable(new EC2Client({ region: 'us-east-1' }), db, NOW);
+    const found = await findReapable(await new Ec2Fleet('us-east-1').list(), db, NOW);
     expect(Object.fromEntries(found.map((r) => [r.instance, r.why]))).toEqual({
       'i-overdue': [`past its deadline ${new Date(NOW.getTime() - 1000).toISOString()}`],
       'i-finished': ['its record is succeeded'],

@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { jobKeys } from '../../wrapper/bucket-contract.ts';
 import { type ObjectStore, openStore } from '../storage/index.ts';
-import type { LaunchedJob, Launcher, LauncherOptions, LaunchRequest, MachineEnd } from './index.ts';
+import type { CaasMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest, MachineEnd } from './index.ts';
 import { USER_DATA_LIMIT, userDataScript } from './user-data.ts';
 
 export interface Ec2LauncherOptions extends LauncherOptions {
@@ -339,4 +339,47 @@ function basename(dir: string): string {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+const TERMINATE_BATCH = 100;
+
+/** Every caas-tagged instance of a region that is pending or running, paging through DescribeInstances. */
+export class Ec2Fleet implements Fleet {
+  private readonly client: EC2Client;
+
+  constructor(region: string) {
+    this.client = new EC2Client({ region });
+  }
+
+  async list(): Promise<CaasMachine[]> {
+    const machines: CaasMachine[] = [];
+    const input: DescribeInstancesCommandInput = {
+      Filters: [
+        { Name: 'tag-key', Values: ['caas:identity'] },
+        { Name: 'instance-state-name', Values: LIVE_STATES },
+      ],
+    };
+    do {
+      const page = await this.client.send(new DescribeInstancesCommand(input));
+      for (const reservation of page.Reservations ?? []) {
+        for (const instance of reservation.Instances ?? []) {
+          if (!instance.InstanceId) continue;
+          const tags = Object.fromEntries((instance.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+          machines.push({ id: instance.InstanceId, state: instance.State?.Name ?? 'unknown', tags });
+        }
+      }
+      input.NextToken = page.NextToken;
+    } while (input.NextToken);
+    return machines;
+  }
+
+  async terminate(ids: readonly string[]): Promise<void> {
+    for (let start = 0; start < ids.length; start += TERMINATE_BATCH) {
+      await this.client.send(new TerminateInstancesCommand({ InstanceIds: ids.slice(start, start + TERMINATE_BATCH) }));
+    }
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
 }

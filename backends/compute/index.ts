@@ -53,3 +53,26 @@ export async function openLauncher(name: string, options: LauncherOptions): Prom
   }
   throw new Error(`--compute "${name}" is not supported: use local (a child process per job) or ec2 (an instance per job)`);
 }
+
+/** A machine caas started, as its tags (caas:identity, caas:deadline, ...) describe it. */
+export interface CaasMachine {
+  id: string;
+  state: string;
+  tags: Record<string, string>;
+}
+
+/** The live machines of a compute backend, for `caas reap`. */
+export interface Fleet {
+  /** Machines tagged caas:identity that are starting or running. */
+  list(): Promise<CaasMachine[]>;
+  terminate(ids: readonly string[]): Promise<void>;
+  close(): void;
+}
+
+export async function openFleet(name: string, options: { region: string }): Promise<Fleet> {
+  if (name === 'ec2') {
+    const { Ec2Fleet } = await import('./ec2.ts');
+    return new Ec2Fleet(options.region);
+  }
+  throw new Error(`no fleet for compute "${name}": only ec2 machines outlive their runner`);
+}

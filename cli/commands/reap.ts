@@ -1,7 +1,7 @@
-import { EC2Client } from '@aws-sdk/client-ec2';
 import type { Command } from 'commander';
+import { openFleet } from '../../backends/compute/index.ts';
 import { openDatabase } from '../../backends/db/index.ts';
-import { findReapable, terminateInstances } from '../../wrapper/reap.ts';
+import { findReapable } from '../../wrapper/reap.ts';
 import { settingsOf } from '../settings.ts';
 import { formatTable, shortId } from '../table.ts';
 
@@ -25,10 +25,10 @@ Exit codes: 0 (also when nothing is found), 1 when AWS or the DB could not be re
     .action(async (options, command: Command) => {
       const settings = settingsOf(command);
       const out = (line: string) => process.stdout.write(`${line}\n`);
-      const ec2 = new EC2Client({ region: options.region });
+      const fleet = await openFleet('ec2', { region: options.region });
       const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true });
       try {
-        const reapable = await findReapable(ec2, db, new Date());
+        const reapable = await findReapable(await fleet.list(), db, new Date());
         if (reapable.length === 0) {
           out(`no caas instances to reap in ${options.region}`);
           return;
@@ -43,13 +43,10 @@ Exit codes: 0 (also when nothing is found), 1 when AWS or the DB could not be re
           out(`${reapable.length} instance(s) to reap (dry run: nothing was terminated; add --execute to terminate them)`);
           return;
         }
-        await terminateInstances(
-          ec2,
-          reapable.map((r) => r.instance),
-        );
+        await fleet.terminate(reapable.map((r) => r.instance));
         out(`terminated ${reapable.length} instance(s)`);
       } finally {
-        ec2.destroy();
+        fleet.close();
         await db.close();
       }
     });
