@@ -1,0 +1,186 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
+import { StatusFile } from '../models/status.ts';
+import { type FolderKeys, folderKeys, parseMarker, rejectionNoteKey } from './submission.ts';
+
+/** A job folder, named by bucket, group and timestamp. */
+export interface JobRef {
+  bucket: string;
+  group: string;
+  timestamp: string;
+}
+
+/**
+ * `bucket/group/timestamp`, or any URL inside a job folder:
+ * `s3://bucket/group/results/job__bucket_timestamp/...` (file:// alike).
+ */
+export function parseJobRef(text: string): JobRef | undefined {
+  const url = /^(?:s3|file):\/\/([^/]+)\/([^/]+)\/results\/job__([^/]+)(?:\/.*)?$/.exec(text);
+  if (url) {
+    const [, bucket = '', group = '', folder = ''] = url;
+    if (!folder.startsWith(`${bucket}_`)) return undefined;
+    return { bucket, group, timestamp: folder.slice(bucket.length + 1) };
+  }
+  const parts = /^([a-z0-9][a-z0-9.-]*[a-z0-9])\/([A-Za-z0-9][A-Za-z0-9._-]*)\/([A-Za-z0-9][A-Za-z0-9._~-]*)$/.exec(text);
+  if (!parts) return undefined;
+  return { bucket: parts[1]!, group: parts[2]!, timestamp: parts[3]! };
+}
+
+export type FollowOutcome = 'succeeded' | 'failed' | 'rejected' | 'conflict';
+
+export interface FollowResult {
+  outcome: FollowOutcome;
+  /** 0 success, 1 failure, 2 rejection (the submission was never run). */
+  exitCode: 0 | 1 | 2;
+  /** Where the results are: process_results/ of this folder, or of the record it was answered from. */
+  results: string;
+}
+
+export interface FollowOptions {
+  store: ObjectStore;
+  job: JobRef;
+  out: (line: string) => void;
+  intervalMs: number;
+  /** When following one's own submission: a folder claimed for another submit file is a rejection of this one. */
+  submit?: { key: string; sha256: string };
+  signal?: AbortSignal;
+}
+
+/**
+ * Follows a job folder until end.txt appears: says when the folder appears, prints new certificate
+ * lines, status changes and new stdout lines as they arrive, then the outcome and where the results
+ * are. end.txt is written last, so everything before it has been printed when this returns.
+ */
+export async function followJob(options: FollowOptions): Promise<FollowResult> {
+  const view = new FolderView(options.store, options.job, options.out);
+  let announced = false;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const marker = parseMarker(await view.text(view.keys.marker));
+    if (marker && !announced) {
+      announced = true;
+      options.out(`job folder ${view.url(view.keys.prefix)} appeared`);
+    }
+    if (options.submit) {
+      const mine = marker === undefined || (marker.submit_key === options.submit.key && marker.submit_sha256 === options.submit.sha256);
+      const note = await view.text(rejectionNoteKey(options.submit.key));
+      if (!mine || note !== undefined) {
+        options.out(
+          note?.trim() ?? `job folder ${view.url(view.keys.prefix)} belongs to ${marker?.submit_key}: submit again with a new timestamp`,
+        );
+        return { outcome: 'conflict', exitCode: 2, results: '' };
+      }
+    }
+    const ended = await view.text(view.keys.end);
+    await view.printNew();
+    if (ended !== undefined) return view.finish(ended);
+    await sleep(options.intervalMs, undefined, { signal: options.signal });
+  }
+}
+
+/** `caas logs` without --follow: certificate, status files, the tail of stdout, and the outcome if over. */
+export async function showJob(store: ObjectStore, job: JobRef, out: (line: string) => void, tail = 20): Promise<FollowResult | undefined> {
+  const view = new FolderView(store, job, out);
+  const listed = await view.listLogs();
+  if (listed.length === 0 && (await view.text(view.keys.end)) === undefined) {
+    throw new Error(`no job folder at ${view.url(view.keys.prefix)}: check the bucket, group and timestamp (and --store)`);
+  }
+  view.stdoutTail = tail;
+  await view.printNew();
+  const ended = await view.text(view.keys.end);
+  if (ended === undefined) {
+    out('(the job is not over yet: add --follow to wait for it)');
+    return undefined;
+  }
+  return view.finish(ended);
+}
+
+class FolderView {
+  readonly keys: FolderKeys;
+  private certificateLines = 0;
+  private stdoutLines = 0;
+  private readonly statuses = new Map<string, string>();
+  /** When set, only the last lines of stdout are printed (logs without --follow). */
+  stdoutTail: number | undefined;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly job: JobRef,
+    private readonly out: (line: string) => void,
+  ) {
+    this.keys = folderKeys(job.bucket, job.group, job.timestamp);
+  }
+
+  url(key: string): string {
+    return objectUrl(this.store.scheme, this.job.bucket, key);
+  }
+
+  async text(key: string): Promise<string | undefined> {
+    try {
+      return (await this.store.get(this.job.bucket, key)).toString('utf8');
+    } catch (error) {
+      if ((error as { code?: string }).code === 'NoSuchKey') return undefined;
+      throw error;
+    }
+  }
+
+  async listLogs(): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const info of this.store.list(this.job.bucket, this.keys.logs)) keys.push(info.key);
+    return keys;
+  }
+
+  async printNew(): Promise<void> {
+    const certificate = lines(await this.text(this.keys.certificate));
+    // The agent rewrites the certificate whole; a shorter one is a new attempt starting over.
+    if (certificate.length < this.certificateLines) this.certificateLines = 0;
+    for (const line of certificate.slice(this.certificateLines)) this.out(line);
+    this.certificateLines = certificate.length;
+
+    for (const key of await this.listLogs()) {
+      const name = /DATASET_NAME-(.*)_STATUS\.json$/.exec(key)?.[1];
+      if (name === undefined) continue;
+      const parsed = StatusFile.safeParse(safeJson(await this.text(key)));
+      if (!parsed.success) continue;
+      const summary = `${parsed.data.status}${parsed.data.reason ? ` (${parsed.data.reason})` : ''}`;
+      if (this.statuses.get(name) !== summary) this.out(`status ${name}: ${summary}`);
+      this.statuses.set(name, summary);
+    }
+
+    const stdout = lines(await this.text(`${this.keys.logs}stdout.txt`));
+    if (stdout.length < this.stdoutLines) this.stdoutLines = 0;
+    const from = this.stdoutTail !== undefined ? Math.max(this.stdoutLines, stdout.length - this.stdoutTail) : this.stdoutLines;
+    for (const line of stdout.slice(from)) this.out(`  | ${line}`);
+    this.stdoutLines = stdout.length;
+  }
+
+  async finish(ended: string): Promise<FollowResult> {
+    const [verdict = '', reason = ''] = ended.split('\n');
+    let results = this.url(this.keys.process);
+    const link = safeJson(await this.text(this.keys.link)) as { results?: unknown } | undefined;
+    if (typeof link?.results === 'string') results = link.results;
+    if (verdict === 'REJECTED') {
+      this.out(`rejected: ${reason} (nothing ran; fix the submission and submit again with a new timestamp)`);
+      return { outcome: 'rejected', exitCode: 2, results: '' };
+    }
+    if (verdict === 'SUCCESS') {
+      this.out(`succeeded: results at ${results}`);
+      return { outcome: 'succeeded', exitCode: 0, results };
+    }
+    this.out(`failed: ${reason || 'see the certificate above'}; logs and partial results at ${this.url(this.keys.prefix)}`);
+    return { outcome: 'failed', exitCode: 1, results };
+  }
+}
+
+function lines(text: string | undefined): string[] {
+  return (text ?? '').split('\n').filter((line) => line.trim() !== '');
+}
+
+function safeJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

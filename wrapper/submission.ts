@@ -1,0 +1,438 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { z } from 'zod';
+import { type ObjectInfo, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
+import type { Analysis } from '../models/analysis.ts';
+import { describeIssues } from '../models/issues.ts';
+import type { JobInput, JobInputAsset } from '../models/job-input.ts';
+import type { Owner } from '../models/record.ts';
+import { SubmitFile } from '../models/submit.ts';
+import { datasetName } from './bucket-contract.ts';
+import { sha256Hex } from './identity.ts';
+import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepare.ts';
+
+/** `{group}/submissions/{anything}submit.json`, one folder deep: what the watcher picks up. */
+export const SUBMIT_KEY = /^([^/]+)\/submissions\/([^/]*)submit\.json$/;
+const GROUP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const TIMESTAMP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const MAX_TIMESTAMP = 100;
+// Submit files and configs are a few lines; anything bigger is a mistake or an attack on the watcher.
+export const MAX_SUBMIT_BYTES = 64 * 1024;
+const MAX_CONFIG_BYTES = 1024 * 1024;
+const MAX_KEY_BYTES = 1024;
+const MAX_FOLDER_FILES = 10_000;
+
+export function isSubmitKey(key: string): boolean {
+  return SUBMIT_KEY.test(key);
+}
+
+/** The group folder a submit key lies in, or undefined when that name could not be a group. */
+export function submitGroup(key: string): string | undefined {
+  const group = SUBMIT_KEY.exec(key)?.[1];
+  return group !== undefined && GROUP.test(group) ? group : undefined;
+}
+
+/**
+ * The objects of one job folder the watcher and the clients agree on, beyond the agent's own
+ * (bucket-contract.ts): the claim marker, and the rejection note that sits next to a submit file
+ * whose job folder belongs to another job.
+ */
+export interface FolderKeys {
+  timestamp: string;
+  /** {group}/results/job__{bucket}_{timestamp}/ */
+  prefix: string;
+  logs: string;
+  marker: string;
+  certificate: string;
+  process: string;
+  link: string;
+  end: string;
+}
+
+export function folderKeys(bucket: string, group: string, timestamp: string): FolderKeys {
+  const prefix = `${group}/results/job__${bucket}_${timestamp}/`;
+  return {
+    timestamp,
+    prefix,
+    logs: `${prefix}logs/`,
+    marker: `${prefix}logs/submission.json`,
+    certificate: `${prefix}logs/certificate.txt`,
+    process: `${prefix}process_results/`,
+    link: `${prefix}process_results/caas-link.json`,
+    end: `${prefix}process_results/end.txt`,
+  };
+}
+
+export function statusKey(folder: FolderKeys, dataname: string): string {
+  return `${folder.logs}DATASET_NAME-${datasetName(dataname)}_STATUS.json`;
+}
+
+export function rejectionNoteKey(submitKey: string): string {
+  return `${submitKey}.rejected.txt`;
+}
+
+/**
+ * The claim on a job folder. Whoever writes it first (putIfAbsent) processes the submit file;
+ * submit_key + submit_sha256 say which submission owns the folder, the lease says whether its
+ * owner is still alive.
+ */
+export interface SubmissionMarker {
+  submit_key: string;
+  submit_sha256: string;
+  /** For the folder of one dataset of a list (1-based). */
+  dataset?: number;
+  owner: Owner;
+  claimed: string;
+  lease_expires: string;
+}
+
+export function parseMarker(text: string | undefined): SubmissionMarker | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const value = JSON.parse(text) as Partial<SubmissionMarker> | null;
+    if (typeof value?.submit_key === 'string' && typeof value.submit_sha256 === 'string' && typeof value.lease_expires === 'string') {
+      return value as SubmissionMarker;
+    }
+  } catch {}
+  // An unreadable marker still claims the folder, for nobody we can name.
+  return { submit_key: '(unreadable marker)', submit_sha256: '', owner: { host: '', pid: 0, run: '' }, claimed: '', lease_expires: '' };
+}
+
+/** A submit file as read, before any validation: enough to find the job folder its answer goes to. */
+export interface SubmitRead {
+  key: string;
+  group: string;
+  sha256: string;
+  /** The parsed JSON, or undefined with `jsonError` set. */
+  value?: unknown;
+  jsonError?: string;
+  /** The timestamp field when it is usable, else one derived from the file name. */
+  timestamp: string;
+}
+
+export function readSubmit(key: string, group: string, body: Uint8Array): SubmitRead {
+  const sha256 = sha256Hex(body);
+  let value: unknown;
+  let jsonError: string | undefined;
+  try {
+    value = JSON.parse(Buffer.from(body).toString('utf8'));
+  } catch (error) {
+    jsonError = (error as Error).message;
+  }
+  const field = (value as { timestamp?: unknown } | null | undefined)?.timestamp;
+  const timestamp = typeof field === 'string' && usableTimestamp(field) ? field : fallbackTimestamp(key);
+  return { key, group, sha256, value, jsonError, timestamp };
+}
+
+function usableTimestamp(value: string): boolean {
+  return TIMESTAMP.test(value) && value.length <= MAX_TIMESTAMP;
+}
+
+/**
+ * When the submit file gives no usable timestamp, its answer still needs a job folder: the file
+ * name without "submit.json" (so `T_submit.json` answers in job__{bucket}_T, as if it said T).
+ */
+export function fallbackTimestamp(key: string): string {
+  const stem = (SUBMIT_KEY.exec(key)?.[2] ?? '').replace(/[_.-]+$/, '');
+  const clean = stem
+    .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, MAX_TIMESTAMP);
+  return clean || 'submit';
+}
+
+/** One dataset of a valid submission, ready for the gate. */
+export interface SubmittedDataset {
+  /** As the submit file names it. */
+  dataname: string;
+  key: string;
+  prepared: PreparedJob;
+}
+
+export interface ValidSubmission {
+  submit: SubmitFile;
+  /** Key of the config under {group}/configs/ (what the agent stages and copies). */
+  configname: string;
+  configKey: string;
+  /** sha256 of the config bytes that were validated. */
+  configSha256: string;
+  datasets: SubmittedDataset[];
+}
+
+export type Validation = { ok: true; submission: ValidSubmission } | { ok: false; reason: string };
+
+export interface ValidationContext {
+  store: ObjectStore;
+  bucket: string;
+  analysis: Analysis;
+  preparer: JobPreparer;
+}
+
+/**
+ * Everything a submit file must satisfy before any compute starts, in the order a user would fix
+ * it: the group may use the analysis, the file is JSON of the submit model, the instance type is
+ * allowed, the config and data exist inside the group's own configs/ and inputs/, and the config
+ * satisfies the analysis' parameter model. Reasons are written for the user who submitted.
+ */
+export async function validateSubmission(read: SubmitRead, ctx: ValidationContext): Promise<Validation> {
+  const { analysis, store, bucket } = ctx;
+  const groups = analysis.blueprint.groups.map((g) => g.name);
+  const reject = (reason: string): Validation => ({ ok: false, reason });
+  if (!groups.includes(read.group)) {
+    return reject(`group "${read.group}" may not use ${analysis.name}: the blueprint lists ${groups.join(', ')}`);
+  }
+  if (read.jsonError !== undefined) return reject(`the submit file is not JSON (${read.jsonError})`);
+  const parsed = SubmitFile.safeParse(read.value);
+  if (!parsed.success) {
+    return reject(
+      `the submit file does not match {"dataname", "configname", "timestamp"[, "instance_type"]}: ${describeSubmitIssues(parsed.error)}`,
+    );
+  }
+  const submit = parsed.data;
+  if (submit.timestamp.length > MAX_TIMESTAMP) return reject(`timestamp: at most ${MAX_TIMESTAMP} characters`);
+  if (submit.instance_type !== undefined && !instanceTypeAllowed(analysis, submit.instance_type)) {
+    const allowed = analysis.blueprint.allowed_instance_types.join(', ') || analysis.blueprint.instance_type;
+    return reject(`instance_type "${submit.instance_type}" is not allowed for ${analysis.name}: expected one of ${allowed}`);
+  }
+
+  const config = confineKey(submit.configname, { bucket, group: read.group, area: 'configs' });
+  if (!config.ok) return reject(`configname: ${config.reason}`);
+  const configInfo = await store.head(bucket, config.key);
+  if (!configInfo) return reject(`configname: ${config.key} does not exist; upload the config to ${read.group}/configs/ first`);
+  if (configInfo.size > MAX_CONFIG_BYTES) return reject(`configname: ${config.key} is larger than ${MAX_CONFIG_BYTES} bytes`);
+  const configBytes = await store.get(bucket, config.key);
+  let parameters: unknown;
+  try {
+    parameters = JSON.parse(configBytes.toString('utf8'));
+  } catch (error) {
+    return reject(`config ${config.key} is not JSON (${(error as Error).message})`);
+  }
+  if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
+    return reject(`config ${config.key} must be a JSON object of ${analysis.name} parameters`);
+  }
+  const checked = (analysis.parameters as z.ZodType).safeParse(parameters);
+  if (!checked.success) return reject(`config ${config.key} is not valid for ${analysis.name}: ${describeIssues(checked.error)}`);
+
+  const datanames = typeof submit.dataname === 'string' ? [submit.dataname] : submit.dataname;
+  const assets: { dataname: string; key: string; asset: JobInputAsset }[] = [];
+  const statusNames = new Map<string, string>();
+  for (const dataname of datanames) {
+    const data = confineKey(dataname, { bucket, group: read.group, area: 'inputs' });
+    if (!data.ok) return reject(`dataname "${dataname}": ${data.reason}`);
+    const name = datasetName(data.key);
+    const clash = statusNames.get(name);
+    if (clash !== undefined)
+      return reject(`datanames "${clash}" and "${dataname}" share the file name ${name}: their status files would collide`);
+    statusNames.set(name, dataname);
+    const asset = await describeAsset(store, bucket, data.key);
+    if (asset === undefined)
+      return reject(`dataname "${dataname}": ${data.key} does not exist; upload the data to ${read.group}/inputs/ first`);
+    if (typeof asset === 'string') return reject(`dataname "${dataname}": ${asset}`);
+    assets.push({ dataname, key: data.key, asset });
+  }
+
+  const datasets: SubmittedDataset[] = [];
+  for (const [i, { dataname, key, asset }] of assets.entries()) {
+    const job: JobInput = {
+      analysis: analysis.name,
+      inputs: [asset],
+      parameters: parameters as Record<string, unknown>,
+      group: read.group,
+      bucket,
+      ...(submit.instance_type ? { instance_type: submit.instance_type } : {}),
+      provenance: { source: 'submit', submit_key: read.key },
+    };
+    const where = datanames.length === 1 ? read.key : `${read.key} dataset ${i + 1}`;
+    const prepared = await ctx.preparer.prepareValid(where, job, analysis);
+    if (!prepared.ok) return reject(prepared.reason);
+    datasets.push({ dataname, key, prepared: prepared.job });
+  }
+  return {
+    ok: true,
+    submission: {
+      submit,
+      configname: config.key.slice(`${read.group}/configs/`.length),
+      configKey: config.key,
+      configSha256: sha256Hex(configBytes),
+      datasets,
+    },
+  };
+}
+
+/** zod's own message for the dataname union ("Invalid input") does not say what would be valid. */
+function describeSubmitIssues(error: z.ZodError): string {
+  return describeIssues(error)
+    .split('; ')
+    .map((line) =>
+      line.startsWith('dataname: Invalid input') ? 'dataname: expected a key under {group}/inputs/ or a non-empty list of them' : line,
+    )
+    .join('; ');
+}
+
+export type Confined = { ok: true; key: string } | { ok: false; reason: string };
+
+/**
+ * Turns a dataname or configname into a key inside `{group}/{area}/` of this bucket, or says why
+ * not. Accepted spellings: `x.json` (under the area), `inputs/x.json` (under the group, as
+ * NeuroCAAS writes them), `{group}/inputs/x.json` (the full key) and `s3://{bucket}/{group}/inputs/x.json`.
+ * Percent-encoding is decoded exactly once; whatever still looks encoded, climbs (`..`), uses
+ * backslashes or control characters, or lands outside the area is refused, never normalised.
+ */
+export function confineKey(raw: string, where: { bucket: string; group: string; area: 'inputs' | 'configs' }): Confined {
+  const { bucket, group, area } = where;
+  const base = `${group}/${area}/`;
+  let value: string;
+  try {
+    value = decodeURIComponent(raw);
+  } catch {
+    return { ok: false, reason: 'broken percent-encoding' };
+  }
+  if (value.includes('%')) return { ok: false, reason: 'still percent-encoded after decoding once (double encoding is refused)' };
+  if (value.includes('\\')) return { ok: false, reason: 'backslashes are not allowed in names' };
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+  if (/[\u0000-\u001f\u007f]/.test(value)) return { ok: false, reason: 'control characters (NUL, newline, ...) are not allowed in names' };
+  if (value.includes('..')) return { ok: false, reason: '".." is not allowed in names' };
+  let key: string;
+  const url = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/]*)\/?(.*)$/.exec(value);
+  if (url) {
+    const [, scheme = '', urlBucket = '', urlKey = ''] = url;
+    if (scheme !== 's3' && scheme !== 'file')
+      return { ok: false, reason: `only s3://${bucket}/${base}... URLs are accepted, not ${scheme}://` };
+    if (urlBucket !== bucket)
+      return { ok: false, reason: `names bucket "${urlBucket}": data must be in this analysis bucket, s3://${bucket}/${base}` };
+    key = urlKey;
+  } else if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(value)) {
+    return { ok: false, reason: `only s3://${bucket}/${base}... URLs are accepted` };
+  } else if (value.startsWith('/') || value.startsWith('~')) {
+    return { ok: false, reason: `absolute paths are not allowed: name a key under ${base}` };
+  } else if (value.startsWith(base)) {
+    key = value;
+  } else if (value.startsWith(`${area}/`)) {
+    key = `${group}/${value}`;
+  } else if (value.startsWith(`${group}/`)) {
+    return { ok: false, reason: `lies outside ${base}` };
+  } else if (/^[^/]+\/(inputs|configs)\//.test(value) && !/^(inputs|configs)\//.test(value)) {
+    return { ok: false, reason: `lies in another group's folder: name a key under ${base}` };
+  } else {
+    key = `${base}${value}`;
+  }
+  const rest = key.startsWith(base) ? key.slice(base.length) : undefined;
+  if (rest === undefined || rest === '' || rest === '/') return { ok: false, reason: `must name something inside ${base}` };
+  const segments = rest.replace(/\/$/, '').split('/');
+  if (segments.some((s) => s === '' || s === '.')) return { ok: false, reason: 'empty or "." path segments are not allowed' };
+  if (area === 'configs' && key.endsWith('/')) return { ok: false, reason: 'must name a config file, not a folder' };
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) return { ok: false, reason: `longer than ${MAX_KEY_BYTES} bytes` };
+  return { ok: true, key };
+}
+
+/**
+ * The asset a data key names, with etag and size of every file (they enter the identity): one
+ * object, or every object under a key ending in "/".
+ */
+async function describeAsset(store: ObjectStore, bucket: string, key: string): Promise<JobInputAsset | string | undefined> {
+  const file = (info: ObjectInfo) => ({ url: objectUrl(store.scheme, bucket, info.key), etag: info.etag, size: info.size });
+  if (key.endsWith('/')) {
+    const files = [];
+    for await (const info of store.list(bucket, key)) {
+      files.push(file(info));
+      if (files.length > MAX_FOLDER_FILES) return `${key} holds more than ${MAX_FOLDER_FILES} files: submit fewer at a time`;
+    }
+    if (files.length === 0) return undefined;
+    return { asset_id: key, name: datasetName(key), location: objectUrl(store.scheme, bucket, key), files };
+  }
+  const info = await store.head(bucket, key);
+  if (!info) return undefined;
+  return {
+    asset_id: key,
+    name: path.posix.basename(key),
+    location: objectUrl(store.scheme, bucket, `${path.posix.dirname(key)}/`),
+    files: [file(info)],
+  };
+}
+
+/** The client side (`caas submit`): refused before anything is written. */
+export class SubmitRefused extends Error {}
+
+export interface ClientSubmission {
+  bucket: string;
+  group: string;
+  /** Local data files, uploaded to {group}/inputs/. */
+  data: string[];
+  /** Local config file, uploaded to {group}/configs/. */
+  config: string;
+  timestamp?: string;
+  instanceType?: string;
+}
+
+export interface Submitted {
+  key: string;
+  sha256: string;
+  timestamp: string;
+  submit: SubmitFile;
+}
+
+/**
+ * Uploads the data and the config (skipping files already there with the same content, which keeps
+ * their etags, hence identities, unchanged), then writes the submit file last, put-if-absent: the
+ * watcher reacts to the submit file, so everything it names exists by then.
+ */
+export async function submitFiles(store: ObjectStore, request: ClientSubmission, out: (line: string) => void): Promise<Submitted> {
+  const { bucket, group } = request;
+  if (!GROUP.test(group)) throw new SubmitRefused(`--group "${group}" is not a group name: letters, digits, ".", "_" or "-"`);
+  if (!(await store.bucketExists(bucket))) {
+    throw new SubmitRefused(`bucket ${bucket} does not exist: is the analysis deployed? (\`caas watch --bucket ${bucket}\` creates it)`);
+  }
+  const timestamp = request.timestamp ?? newTimestamp();
+  if (!usableTimestamp(timestamp)) {
+    throw new SubmitRefused(`--timestamp "${timestamp}": letters, digits, ".", "_" or "-", at most ${MAX_TIMESTAMP} characters`);
+  }
+  const key = `${group}/submissions/${timestamp}_submit.json`;
+  const folder = folderKeys(bucket, group, timestamp);
+  if (await store.head(bucket, key)) throw new SubmitRefused(`${key} already exists: pick another --timestamp (or leave it out)`);
+  for await (const used of store.list(bucket, folder.prefix)) {
+    throw new SubmitRefused(`timestamp ${timestamp} is already used (${used.key} exists): pick another --timestamp (or leave it out)`);
+  }
+  const upload = async (file: string, area: 'inputs' | 'configs') => {
+    const name = path.basename(file);
+    const confined = confineKey(name, { bucket, group, area });
+    if (!confined.ok) throw new SubmitRefused(`${file}: the file name ${confined.reason}; rename it`);
+    const local = await md5OfFile(file).catch((error: Error) => {
+      throw new SubmitRefused(`${file}: ${error.message}`);
+    });
+    const there = await store.head(bucket, confined.key);
+    if (there?.etag === local) out(`${confined.key} is already there (same content)`);
+    else {
+      await store.putFile(bucket, confined.key, file);
+      out(`uploaded ${file} to ${objectUrl(store.scheme, bucket, confined.key)}`);
+    }
+    return confined.key;
+  };
+  const datanames: string[] = [];
+  for (const file of request.data) datanames.push(await upload(file, 'inputs'));
+  const configname = await upload(request.config, 'configs');
+  const submit: SubmitFile = {
+    dataname: datanames.length === 1 ? datanames[0]! : datanames,
+    configname,
+    timestamp,
+    ...(request.instanceType ? { instance_type: request.instanceType } : {}),
+  };
+  const body = `${JSON.stringify(submit, null, 2)}\n`;
+  if (!(await store.putIfAbsent(bucket, key, body)))
+    throw new SubmitRefused(`${key} appeared meanwhile: submit again with another --timestamp`);
+  out(`submitted ${objectUrl(store.scheme, bucket, key)}`);
+  return { key, sha256: sha256Hex(body), timestamp, submit };
+}
+
+/** Sortable, unique enough for one user: 20240131T235959123Z-1a2b. */
+function newTimestamp(): string {
+  const at = new Date().toISOString().replace(/[-:]/g, '').replace('.', '');
+  return `${at}-${randomBytes(2).toString('hex')}`;
+}
+
+async function md5OfFile(file: string): Promise<string> {
+  const hash = createHash('md5');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
+}
