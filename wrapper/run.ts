@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { openLauncher } from '../backends/compute/index.ts';
 import { openDatabase } from '../backends/db/index.ts';
-import { openStore } from '../backends/storage/index.ts';
+import { type ObjectStore, openStore } from '../backends/storage/index.ts';
 import type { Owner } from '../models/record.ts';
 import { type ExecuteContext, executeJob, type JobResult } from './execute.ts';
 import { GATE_CHUNK, type PlanEntry, planChunk } from './gate.ts';
@@ -93,6 +93,7 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
     }
 
     if (options.execute && toRun.length > 0) {
+      await ensureBuckets(store, new Set(toRun.map((e) => e.job!.bucket)));
       await db.close();
       db = await openDatabase(options.dbUrl, { home: options.home });
       const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint });
@@ -128,5 +129,22 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
   } finally {
     await db.close();
     await store.close();
+  }
+}
+
+/**
+ * Analysis buckets are provisioned with the analysis in the cloud (as NeuroCAAS stacks are); a
+ * missing one is refused up front rather than failing every job. Folder buckets are just made.
+ */
+async function ensureBuckets(store: ObjectStore, buckets: Set<string>): Promise<void> {
+  for (const bucket of buckets) {
+    if (await store.bucketExists(bucket)) continue;
+    if (store.scheme === 'file') {
+      await store.createBucket(bucket);
+      continue;
+    }
+    throw new RunRefused(
+      `analysis bucket ${bucket} does not exist in ${store.url}: create it (aws s3 mb s3://${bucket}) or point the blueprint's bucket at an existing one`,
+    );
   }
 }
