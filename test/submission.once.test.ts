@@ -1,11 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Launcher, openLauncher } from '../backends/compute/index.ts';
 import type { ObjectStore } from '../backends/storage/index.ts';
 import { StatusFile } from '../models/status.ts';
+import { showJob } from '../wrapper/follow.ts';
 import { sha256Hex } from '../wrapper/identity.ts';
-import { folderKeys } from '../wrapper/submission.ts';
+import { folderKeys, submitFiles } from '../wrapper/submission.ts';
 import { handleS3Event, SubmissionWatcher, type WatchOptions } from '../wrapper/watch.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
 
@@ -153,6 +154,28 @@ describe('each submit file is processed once, whoever looks and however often', 
     expect(await text(`${folderKeys(BUCKET, 'demo', 'many~2').process}waited.json`)).toMatch(/waited_s/);
     expect(await text(main.end)).toBe('SUCCESS\nall 2 datasets succeeded\n');
     expect(launcher.launches).toBe(4);
+  });
+
+  it('caas logs shows a finished job: certificate, status, the tail of stdout and where the results are', async () => {
+    const lines: string[] = [];
+    const result = await showJob(store, { bucket: BUCKET, group: 'demo', timestamp: 's1' }, (line) => lines.push(line));
+    expect(result?.exitCode).toBe(0);
+    const shown = lines.join('\n');
+    expect(shown).toMatch(/job succeeded/);
+    expect(shown).toMatch(/status d1\.json: SUCCESS \(exit code 0\)/);
+    expect(shown).toMatch(/ {2}\| mock-wait: done/);
+    expect(shown).toMatch(/succeeded: results at file:\/\/mock-wait\/demo\/results\/job__mock-wait_s1\/process_results\//);
+    await expect(showJob(store, { bucket: BUCKET, group: 'demo', timestamp: 'nope' }, () => {})).rejects.toThrow(/no job folder/);
+  });
+
+  it('caas submit refuses a timestamp that is already used, before uploading anything', async () => {
+    const data = path.join(base, 'fresh.json');
+    writeFileSync(data, '{"fresh": true}\n');
+    const request = { bucket: BUCKET, group: 'demo', data: [data], config: data, timestamp: 's1' };
+    await expect(submitFiles(store, request, () => {})).rejects.toThrow(/s1_submit\.json already exists: pick another --timestamp/);
+    await expect(submitFiles(store, { ...request, timestamp: 'x4' }, () => {})).rejects.toThrow(/already exists/);
+    await expect(submitFiles(store, { ...request, timestamp: 'many~1' }, () => {})).rejects.toThrow(/--timestamp "many~1"/);
+    expect(await store.head(BUCKET, 'demo/inputs/fresh.json')).toBeUndefined();
   });
 
   it('the S3 event handler answers one object per ObjectCreated event, once', async () => {

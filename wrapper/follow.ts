@@ -54,8 +54,8 @@ export interface FollowOptions {
 export async function followJob(options: FollowOptions): Promise<FollowResult> {
   const view = new FolderView(options.store, options.job, options.out);
   let announced = false;
-  for (;;) {
-    options.signal?.throwIfAborted();
+  let failures = 0;
+  const look = async (): Promise<FollowResult | undefined> => {
     const marker = parseMarker(await view.text(view.keys.marker));
     if (marker && !announced) {
       announced = true;
@@ -73,10 +73,23 @@ export async function followJob(options: FollowOptions): Promise<FollowResult> {
     }
     const ended = await view.text(view.keys.end);
     await view.printNew();
-    if (ended !== undefined) return view.finish(ended);
+    return ended === undefined ? undefined : view.finish(ended);
+  };
+  for (;;) {
+    options.signal?.throwIfAborted();
+    try {
+      const result = await look();
+      if (result) return result;
+      failures = 0;
+    } catch (error) {
+      // A dropped connection while the job runs is no reason to stop following; a store that stays unreachable is.
+      if (++failures >= MAX_FAILED_LOOKS) throw error;
+    }
     await sleep(options.intervalMs, undefined, { signal: options.signal });
   }
 }
+
+const MAX_FAILED_LOOKS = 20;
 
 /** `caas logs` without --follow: certificate, status files, the tail of stdout, and the outcome if over. */
 export async function showJob(store: ObjectStore, job: JobRef, out: (line: string) => void, tail = 20): Promise<FollowResult | undefined> {
