@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { JobResult } from '../../wrapper/execute.ts';
 import type { PlanEntry } from '../../wrapper/gate.ts';
-import { RunRefused, runBatch } from '../../wrapper/run.ts';
+import { RunRefused, type RunReporter, runBatch } from '../../wrapper/run.ts';
+import { BatchProgress } from '../progress.ts';
 import { settingsOf, UsageError } from '../settings.ts';
 import { formatTable, shortId } from '../table.ts';
 
@@ -28,6 +29,7 @@ export function registerRun(program: Command): void {
       Number(process.env.CAAS_LEASE_SECONDS ?? 60),
     )
     .option('--json', 'print the plan and the results as JSON lines', false)
+    .option('--quiet', 'print only failed jobs and the final counts (no plan table, no progress)', false)
     .addHelpText(
       'after',
       `
@@ -36,6 +38,11 @@ Examples:
   $ caas run jobs.jsonl --execute             # run what the plan says, 2 at a time
   $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .json | caas run - --execute
   $ caas run jobs.jsonl --execute --force --reason "reprocess after spike-sorting fix"
+  $ caas run jobs.jsonl --execute --quiet     # only failed jobs and the final counts
+
+With --execute, a progress bar (run, failed, skipped, running elsewhere, ETA) is drawn on stderr when it is a
+terminal, else a progress line is printed every 10 s (CAAS_PROGRESS_INTERVAL_MS); a table of counts per analysis
+ends the run. NO_COLOR turns colour off.
 
 Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the batch still ran).`,
     )
@@ -46,7 +53,14 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
         throw new UsageError('--force needs --reason "<why>": reruns of succeeded results are audited');
       if (options.reason && !options.force) throw new UsageError('--reason only goes with --force');
       const json = Boolean(options.json);
-      const out = (line: string) => process.stdout.write(`${line}\n`);
+      const quiet = Boolean(options.quiet);
+      // A bar on a terminal, periodic lines otherwise; lines go through it so they never tear the bar.
+      const progress = json ? undefined : new BatchProgress({ quiet });
+      const out = (line: string): void => {
+        if (progress) progress.print(line);
+        else process.stdout.write(`${line}\n`);
+      };
+      const watched = (reporter: RunReporter) => progress?.wrap(reporter) ?? reporter;
       try {
         const summary = await runBatch(
           {
@@ -63,18 +77,23 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
             leaseMs: options.leaseSeconds * 1000,
             statusIntervalMs: process.env.CAAS_STATUS_INTERVAL_MS ? Number(process.env.CAAS_STATUS_INTERVAL_MS) : undefined,
           },
-          {
-            plan: (entries) => (json ? entries.forEach((e) => out(JSON.stringify(planJson(e)))) : printPlan(entries, out)),
+          watched({
+            plan: (entries) => {
+              if (!json) printPlan(entries, out);
+              else for (const e of entries) out(JSON.stringify(planJson(e)));
+            },
             warn: (message) => process.stderr.write(`warning: ${message}\n`),
             result: (result) => (json ? out(JSON.stringify({ type: 'result', ...result })) : out(resultLine(result))),
-          },
+          }),
         );
+        progress?.stop();
         const p = summary.planned;
         const planLine = `plan: ${p.RUN} to run, ${p.SKIP} skipped, ${p.RUNNING} running elsewhere, ${p.INVALID} invalid`;
         if (json) out(JSON.stringify({ type: 'summary', ...summary }));
         else if (!execute) out(`${planLine} (dry run: nothing was written; add --execute to run)`);
         else {
           const r = summary.results;
+          if (!quiet) out(progress!.summaryTable());
           out(
             `${planLine}\ndone: ${r.succeeded} succeeded, ${r.failed} failed, ${r.skipped + r.running} taken by other runners, ${r.lost} lost`,
           );
@@ -83,6 +102,8 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
       } catch (error) {
         if (error instanceof RunRefused) throw new UsageError(error.message);
         throw error;
+      } finally {
+        progress?.stop();
       }
     });
 }

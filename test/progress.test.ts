@@ -1,0 +1,240 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { BatchProgress, duration } from '../cli/progress.ts';
+import type { JobResult } from '../wrapper/execute.ts';
+import type { PlanEntry } from '../wrapper/gate.ts';
+import type { PreparedJob } from '../wrapper/prepare.ts';
+import type { RunReporter } from '../wrapper/run.ts';
+
+/** A stream that records what was written and says whether it is a terminal. */
+class Sink extends Writable {
+  text = '';
+  columns = 120;
+  constructor(readonly isTTY: boolean) {
+    super();
+  }
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+function entry(action: PlanEntry['action'], analysis: string, identity: string): PlanEntry {
+  const job = { identity, analysis: { name: analysis } } as unknown as PreparedJob;
+  return action === 'INVALID'
+    ? { action, where: `jobs.jsonl:${identity}`, reason: 'bad' }
+    : { action, where: `jobs.jsonl:${identity}`, job };
+}
+
+const result = (identity: string, outcome: JobResult['outcome']): JobResult => ({ where: 'x', identity, outcome, reason: '' });
+
+const ESC = `${String.fromCharCode(27)}[`;
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g');
+const plain = (text: string) => text.replaceAll('\r', '\n').replace(ANSI, '');
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('BatchProgress off a terminal', () => {
+  it('prints a plain line of counts and an ETA every interval, and nothing after stop', () => {
+    vi.useFakeTimers();
+    let now = 0;
+    const status = new Sink(false);
+    const progress = new BatchProgress({ status, out: new Sink(false), intervalMs: 10_000, env: {}, now: () => now });
+    progress.plan([
+      entry('RUN', 'mock-wait', 'a'),
+      entry('RUN', 'mock-wait', 'b'),
+      entry('RUN', 'unit-filter', 'c'),
+      entry('SKIP', 'mock-wait', 'd'),
+    ]);
+    progress.plan([entry('RUNNING', 'unit-filter', 'e'), entry('INVALID', '-', 'f')]);
+    progress.started();
+    progress.started();
+    now = 4_000;
+    progress.result(result('a', 'succeeded'));
+    now = 10_000;
+    vi.advanceTimersByTime(10_000);
+    expect(status.text).toBe(
+      'progress: 1/3 done, 1 succeeded, 0 failed, 1 running, 1 skipped, 1 running elsewhere, elapsed 10s, eta 20s\n',
+    );
+    progress.result(result('b', 'failed'));
+    progress.started();
+    progress.result(result('c', 'succeeded'));
+    now = 20_000;
+    vi.advanceTimersByTime(10_000);
+    expect(status.text.split('\n')[1]).toBe(
+      'progress: 3/3 done, 2 succeeded, 1 failed, 0 running, 1 skipped, 1 running elsewhere, elapsed 20s, eta 0s',
+    );
+    progress.stop();
+    const before = status.text;
+    vi.advanceTimersByTime(60_000);
+    expect(status.text).toBe(before);
+  });
+
+  it('ends with a summary table per analysis and a total, without colour', () => {
+    const out = new Sink(false);
+    const progress = new BatchProgress({ status: new Sink(false), out, env: {} });
+    progress.plan([
+      entry('RUN', 'mock-wait', 'a'),
+      entry('RUN', 'mock-wait', 'b'),
+      entry('RUN', 'unit-filter', 'c'),
+      entry('SKIP', 'unit-filter', 'd'),
+    ]);
+    progress.plan([entry('INVALID', '-', 'f')]);
+    for (let i = 0; i < 3; i++) progress.started();
+    progress.result(result('a', 'succeeded'));
+    progress.result(result('b', 'failed'));
+    // Another runner finished c first: it counts as skipped, and as done for the bar.
+    progress.result(result('c', 'skipped'));
+    progress.stop();
+    expect(progress.done).toBe(3);
+    expect(progress.summaryTable().split('\n')).toEqual([
+      'ANALYSIS     TO RUN  SUCCEEDED  FAILED  SKIPPED  ELSEWHERE  INVALID',
+      '-            0       0          0       0        0          1',
+      'mock-wait    2       1          1       0        0          0',
+      'unit-filter  1       0          0       2        0          0',
+      'total        3       1          1       2        0          1',
+    ]);
+  });
+
+  it('quiet: no periodic lines; the wrapped reporter sees no plan and only failed results', () => {
+    vi.useFakeTimers();
+    const status = new Sink(false);
+    const progress = new BatchProgress({ status, out: new Sink(false), quiet: true, intervalMs: 1000, env: {} });
+    const seen: string[] = [];
+    const inner: RunReporter = {
+      plan: (entries) => seen.push(`plan ${entries.length}`),
+      warn: (message) => seen.push(`warn ${message}`),
+      started: () => seen.push('started'),
+      result: (r) => seen.push(`result ${r.outcome}`),
+    };
+    const reporter = progress.wrap(inner);
+    reporter.plan([entry('RUN', 'mock-wait', 'a'), entry('RUN', 'mock-wait', 'b'), entry('RUN', 'mock-wait', 'c')]);
+    reporter.warn('dirty folder');
+    for (const e of ['a', 'b', 'c']) reporter.started?.(entry('RUN', 'mock-wait', e));
+    reporter.result(result('a', 'succeeded'));
+    reporter.result(result('b', 'failed'));
+    reporter.result(result('c', 'lost'));
+    vi.advanceTimersByTime(5000);
+    progress.stop();
+    expect(seen).toEqual(['warn dirty folder', 'started', 'started', 'started', 'result failed', 'result lost']);
+    expect(status.text).toBe('');
+    expect(progress.summaryTable()).toContain('LOST');
+  });
+});
+
+describe('BatchProgress on a terminal', () => {
+  it('draws a bar with the counts and an ETA, logs lines above it, and stops on a final frame', () => {
+    let now = 0;
+    const status = new Sink(true);
+    const out = new Sink(true);
+    const progress = new BatchProgress({ status, out, env: {}, now: () => now });
+    progress.plan([entry('RUN', 'mock-wait', 'a'), entry('RUN', 'mock-wait', 'b'), entry('SKIP', 'mock-wait', 'c')]);
+    progress.started();
+    progress.started();
+    now = 5_000;
+    progress.result(result('a', 'succeeded'));
+    progress.print('SUCCEEDED a');
+    progress.stop();
+    const text = plain(status.text);
+    expect(text).toContain('SUCCEEDED a\n');
+    expect(text).toMatch(/[█░]{24} 1\/2 \| ran 1 \| failed 0 \| running 1 \| skipped 1 \| elsewhere 0 \| ETA 5s/);
+    // The bar and its log share stderr; stdout stays clean for what the user pipes.
+    expect(out.text).toBe('');
+    expect(status.text).toContain(`${ESC}32mran 1${ESC}0m`);
+  });
+
+  it('uses no colour when NO_COLOR is set, in the bar and in the summary', () => {
+    const status = new Sink(true);
+    const out = new Sink(true);
+    const progress = new BatchProgress({ status, out, env: { NO_COLOR: '1' } });
+    progress.plan([entry('RUN', 'mock-wait', 'a')]);
+    progress.started();
+    progress.result(result('a', 'failed'));
+    progress.stop();
+    expect(status.text).toContain('failed 1');
+    expect(status.text).not.toMatch(new RegExp(`${String.fromCharCode(27)}\\[3\\dm`));
+    expect(progress.summaryTable()).not.toContain(ESC);
+    const coloured = new BatchProgress({ status: new Sink(false), out: new Sink(true), env: {} });
+    coloured.plan([entry('RUN', 'mock-wait', 'a')]);
+    coloured.result(result('a', 'failed'));
+    expect(coloured.summaryTable()).toContain(`${ESC}31m`);
+  });
+
+  it('prints straight to stdout when stdout is not the terminal the bar is on', () => {
+    const status = new Sink(true);
+    const out = new Sink(false);
+    const progress = new BatchProgress({ status, out, env: {} });
+    progress.plan([entry('RUN', 'mock-wait', 'a')]);
+    progress.started();
+    progress.print('line for a file');
+    progress.stop();
+    expect(out.text).toBe('line for a file\n');
+    expect(status.text).not.toContain('line for a file');
+  });
+});
+
+it('durations read short', () => {
+  expect([duration(0), duration(59_400), duration(75_000), duration(3_600_000 + 120_000)]).toEqual(['0s', '59s', '1m15s', '1h02m']);
+});
+
+describe('caas run --execute off a terminal', () => {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  // Inside the project tree (git-ignored), so the copied analysis resolves zod and caas/analysis.
+  const base = path.join(root, '.test-tmp', `progress-${randomBytes(4).toString('hex')}`);
+
+  afterEach(() => {
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('prints periodic progress lines on stderr and a summary table; --quiet keeps only failures and the counts', () => {
+    const repo = path.join(base, 'analyses');
+    cpSync(path.join(root, 'analyses/mock-wait'), path.join(repo, 'mock-wait'), { recursive: true });
+    const env = {
+      ...process.env,
+      GIT_AUTHOR_NAME: 't',
+      GIT_AUTHOR_EMAIL: 't@example.org',
+      GIT_COMMITTER_NAME: 't',
+      GIT_COMMITTER_EMAIL: 't@example.org',
+    };
+    execFileSync('sh', ['-c', 'git init -q && git add -A && git commit -q -m mock-wait'], { cwd: repo, env });
+    mkdirSync(path.join(base, 'data'));
+    const job = (asset: string, parameters: Record<string, unknown>) =>
+      JSON.stringify({ analysis: 'mock-wait', inputs: [{ asset_id: asset, name: asset, location: `file://${base}/data/` }], parameters });
+    writeFileSync(path.join(base, 'a.jsonl'), `${job('a1', { wait: 1 })}\n${job('a2', { wait: 0, fail: true })}\n`);
+    writeFileSync(path.join(base, 'b.jsonl'), `${job('b1', { wait: 0 })}\n${job('b2', { wait: 0, fail: true })}\n`);
+    const run = (file: string, ...flags: string[]) =>
+      spawnSync(process.execPath, [path.join(root, 'bin/caas.js'), '--home', path.join(base, 'home'), 'run', file, '--execute', ...flags], {
+        cwd: base,
+        encoding: 'utf8',
+        env: { ...process.env, CAAS_ANALYSES: repo, CAAS_PROGRESS_INTERVAL_MS: '250', NO_COLOR: '' },
+      });
+
+    const loud = run('a.jsonl');
+    expect(loud.status, loud.stderr).toBe(1);
+    expect(loud.stderr).toMatch(
+      /^progress: \d\/2 done, \d succeeded, \d failed, \d running, 0 skipped, 0 running elsewhere, elapsed \d+s/m,
+    );
+    // Not a terminal: no bar, no colour.
+    expect(loud.stderr + loud.stdout).not.toContain(ESC);
+    expect(loud.stdout).toMatch(/^ACTION\s+IDENTITY/m);
+    expect(loud.stdout).toMatch(
+      /^ANALYSIS\s+TO RUN\s+SUCCEEDED\s+FAILED\s+SKIPPED\s+ELSEWHERE\s+INVALID\nmock-wait\s+2\s+1\s+1\s+0\s+0\s+0$/m,
+    );
+
+    const quiet = run('b.jsonl', '--quiet');
+    expect(quiet.status, quiet.stderr).toBe(1);
+    expect(quiet.stderr).toBe('');
+    expect(quiet.stdout.split('\n').filter(Boolean)).toEqual([
+      expect.stringMatching(/^FAILED\s+\w{12} attempt 1 .* b\.jsonl:2 .*\(exit code 3\)$/),
+      'plan: 2 to run, 0 skipped, 0 running elsewhere, 0 invalid',
+      'done: 1 succeeded, 1 failed, 0 taken by other runners, 0 lost',
+    ]);
+  });
+});
