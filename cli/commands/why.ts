@@ -74,8 +74,9 @@ function describe(report: WhyReport, allowDirty: boolean): string {
     lines.push(`no record of ${job.analysis.name} reads these inputs: this job never ran, with any parameters or code.`);
     return lines.join('\n');
   }
-  const shown = report.nearest.length < report.candidates ? `the ${report.nearest.length} nearest of ${report.candidates}` : 'all';
-  lines.push(`${shown} recorded runs of ${job.analysis.name} on the same inputs, fewest differences first:`);
+  const runs = report.candidates === 1 ? 'the one recorded run' : `${report.candidates} recorded runs`;
+  const shown = report.nearest.length < report.candidates ? `the ${report.nearest.length} nearest of ${runs}` : runs;
+  lines.push(`${shown} of ${job.analysis.name} on the same inputs${report.nearest.length > 1 ? ', fewest differences first' : ''}:`);
   for (const { record, differences } of report.nearest) {
     lines.push(
       '',
