@@ -91,6 +91,8 @@ const CASES: Case[] = [
   c('dataname with NUL', { ...ok, dataname: 'inputs/d1.json\u0000.txt' }, /control characters/),
   c('dataname with encoded NUL', { ...ok, dataname: 'inputs/d1.json%00' }, /control characters/),
   c('dataname with a newline', { ...ok, dataname: 'inputs/d1.json\nconfigs/ok.json' }, /control characters/),
+  c('dataname forging a certificate line', { ...ok, dataname: 'x\n2030-01-01T00:00:00Z job succeeded' }, /control characters/),
+  c('unknown field forging a line', `{"dataname":"inputs/d1.json","configname":"configs/ok.json","a\\nb":1}`, /[Uu]nrecognized/),
   c('dataname s3:// another bucket', { ...ok, dataname: 's3://unit-filter/demo/inputs/d1.json' }, /names bucket "unit-filter"/),
   c(
     'dataname s3:// this bucket, other group',
@@ -233,6 +235,7 @@ describe('malformed and malicious submit files', () => {
     const certificate = await text(folder.certificate);
     expect(certificate, `no certificate in ${folder.prefix}`).toBeDefined();
     expect(certificate).toMatch(/caas watcher: submission .* rejected: /);
+    expect(certificate?.trimEnd().split('\n'), 'one line, however the names are spelled').toHaveLength(1);
     expect(certificate).toMatch(k.says);
     expect(await text(folder.end)).toMatch(/^REJECTED\n/);
     expect(outcomes.find((o) => o.key.endsWith(`/${k.ts}_submit.json`))?.outcome).toBe('rejected');

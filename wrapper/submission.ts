@@ -194,7 +194,7 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
   if (submit.timestamp.length > MAX_TIMESTAMP) return reject(`timestamp: at most ${MAX_TIMESTAMP} characters`);
   if (submit.instance_type !== undefined && !instanceTypeAllowed(analysis, submit.instance_type)) {
     const allowed = analysis.blueprint.allowed_instance_types.join(', ') || analysis.blueprint.instance_type;
-    return reject(`instance_type "${submit.instance_type}" is not allowed for ${analysis.name}: expected one of ${allowed}`);
+    return reject(`instance_type ${JSON.stringify(submit.instance_type)} is not allowed for ${analysis.name}: expected one of ${allowed}`);
   }
 
   const config = confineKey(submit.configname, { bucket, group: read.group, area: 'configs' });
@@ -220,16 +220,18 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
   const statusNames = new Map<string, string>();
   for (const dataname of datanames) {
     const data = confineKey(dataname, { bucket, group: read.group, area: 'inputs' });
-    if (!data.ok) return reject(`dataname "${dataname}": ${data.reason}`);
+    if (!data.ok) return reject(`dataname ${JSON.stringify(dataname)}: ${data.reason}`);
     const name = datasetName(data.key);
     const clash = statusNames.get(name);
     if (clash !== undefined)
-      return reject(`datanames "${clash}" and "${dataname}" share the file name ${name}: their status files would collide`);
+      return reject(
+        `datanames ${JSON.stringify(clash)} and ${JSON.stringify(dataname)} share the file name ${name}: their status files would collide`,
+      );
     statusNames.set(name, dataname);
     const asset = await describeAsset(store, bucket, data.key);
     if (asset === undefined)
-      return reject(`dataname "${dataname}": ${data.key} does not exist; upload the data to ${read.group}/inputs/ first`);
-    if (typeof asset === 'string') return reject(`dataname "${dataname}": ${asset}`);
+      return reject(`dataname ${JSON.stringify(dataname)}: ${data.key} does not exist; upload the data to ${read.group}/inputs/ first`);
+    if (typeof asset === 'string') return reject(`dataname ${JSON.stringify(dataname)}: ${asset}`);
     assets.push({ dataname, key: data.key, asset });
   }
 
@@ -301,7 +303,10 @@ export function confineKey(raw: string, where: { bucket: string; group: string; 
     if (scheme !== 's3' && scheme !== 'file')
       return { ok: false, reason: `only s3://${bucket}/${base}... URLs are accepted, not ${scheme}://` };
     if (urlBucket !== bucket)
-      return { ok: false, reason: `names bucket "${urlBucket}": data must be in this analysis bucket, s3://${bucket}/${base}` };
+      return {
+        ok: false,
+        reason: `names bucket ${JSON.stringify(urlBucket)}: data must be in this analysis bucket, s3://${bucket}/${base}`,
+      };
     key = urlKey;
   } else if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(value)) {
     return { ok: false, reason: `only s3://${bucket}/${base}... URLs are accepted` };

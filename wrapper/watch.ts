@@ -129,6 +129,13 @@ export class SubmissionWatcher {
   /** Opens the store, the DB and the launcher; creates the analysis bucket when it is missing. */
   static async open(options: WatchOptions): Promise<SubmissionWatcher> {
     const analysis = await analysisForBucket(options.bucket, options.roots);
+    const code = await readCodeVersion(analysis.dir, { allowDirty: options.allowDirty });
+    if (code.dirtyFiles.length > 0 && !options.allowDirty) {
+      throw new WatchRefused(
+        `analysis folder ${analysis.dir} has uncommitted changes: ${code.dirtyFiles.join(', ')}\n` +
+          'Commit them (the identity records the commit), or pass --allow-dirty to run with a hash of the diff in the identity.',
+      );
+    }
     const store = await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint });
     try {
       if (!(await store.bucketExists(options.bucket))) await store.createBucket(options.bucket);
@@ -268,9 +275,10 @@ export class SubmissionWatcher {
         });
         const validation = await validateSubmission(read, { store: this.store, bucket: this.bucket, analysis: this.analysis, preparer });
         if (!validation.ok) {
-          await this.note(folder, `submission ${key} rejected: ${validation.reason}`);
-          await this.store.put(this.bucket, folder.end, `REJECTED\n${validation.reason}\n`);
-          return done('rejected', validation.reason, folder);
+          const reason = oneLine(validation.reason);
+          await this.note(folder, `submission ${key} rejected: ${reason}`);
+          await this.store.put(this.bucket, folder.end, `REJECTED\n${reason}\n`);
+          return done('rejected', reason, folder);
         }
         const submission = validation.submission;
         const result =
@@ -501,7 +509,7 @@ export class SubmissionWatcher {
   /** Appends a line to the folder's certificate.txt (only ever while no agent writes it). */
   private async note(folder: FolderKeys, line: string): Promise<void> {
     const before = (await this.text(folder.certificate)) ?? '';
-    await this.store.put(this.bucket, folder.certificate, `${before}${new Date().toISOString()} caas watcher: ${line}\n`);
+    await this.store.put(this.bucket, folder.certificate, `${before}${new Date().toISOString()} caas watcher: ${oneLine(line)}\n`);
   }
 
   private async text(key: string): Promise<string | undefined> {
@@ -512,6 +520,15 @@ export class SubmissionWatcher {
       throw error;
     }
   }
+}
+
+/**
+ * Reasons quote what users wrote (names, field names); a newline in there must not forge a line of
+ * the certificate or of end.txt, whose second line clients read as the reason.
+ */
+function oneLine(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
 function isFolderOf(record: MetadataRecord, bucket: string, group: string, timestamp: string): boolean {
