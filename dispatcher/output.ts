@@ -5,12 +5,18 @@ import type { Writable } from 'node:stream';
 import type { JobInput } from '../models/job-input.ts';
 import { DispatchError } from './dispatch-error.ts';
 
+/** A job with its JSONL line (exactly JSON.stringify(job), built by the dispatcher from cached pieces). */
+export interface EmittedJob {
+  job: JobInput;
+  line: string;
+}
+
 /**
  * Where jobs go. Nothing reaches a named target until commit(): files are written beside it under
  * a temporary name and renamed into place, so a dispatch that fails leaves no partial output.
  */
 export interface JobSink {
-  write(job: JobInput): Promise<void>;
+  write(emitted: EmittedJob): Promise<void>;
   commit(): Promise<void>;
   abort(): Promise<void>;
 }
@@ -18,7 +24,7 @@ export interface JobSink {
 export type OutputFormat = 'jsonl' | 'dir';
 
 /** Lines are gathered into writes of about this size: one syscall per line would dominate at 300k jobs. */
-const WRITE_BYTES = 64 * 1024;
+const WRITE_BYTES = 256 * 1024;
 /** Job files written at once by --format dir. */
 const FILES_IN_FLIGHT = 16;
 const DIR_ENTRY = /^job-\d{9}\.json$/;
@@ -67,8 +73,8 @@ class JsonlSink implements JobSink {
     });
   }
 
-  async write(job: JobInput): Promise<void> {
-    this.buffer += `${JSON.stringify(job)}\n`;
+  async write(emitted: EmittedJob): Promise<void> {
+    this.buffer += `${emitted.line}\n`;
     if (this.buffer.length >= WRITE_BYTES) await this.flush();
   }
 
@@ -125,7 +131,7 @@ class DirSink implements JobSink {
     return new DirSink(target, tmp);
   }
 
-  async write(job: JobInput): Promise<void> {
+  async write({ job }: EmittedJob): Promise<void> {
     this.count++;
     const name = `job-${String(this.count).padStart(9, '0')}.json`;
     this.inFlight.push(writeFile(path.join(this.tmp, name), `${JSON.stringify(job, null, 2)}\n`));

@@ -75,10 +75,10 @@ async function dispatch(request: Partial<DispatchRequest> = {}) {
     { warn: (message) => warnings.push(message) },
   );
   const text = request.format === 'dir' ? '' : await readFile(output, 'utf8');
-  const jobs = text
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as JobInput);
+  const lines = text.split('\n').filter(Boolean);
+  const jobs = lines.map((line) => JSON.parse(line) as JobInput);
+  // Lines are assembled from cached pieces; they must still be exactly JSON.stringify of the job.
+  expect(jobs.map((job) => JSON.stringify(job))).toEqual(lines);
   return { jobs, summary, warnings, text, output };
 }
 

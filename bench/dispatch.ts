@@ -1,0 +1,151 @@
+/**
+ * The dispatch benchmark: 100k catalog assets x 3 distributed parameter sets -> 300k job lines.
+ * Setup (the catalog import) is untimed; the timed part is the real `caas dispatch` command in a
+ * child process, so wall time includes its start-up and peak RSS is its own.
+ */
+import { spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { openDatabase } from '../backends/db/index.ts';
+import { JobInput } from '../models/job-input.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface BenchResult {
+  name: string;
+  wallS: number;
+  /** User + system CPU of the dispatch process: what wall time would be on an idle machine, roughly. */
+  cpuS: number;
+  peakRssMiB: number;
+  lines: number;
+  expectedLines: number;
+  targets: { wallS: number; peakRssMiB: number };
+}
+
+export interface DispatchBenchOptions {
+  assets?: number;
+  parameterSets?: number;
+  /** Scratch folder (git-ignored bench/.out by default); removed afterwards. */
+  workDir?: string;
+}
+
+/** A data-asset document shaped like AIND's, with the nested metadata that makes real ones heavy. */
+function assetDocument(i: number): Record<string, unknown> {
+  const subject = String(600000 + (i % 5000));
+  const day = new Date(Date.UTC(2023, 0, 1) + (i % 700) * 86_400_000 + (i % 24) * 3_600_000).toISOString();
+  const name = `ecephys_${subject}_${day.slice(0, 19).replace('T', '_').replace(/:/g, '-')}_${String(i).padStart(6, '0')}`;
+  return {
+    _id: `asset-${String(i).padStart(7, '0')}`,
+    name,
+    location: `s3://aind-open-data/${name}`,
+    subject: { subject_id: subject, sex: i % 2 ? 'Female' : 'Male', genotype: 'Pvalb-IRES-Cre/wt;Ai32(RCL-ChR2(H134R)_EYFP)/wt' },
+    data_description: {
+      modality: [{ abbreviation: 'ecephys', name: 'Extracellular electrophysiology' }],
+      data_level: 'raw',
+      project_name: 'Benchmark Ephys',
+      institution: { abbreviation: 'AIND', name: 'Allen Institute for Neural Dynamics' },
+      creation_time: day,
+    },
+    session: { rig_id: `rig-${i % 12}`, experimenter_full_name: ['Experimenter'], session_type: 'passive' },
+    created: day,
+  };
+}
+
+async function importCatalog(home: string, assets: number): Promise<void> {
+  const db = await openDatabase('sqlite:', { home });
+  try {
+    await db.importAssets(
+      (function* () {
+        for (let i = 0; i < assets; i++) yield assetDocument(i);
+      })(),
+    );
+  } finally {
+    await db.close();
+  }
+}
+
+function runMeasured(args: string[], probe: string): Promise<{ wallMs: number; stderr: string; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, ['--import', path.join(ROOT, 'bench/rss-probe.mjs'), path.join(ROOT, 'bin/caas.js'), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, CAAS_BENCH_PROBE: probe },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ wallMs: performance.now() - started, stderr, code }));
+  });
+}
+
+/** Counts the lines and checks the first and last against the JobInput schema. */
+async function checkOutput(file: string): Promise<number> {
+  let lines = 0;
+  let last = '';
+  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY })) {
+    if (lines === 0) JobInput.parse(JSON.parse(line));
+    last = line;
+    lines++;
+  }
+  if (last) JobInput.parse(JSON.parse(last));
+  return lines;
+}
+
+export async function benchDispatch(options: DispatchBenchOptions = {}): Promise<BenchResult> {
+  const assets = options.assets ?? 100_000;
+  const sets = options.parameterSets ?? 3;
+  const work = options.workDir ?? path.join(ROOT, 'bench/.out', `dispatch-${process.pid}`);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  try {
+    const home = path.join(work, 'home');
+    await importCatalog(home, assets);
+    const params = path.join(work, 'analysis_parameters.json');
+    await writeFile(
+      params,
+      JSON.stringify({
+        fixed_parameters: { analysis_tag: 'bench' },
+        distributed_parameters: Array.from({ length: sets }, (_, k) => ({ isi_violations_cutoff: (k + 1) / 20 })),
+      }),
+    );
+    const output = path.join(work, 'jobs.jsonl');
+    const probe = path.join(work, 'probe.json');
+    const run = await runMeasured(
+      [
+        '--home',
+        home,
+        'dispatch',
+        '--query',
+        '{"data_description.modality.abbreviation":"ecephys","subject.subject_id":{"$exists":true}}',
+        '--analysis',
+        'unit-filter',
+        '--params',
+        params,
+        '--dispatched-at',
+        '2025-01-31T12:00:00Z',
+        '-o',
+        output,
+      ],
+      probe,
+    );
+    if (run.code !== 0) throw new Error(`caas dispatch exited ${run.code}: ${run.stderr.trim()}`);
+    const { maxRssKiB, cpuUs } = JSON.parse(await readFile(probe, 'utf8')) as { maxRssKiB: number; cpuUs: number };
+    return {
+      name: `dispatch ${assets / 1000}k assets x ${sets} sets`,
+      wallS: run.wallMs / 1000,
+      cpuS: cpuUs / 1e6,
+      peakRssMiB: maxRssKiB / 1024,
+      lines: await checkOutput(output),
+      expectedLines: assets * sets,
+      targets: { wallS: 5, peakRssMiB: 300 },
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
