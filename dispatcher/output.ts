@@ -2,6 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { JobInput } from '../models/job-input.ts';
 import { DispatchError } from './dispatch-error.ts';
 
@@ -43,15 +44,20 @@ export async function openSink(format: OutputFormat, target: string | undefined,
   const tmp = temporaryBeside(file);
   const stream = createWriteStream(tmp);
   return new JsonlSink(stream, async (committed) => {
-    await new Promise<void>((resolve, reject) => {
-      stream.once('error', reject);
-      stream.end(() => resolve());
-    }).catch(async (error) => {
+    if (!committed) {
+      // A stream destroyed while still opening creates its file afterwards; remove it only once closed.
+      if (!stream.closed) await new Promise<void>((resolve) => stream.destroy().once('close', () => resolve()));
+      await rm(tmp, { force: true });
+      return;
+    }
+    stream.end();
+    try {
+      await finished(stream);
+    } catch (error) {
       await rm(tmp, { force: true });
       throw error;
-    });
-    if (committed) await rename(tmp, file);
-    else await rm(tmp, { force: true });
+    }
+    await rename(tmp, file);
   });
 }
 
@@ -134,7 +140,10 @@ class DirSink implements JobSink {
   async write({ job }: EmittedJob): Promise<void> {
     this.count++;
     const name = `job-${String(this.count).padStart(9, '0')}.json`;
-    this.inFlight.push(writeFile(path.join(this.tmp, name), `${JSON.stringify(job, null, 2)}\n`));
+    const write = writeFile(path.join(this.tmp, name), `${JSON.stringify(job, null, 2)}\n`);
+    // Awaited by settle(); until then a failed write must not count as an unhandled rejection.
+    write.catch(() => {});
+    this.inFlight.push(write);
     if (this.inFlight.length >= FILES_IN_FLIGHT) await this.settle();
   }
 
