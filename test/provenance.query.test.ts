@@ -26,6 +26,9 @@ describe('query building', () => {
     expect(() => parseFilter('[1]')).toThrow(/must be a JSON object/);
     expect(() => parseFilter('{"status":{"$almost":1}}')).toThrow(/unknown query operator \$almost/);
     expect(() => parseFilter('{"$nor2":[]}')).toThrow(QueryError);
+    expect(() => parseFilter('{"status":{"$in":"failed"}}')).toThrow(/\$in needs an array/);
+    expect(() => parseFilter('{"$or":{"status":"failed"}}')).toThrow(/\$or (needs|expects) .*array/i);
+    expect(() => parseFilter('{"$and":[{"inputs":{"$elemMatch":{"name":{"$nin":"x"}}}}]}')).toThrow(/\$nin needs an array/);
     expect(parseFilter('{"parameters.cutoff":{"$lt":0.5}}')).toEqual({ 'parameters.cutoff': { $lt: 0.5 } });
   });
 

@@ -164,6 +164,16 @@ describe('caas query', () => {
     expect(failedRow).toContain(firstCommit.slice(0, 8));
   });
 
+  it('shows the parameters that differ between the listed records, or all of them when none differ', async () => {
+    const sweep = await caas(['query', '{"parameters.fail":false}', '--sort', 'parameters.wait']);
+    expect(lines(sweep.stdout).slice(1)).toEqual([
+      expect.stringMatching(new RegExp(`^${ids.ok.slice(0, 12)}\\s+succeeded\\s+mock-wait\\s+ecephys_a1\\s+wait=0\\s+`)),
+      expect.stringMatching(new RegExp(`^${ids.other.slice(0, 12)}\\s+succeeded\\s+mock-wait\\s+ecephys_a3\\s+wait=0\\.1\\s+`)),
+    ]);
+    const one = await caas(['query', '--input', 'a1']);
+    expect(lines(one.stdout)[1]).toMatch(/\s+wait=0,fail=false\s+/);
+  });
+
   it('runs a MongoDB filter and prints JSON lines with --json', async () => {
     const out = await caas(['query', '{"parameters.fail":true}', '--json']);
     expect(out.code, out.stderr).toBe(0);

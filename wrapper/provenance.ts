@@ -42,7 +42,27 @@ export function checkFilter(filter: Filter): Filter {
   } catch (error) {
     throw new QueryError(`invalid filter ${JSON.stringify(filter)}: ${(error as Error).message}`);
   }
+  checkOperands(filter);
   return filter;
+}
+
+/** Operators MongoDB rejects without an array; mingo would only fail on the first record, with a cryptic message. */
+const ARRAY_OPERATORS = new Set(['$in', '$nin', '$all', '$and', '$or', '$nor']);
+
+function checkOperands(value: unknown): void {
+  if (Array.isArray(value)) {
+    value.forEach(checkOperands);
+    return;
+  }
+  if (!isPlainObject(value)) return;
+  for (const [key, operand] of Object.entries(value)) {
+    if (ARRAY_OPERATORS.has(key) && !Array.isArray(operand)) {
+      throw new QueryError(
+        `invalid filter: ${key} needs an array, got ${JSON.stringify(operand)} (e.g. {"status":{"$in":["failed","running"]}})`,
+      );
+    }
+    checkOperands(operand);
+  }
 }
 
 /** The filter and the shortcuts, all of which must hold. */

@@ -95,6 +95,7 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
 }
 
 function defaultTable(records: MetadataRecord[]): string {
+  const keyParameters = varyingParameters(records);
   const rows = records.map((r) => [
     shortId(r._id),
     r.status,
@@ -102,6 +103,7 @@ function defaultTable(records: MetadataRecord[]): string {
     r.inputs.map((i) => i.name).join('+'),
     truncate(
       Object.entries(r.parameters)
+        .filter(([k]) => keyParameters.get(r.analysis.name)?.has(k) ?? true)
         .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
         .join(','),
       PARAMETERS_WIDTH,
@@ -110,6 +112,31 @@ function defaultTable(records: MetadataRecord[]): string {
     r.end ? r.end.replace(/\.\d+Z$/, 'Z') : '-',
   ]);
   return formatTable(['IDENTITY', 'STATUS', 'ANALYSIS', 'INPUTS', 'PARAMETERS', 'COMMIT', 'END'], rows);
+}
+
+/**
+ * The key parameters of each analysis in the listing: those whose values differ between its records.
+ * A sweep then shows what was swept rather than the constants; an analysis whose records agree on
+ * every parameter has no entry, and all of its parameters are shown.
+ */
+function varyingParameters(records: MetadataRecord[]): Map<string, Set<string>> {
+  const seen = new Map<string, Map<string, Set<string>>>();
+  for (const r of records) {
+    const values = seen.get(r.analysis.name) ?? new Map<string, Set<string>>();
+    seen.set(r.analysis.name, values);
+    const keys = new Set([...values.keys(), ...Object.keys(r.parameters)]);
+    for (const key of keys) {
+      const set = values.get(key) ?? new Set<string>();
+      set.add(key in r.parameters ? JSON.stringify(r.parameters[key]) : '(absent)');
+      values.set(key, set);
+    }
+  }
+  const varying = new Map<string, Set<string>>();
+  for (const [analysis, values] of seen) {
+    const keys = [...values].filter(([, v]) => v.size > 1).map(([k]) => k);
+    if (keys.length > 0) varying.set(analysis, new Set(keys));
+  }
+  return varying;
 }
 
 function cell(values: unknown[]): string {

@@ -98,9 +98,9 @@ function describe(r: MetadataRecord, place: ReturnType<typeof resultsPlace> | un
   if (r.exit_code !== null) field('exit code', String(r.exit_code));
   if (r.outputs) {
     const bytes = r.outputs.manifest.reduce((sum, e) => sum + e.size, 0);
-    field('outputs', `${r.outputs.manifest.length} files, ${bytes} B, every one verified (sha256)`);
+    field('outputs', `${r.outputs.manifest.length} files in process_results/, ${bytes} B, every one verified (sha256)`);
     for (const entry of r.outputs.manifest.slice(0, MANIFEST_LINES))
-      field('', `  ${entry.key}  ${entry.size} B  sha256 ${entry.sha256.slice(0, 16)}…`);
+      field('', `  ${entry.key.replace(/^.*?process_results\//, '')}  ${entry.size} B  sha256 ${entry.sha256.slice(0, 16)}…`);
     if (r.outputs.manifest.length > MANIFEST_LINES)
       field('', `  … ${r.outputs.manifest.length - MANIFEST_LINES} more (--json lists them all)`);
     if (r.outputs.output_parameters) field('output params', JSON.stringify(r.outputs.output_parameters));
