@@ -122,7 +122,7 @@ export async function benchDispatch(options: DispatchBenchOptions = {}): Promise
         home,
         'dispatch',
         '--query',
-        '{"data_description.modality.abbreviation":"ecephys","subject.subject_id":{"$exists":true}}',
+        '{"data_description.modality.abbreviation":"ecephys"}',
         '--analysis',
         'unit-filter',
         '--params',

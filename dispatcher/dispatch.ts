@@ -99,7 +99,7 @@ export async function runDispatch(request: DispatchRequest, reporter: DispatchRe
     const sink = await openSink(request.format ?? 'jsonl', request.output, request.stdout ?? process.stdout);
     try {
       for await (const batch of jobs) {
-        for (const job of batch) await sink.write(job);
+        await sink.write(batch);
         summary.jobs += batch.length;
       }
       await sink.commit();

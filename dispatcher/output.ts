@@ -17,7 +17,8 @@ export interface EmittedJob {
  * a temporary name and renamed into place, so a dispatch that fails leaves no partial output.
  */
 export interface JobSink {
-  write(emitted: EmittedJob): Promise<void>;
+  /** The jobs of one batch (an await per batch rather than per job). */
+  write(batch: readonly EmittedJob[]): Promise<void>;
   commit(): Promise<void>;
   abort(): Promise<void>;
 }
@@ -79,8 +80,8 @@ class JsonlSink implements JobSink {
     });
   }
 
-  async write(emitted: EmittedJob): Promise<void> {
-    this.buffer += `${emitted.line}\n`;
+  async write(batch: readonly EmittedJob[]): Promise<void> {
+    for (const { line } of batch) this.buffer += `${line}\n`;
     if (this.buffer.length >= WRITE_BYTES) await this.flush();
   }
 
@@ -137,13 +138,15 @@ class DirSink implements JobSink {
     return new DirSink(target, tmp);
   }
 
-  async write({ job }: EmittedJob): Promise<void> {
-    this.count++;
-    const name = `job-${String(this.count).padStart(9, '0')}.json`;
-    const write = writeFile(path.join(this.tmp, name), `${JSON.stringify(job, null, 2)}\n`);
-    // Awaited by settle(); until then a failed write must not count as an unhandled rejection.
-    write.catch(() => {});
-    this.inFlight.push(write);
+  async write(batch: readonly EmittedJob[]): Promise<void> {
+    for (const { job } of batch) {
+      this.count++;
+      const name = `job-${String(this.count).padStart(9, '0')}.json`;
+      const write = writeFile(path.join(this.tmp, name), `${JSON.stringify(job, null, 2)}\n`);
+      // Awaited by settle(); until then a failed write must not count as an unhandled rejection.
+      write.catch(() => {});
+      this.inFlight.push(write);
+    }
     if (this.inFlight.length >= FILES_IN_FLIGHT) await this.settle();
   }
 
