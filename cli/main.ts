@@ -30,7 +30,7 @@ const program = addGlobalOptions(new Command('caas'))
     'after',
     `
 Examples:
-  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .json > jobs.jsonl
+  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .spikes.json > jobs.jsonl
   $ caas run jobs.jsonl             # dry run: the plan, nothing written
   $ caas run jobs.jsonl --execute   # run on the embedded defaults (.caas/: folder buckets, SQLite, child processes)
   $ caas query '{"status":"succeeded"}'

@@ -264,3 +264,50 @@ export function duration(ms: number): string {
   if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
+
+/**
+ * What `caas dispatch` shows while it streams: the total is unknown until the catalog is read, so
+ * a live count line (assets read, jobs written, rate) on a terminal, a plain line every few seconds
+ * otherwise, nothing with `quiet`. Always on stderr: stdout may be the JSONL itself.
+ */
+export class DispatchProgress {
+  private readonly status: OutputStream;
+  private readonly quiet: boolean;
+  private readonly intervalMs: number;
+  private readonly now: () => number;
+  private readonly startedAt: number;
+  private lastLine = 0;
+  private drawn = false;
+
+  constructor(options: Omit<ProgressOptions, 'out'> = {}) {
+    const env = options.env ?? process.env;
+    this.status = options.status ?? process.stderr;
+    this.quiet = options.quiet ?? false;
+    this.intervalMs = options.intervalMs ?? (Number(env.CAAS_PROGRESS_INTERVAL_MS) || 10_000);
+    this.now = options.now ?? Date.now;
+    this.startedAt = this.now();
+    // Short dispatches print no progress at all, only their summary.
+    this.lastLine = this.startedAt;
+  }
+
+  update(counts: { assets: number; jobs: number }): void {
+    if (this.quiet) return;
+    const now = this.now();
+    const seconds = Math.max((now - this.startedAt) / 1000, 0.001);
+    const line = `dispatch: ${counts.assets} assets read, ${counts.jobs} jobs written (${Math.round(counts.jobs / seconds)} jobs/s)`;
+    if (this.status.isTTY) {
+      // A terminal redraws one line at most ten times a second.
+      if (now - this.lastLine < 100) return;
+      this.status.write(`\r${line}\u001b[K`);
+      this.drawn = true;
+    } else if (now - this.lastLine >= this.intervalMs) {
+      this.status.write(`${line}\n`);
+    } else return;
+    this.lastLine = now;
+  }
+
+  stop(): void {
+    if (this.drawn) this.status.write('\r\u001b[K');
+    this.drawn = false;
+  }
+}

@@ -32,3 +32,16 @@ export function settingsOf(command: Command): Settings {
 
 /** Invalid input (flags, job files, queries) exits 2; the message says what to do. */
 export class UsageError extends Error {}
+
+/** Commander argument parsers that fail with the flag's name and what it expects. */
+export function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number >= 1, got "${value}"`);
+  return n;
+}
+
+export function positiveNumber(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} expects a number > 0, got "${value}"`);
+  return n;
+}

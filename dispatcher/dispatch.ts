@@ -48,6 +48,8 @@ export interface DispatchRequest {
 
 export interface DispatchReporter {
   warn(message: string): void;
+  /** Called after each batch of jobs is written, with the counts so far. */
+  progress?(summary: Readonly<DispatchSummary>): void;
 }
 
 export interface DispatchSummary {
@@ -101,6 +103,7 @@ export async function runDispatch(request: DispatchRequest, reporter: DispatchRe
       for await (const batch of jobs) {
         await sink.write(batch);
         summary.jobs += batch.length;
+        reporter.progress?.(summary);
       }
       await sink.commit();
     } catch (error) {

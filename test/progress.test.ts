@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BatchProgress, duration } from '../cli/progress.ts';
+import { BatchProgress, DispatchProgress, duration } from '../cli/progress.ts';
 import type { JobResult } from '../wrapper/execute.ts';
 import type { PlanEntry } from '../wrapper/gate.ts';
 import type { PreparedJob } from '../wrapper/prepare.ts';
@@ -236,5 +236,49 @@ describe('caas run --execute off a terminal', () => {
       'plan: 2 to run, 0 skipped, 0 running elsewhere, 0 invalid',
       'done: 1 succeeded, 1 failed, 0 taken by other runners, 0 lost',
     ]);
+  });
+});
+
+describe('dispatch progress', () => {
+  function sink(isTTY: boolean) {
+    const chunks: string[] = [];
+    const stream = Object.assign(
+      new Writable({
+        write: (c, _e, done) => {
+          chunks.push(String(c));
+          done();
+        },
+      }),
+      { isTTY },
+    );
+    return { stream, text: () => chunks.join('') };
+  }
+
+  it('prints a plain count line every interval when stderr is not a terminal', () => {
+    let now = 0;
+    const { stream, text } = sink(false);
+    const progress = new DispatchProgress({ status: stream, intervalMs: 1000, now: () => now });
+    now = 1000;
+    progress.update({ assets: 10, jobs: 20 });
+    now = 1500;
+    progress.update({ assets: 15, jobs: 30 });
+    now = 2500;
+    progress.update({ assets: 30, jobs: 60 });
+    expect(text()).toBe('dispatch: 10 assets read, 20 jobs written (20 jobs/s)\ndispatch: 30 assets read, 60 jobs written (24 jobs/s)\n');
+  });
+
+  it('redraws one line on a terminal and clears it at the end; --quiet shows nothing', () => {
+    let now = 0;
+    const tty = sink(true);
+    const progress = new DispatchProgress({ status: tty.stream, now: () => now });
+    now = 200;
+    progress.update({ assets: 1, jobs: 2 });
+    progress.stop();
+    expect(tty.text()).toBe('\rdispatch: 1 assets read, 2 jobs written (10 jobs/s)\u001b[K\r\u001b[K');
+    const quiet = sink(true);
+    const silent = new DispatchProgress({ status: quiet.stream, quiet: true, now: () => now });
+    silent.update({ assets: 1, jobs: 2 });
+    silent.stop();
+    expect(quiet.text()).toBe('');
   });
 });

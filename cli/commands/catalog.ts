@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { generateSampleCatalog, importCatalog } from '../../dispatcher/catalog.ts';
 import { DispatchError } from '../../dispatcher/dispatch-error.ts';
-import { settingsOf, UsageError } from '../settings.ts';
+import { positiveInt, settingsOf, UsageError } from '../settings.ts';
 
 export function registerCatalog(program: Command): void {
   const catalog = program
@@ -38,7 +38,7 @@ Examples:
 Examples:
   $ caas catalog generate-sample
   $ caas catalog generate-sample --subjects 774659 774660 774661 --sessions 5
-  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .json`,
+  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .spikes.json`,
     )
     .action(async (options, command: Command) => {
       const result = await usage(() =>
@@ -63,10 +63,4 @@ async function usage<T>(work: () => Promise<T>): Promise<T> {
     if (error instanceof DispatchError) throw new UsageError(error.message);
     throw error;
   }
-}
-
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number >= 1, got "${value}"`);
-  return n;
 }

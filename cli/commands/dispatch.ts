@@ -1,7 +1,8 @@
 import { type Command, Option } from 'commander';
 import { runDispatch, summaryLine } from '../../dispatcher/dispatch.ts';
 import { DispatchError } from '../../dispatcher/dispatch-error.ts';
-import { settingsOf, UsageError } from '../settings.ts';
+import { DispatchProgress } from '../progress.ts';
+import { positiveInt, settingsOf, UsageError } from '../settings.ts';
 
 export function registerDispatch(program: Command): void {
   program
@@ -29,6 +30,7 @@ export function registerDispatch(program: Command): void {
       "with --skip-done: identities of an analysis folder's uncommitted state, as caas run --allow-dirty computes them",
       false,
     )
+    .option('--quiet', 'no progress line and no warnings; only the final count on stderr', false)
     .option('-o, --output <file|dir>', 'write here instead of stdout (atomically: nothing appears unless the dispatch succeeds)')
     .addOption(
       new Option('--format <format>', 'jsonl, or dir: one JSON file per job in the -o folder').choices(['jsonl', 'dir']).default('jsonl'),
@@ -37,7 +39,7 @@ export function registerDispatch(program: Command): void {
       'after',
       `
 Examples:
-  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .json > jobs.jsonl
+  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .spikes.json > jobs.jsonl
   $ caas dispatch --query query.json --analysis unit-filter --params analysis_parameters.json -o jobs.jsonl
   $ caas dispatch --assets-csv assets.csv --analysis unit-filter --file-ext .json --no-split-files
   $ caas dispatch --s3-prefix s3://my-bucket/sessions/ --analysis unit-filter --file-ext .nwb
@@ -54,6 +56,7 @@ Exit codes: 0 done (also for 0 jobs), 2 invalid input (nothing written to -o).`,
       const settings = settingsOf(command);
       // Both --split-files and --no-split-files exist, so an unset value means "not given".
       const splitFiles = command.getOptionValueSource('splitFiles') === undefined ? undefined : Boolean(options.splitFiles);
+      const progress = new DispatchProgress({ quiet: options.quiet });
       try {
         const summary = await runDispatch(
           {
@@ -81,18 +84,20 @@ Exit codes: 0 done (also for 0 jobs), 2 invalid input (nothing written to -o).`,
             output: options.output,
             format: options.format,
           },
-          { warn: (message) => process.stderr.write(`warning: ${message}\n`) },
+          {
+            warn: (message) => {
+              progress.stop();
+              if (!options.quiet) process.stderr.write(`warning: ${message}\n`);
+            },
+            progress: (counts) => progress.update(counts),
+          },
         );
+        progress.stop();
         process.stderr.write(`${summaryLine(summary)}\n`);
       } catch (error) {
+        progress.stop();
         if (error instanceof DispatchError) throw new UsageError(error.message);
         throw error;
       }
     });
-}
-
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number >= 1, got "${value}"`);
-  return n;
 }

@@ -3,7 +3,7 @@ import type { JobResult } from '../../wrapper/execute.ts';
 import type { PlanEntry } from '../../wrapper/gate.ts';
 import { RunRefused, type RunReporter, runBatch } from '../../wrapper/run.ts';
 import { BatchProgress } from '../progress.ts';
-import { settingsOf, UsageError } from '../settings.ts';
+import { positiveInt, positiveNumber, settingsOf, UsageError } from '../settings.ts';
 import { formatTable, shortId } from '../table.ts';
 
 export function registerRun(program: Command): void {
@@ -36,7 +36,7 @@ export function registerRun(program: Command): void {
 Examples:
   $ caas run jobs.jsonl                       # dry run: the plan (RUN / SKIP / RUNNING / INVALID), nothing written
   $ caas run jobs.jsonl --execute             # run what the plan says, 2 at a time
-  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .json | caas run - --execute
+  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .spikes.json | caas run - --execute
   $ caas run jobs.jsonl --execute --force --reason "reprocess after spike-sorting fix"
   $ caas run jobs.jsonl --execute --quiet     # only failed jobs and the final counts
 
@@ -154,16 +154,4 @@ function resultLine(r: JobResult): string {
   const attempt = r.attempt ? ` attempt ${r.attempt}` : '';
   const where = r.outcome === 'succeeded' || r.outcome === 'failed' ? `  ${r.results ?? ''}` : '';
   return `${r.outcome.toUpperCase().padEnd(9)} ${shortId(r.identity)}${attempt}${took}  ${r.where}${where}${r.outcome === 'succeeded' ? '' : `  (${r.reason})`}`;
-}
-
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number >= 1, got "${value}"`);
-  return n;
-}
-
-function positiveNumber(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} expects a number > 0, got "${value}"`);
-  return n;
 }

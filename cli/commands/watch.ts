@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { SubmissionWatcher, WatchRefused } from '../../wrapper/watch.ts';
-import { settingsOf, UsageError } from '../settings.ts';
+import { positiveInt, positiveNumber, settingsOf, UsageError } from '../settings.ts';
 
 export function registerWatch(program: Command): void {
   program
@@ -76,16 +76,4 @@ Exit codes: 0 stopped normally, 1 some submit files could not be processed (--on
         await watcher.close();
       }
     });
-}
-
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number >= 1, got "${value}"`);
-  return n;
-}
-
-function positiveNumber(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} expects a number > 0, got "${value}"`);
-  return n;
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { openDatabase } from '../../backends/db/index.ts';
 import { openStore } from '../../backends/storage/index.ts';
 import { type Difference, explainJob, hintsFor, pickJob, WhyError, type WhyReport } from '../../wrapper/why.ts';
-import { settingsOf, UsageError } from '../settings.ts';
+import { positiveInt, settingsOf, UsageError } from '../settings.ts';
 import { shortId } from '../table.ts';
 
 const VALUE_WIDTH = 72;
@@ -112,10 +112,4 @@ function asJson(report: WhyReport) {
     })),
     preimage: report.job.preimage,
   };
-}
-
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number >= 1, got "${value}"`);
-  return n;
 }
