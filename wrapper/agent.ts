@@ -206,10 +206,15 @@ export async function runAgent(spec: AgentSpec, workDir: string): Promise<number
 
 /** Placeholders name caas's own tools and folders, never user data. */
 export function expandPlaceholders(token: string, analysisDir: string): string {
-  return token
-    .replaceAll('${analysis_dir}', analysisDir)
-    .replaceAll('${node}', process.execPath)
-    .replaceAll('${tsx}', import.meta.resolve('tsx'));
+  return (
+    token
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: literal placeholders, expanded here on purpose
+      .replaceAll('${analysis_dir}', analysisDir)
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: literal placeholder
+      .replaceAll('${node}', process.execPath)
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: literal placeholder
+      .replaceAll('${tsx}', import.meta.resolve('tsx'))
+  );
 }
 
 /** The analysis sees PATH, HOME, locale and cloud credentials, not the runner's caas settings. */

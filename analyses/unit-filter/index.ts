@@ -1,5 +1,5 @@
-import { z } from 'zod';
 import { defineAnalysis } from 'caas/analysis';
+import { z } from 'zod';
 import blueprint from './blueprint.json' with { type: 'json' };
 import { UnitFilterParameters } from './parameters.ts';
 
