@@ -61,6 +61,11 @@ try {
     process.exitCode = 2;
   } else {
     process.stderr.write(`caas: ${(error as Error).message}\n`);
+    if ((error as Error).name === 'CredentialsProviderError') {
+      process.stderr.write(
+        'caas: set AWS credentials (AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or, for an S3-compatible server, --s3-endpoint with its keys\n',
+      );
+    }
     if (process.env.CAAS_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
     process.exitCode = process.exitCode || 1;
   }

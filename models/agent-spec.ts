@@ -13,6 +13,15 @@ export const AgentSpec = z
     timestamp: z.string(),
     dataname: z.string().describe('what the job reads, as named in the submit file'),
     inputs: z.array(z.string()).describe('object URLs to stage into the input folder'),
+    input_checks: z
+      .record(z.string(), z.object({ etag: z.string().optional(), size: z.number().optional() }).strict())
+      .default({})
+      .describe('etag and size each input had when it was dispatched (they are in the identity)'),
+    code: z
+      .object({ commit: z.string(), dirty: z.string().optional() })
+      .strict()
+      .optional()
+      .describe('the code version in the identity: the agent refuses to run other code'),
     configname: z.string(),
     command: z.array(z.string()).min(1),
     analysis_dir: z.string(),

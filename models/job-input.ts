@@ -43,7 +43,11 @@ export const JobInput = z
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a group name: letters, digits, ".", "_" or "-"')
       .default('caas')
       .describe('NeuroCAAS user group: the folder under the analysis bucket'),
-    bucket: z.string().min(1).optional().describe('Analysis bucket; defaults to the blueprint bucket'),
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (lowercase, digits, "." and "-")')
+      .optional()
+      .describe('Analysis bucket; defaults to the blueprint bucket'),
     instance_type: z.string().optional(),
     group_metadata: z.record(z.string(), z.unknown()).optional(),
     provenance: Provenance.optional(),

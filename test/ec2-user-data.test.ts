@@ -61,6 +61,7 @@ function request(timestamp: string, maxRuntimeMinutes: number): LaunchRequest {
     deadline: new Date(Date.now() + 10 * 60_000),
     spec: {
       store: 's3://',
+      input_checks: {},
       s3_endpoint: s3.endpoint,
       bucket: BUCKET,
       group: GROUP,

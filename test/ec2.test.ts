@@ -45,6 +45,7 @@ function request(overrides: Partial<LaunchRequest> = {}): LaunchRequest {
     deadline: new Date(Date.now() + 10 * 60_000),
     spec: {
       store: 's3://',
+      input_checks: {},
       bucket: 'mock-wait',
       group: 'caas',
       timestamp: '20250101T000000000Z-abababab',

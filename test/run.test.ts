@@ -1,4 +1,6 @@
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,6 +142,53 @@ describe('caas run on the embedded defaults', () => {
       [2, 'failed'],
     ]);
     expect(record!.attempts[0]!.results).not.toBe(record!.attempts[1]!.results);
+  });
+
+  it('refuses to compute from an input that changed since it was dispatched (its etag is in the identity)', async () => {
+    const home = path.join(base, 'home-changed');
+    const file = path.join(base, 'data', 'changing.json');
+    writeFileSync(file, '{"v": 1}\n');
+    const etag = createHash('md5').update(readFileSync(file)).digest('hex');
+    const job = JSON.parse(mockJob('c', { wait: 0 }, file));
+    job.inputs[0].files[0] = { ...job.inputs[0].files[0], etag, size: 9 };
+    const jobs = jobsFile('changed.jsonl', [JSON.stringify(job)]);
+    writeFileSync(file, '{"v": 2}\n');
+    const result = await caas(home, 'run', jobs, '--execute');
+    expect(result.code).toBe(1);
+    const [record] = await records(home);
+    expect(record!.status).toBe('failed');
+    expect(record!.reason).toMatch(/input file:\/\/.*changing\.json changed since it was dispatched: etag .*; dispatch again/);
+  });
+
+  it('on SIGTERM, cancels the running analysis, records it as failed with end.txt, and starts nothing new', async () => {
+    const home = path.join(base, 'home-sigterm');
+    const jobs = jobsFile('sigterm.jsonl', [mockJob('s1', { wait: 30 }, data), mockJob('s2', { wait: 30 }, data)]);
+    const started = Date.now();
+    const child = spawn(
+      process.execPath,
+      [path.join(ROOT, 'bin/caas.js'), '--home', home, 'run', jobs, '--execute', '--concurrency', '1'],
+      {
+        env: { ...process.env, ...env() },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const bucket = path.join(home, 'buckets', 'mock-wait', 'caas', 'results');
+    for (let i = 0; i < 150; i++) {
+      const folders = existsSync(bucket) ? readdirSync(bucket) : [];
+      const status = folders.length ? path.join(bucket, folders[0]!, 'logs', 'DATASET_NAME-session.json_STATUS.json') : '';
+      if (status && existsSync(status) && readFileSync(status, 'utf8').includes('IN PROGRESS')) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGTERM');
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect(code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(25_000);
+    const stored = await records(home);
+    expect(stored).toHaveLength(1);
+    expect(stored[0]!.status).toBe('failed');
+    expect(stored[0]!.reason).toMatch(/runner interrupted \(SIGTERM\).*cancelled/);
+    const results = stored[0]!.job!.results.replace(/^file:\/\//, '');
+    expect(readFileSync(path.join(home, 'buckets', results, 'end.txt'), 'utf8')).toMatch(/^FAILED/);
   });
 
   it('refuses --execute from a dirty analysis folder and names the dirty files; --allow-dirty changes the identity', async () => {

@@ -16,8 +16,11 @@ if (!spec.success) {
   console.error(`caas agent: invalid spec: ${describeIssues(spec.error)}`);
   process.exit(2);
 }
+// A runner shutting down (or Ctrl-C) stops the analysis too, and the job still ends with end.txt.
+const cancel = new AbortController();
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => cancel.abort(`received ${signal}`));
 try {
-  process.exitCode = await runAgent(spec.data, process.cwd());
+  process.exitCode = await runAgent(spec.data, process.cwd(), cancel.signal);
 } catch (error) {
   console.error(`caas agent: ${(error as Error).stack ?? error}`);
   process.exitCode = 70;

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
@@ -20,7 +20,7 @@ const STD_LINES = 20;
  * command with the NeuroCAAS variables, keep the status file and logs current, upload the outputs,
  * and write end.txt last, on failure too. Returns the exit code the job should be judged by.
  */
-export async function runAgent(spec: AgentSpec, workDir: string): Promise<number> {
+export async function runAgent(spec: AgentSpec, workDir: string, cancel?: AbortSignal): Promise<number> {
   const store = await openStore(spec.store, { home: workDir, s3Endpoint: spec.s3_endpoint });
   const locator = new ObjectLocator(store, { home: workDir, s3Endpoint: spec.s3_endpoint });
   const keys = jobKeys(spec.bucket, spec.group, spec.timestamp, spec.dataname, spec.configname);
@@ -55,6 +55,8 @@ export async function runAgent(spec: AgentSpec, workDir: string): Promise<number
 
   let exitCode: number;
   let reason: string;
+  const stdoutFile = path.join(workDir, 'stdout.txt');
+  const stderrFile = path.join(workDir, 'stderr.txt');
   const configPath = path.join(configDir, path.posix.basename(spec.configname));
   const staged: string[] = [];
   try {
@@ -64,6 +66,7 @@ export async function runAgent(spec: AgentSpec, workDir: string): Promise<number
       if (!url.endsWith('/')) {
         const local = path.join(inputDir, uniqueName(path.posix.basename(key), staged));
         await source.getToFile(bucket, key, local);
+        await checkInput(url, local, spec.input_checks[url]);
         staged.push(local);
         continue;
       }
@@ -71,18 +74,22 @@ export async function runAgent(spec: AgentSpec, workDir: string): Promise<number
       const folder = path.join(inputDir, uniqueName(path.posix.basename(key.replace(/\/+$/, '')), staged));
       staged.push(folder);
       for await (const object of source.list(bucket, key)) {
-        await source.getToFile(bucket, object.key, path.join(folder, ...object.key.slice(key.length).split('/')));
+        const local = path.resolve(folder, ...object.key.slice(key.length).split('/'));
+        if (!local.startsWith(folder + path.sep)) throw new Error(`object ${object.key} would be staged outside the input folder`);
+        await source.getToFile(bucket, object.key, local);
       }
     }
     await note(`staged config ${spec.configname} and ${staged.length} input file(s)`);
+    const codeProblem = await checkCode(spec);
+    if (codeProblem.note) await note(codeProblem.note);
+    if (codeProblem.refusal) throw new Error(codeProblem.refusal);
+    if (cancel?.aborted) throw new Error(`cancelled: ${String(cancel.reason)}`);
   } catch (error) {
     exitCode = 1;
-    reason = `staging failed: ${(error as Error).message}`;
+    reason = `${(error as Error).message.startsWith('cancelled') ? '' : 'staging failed: '}${(error as Error).message}`;
     return finish();
   }
 
-  const stdoutFile = path.join(workDir, 'stdout.txt');
-  const stderrFile = path.join(workDir, 'stderr.txt');
   const env: Record<string, string> = {
     ...inheritedEnv(),
     bucketname: spec.bucket,
@@ -127,6 +134,13 @@ export async function runAgent(spec: AgentSpec, workDir: string): Promise<number
         if (child.pid) process.kill(-child.pid, signal);
       } catch {}
     };
+    let cancelled: string | undefined;
+    const onCancel = () => {
+      cancelled = String(cancel?.reason ?? 'cancelled');
+      killGroup('SIGTERM');
+      setTimeout(() => killGroup('SIGKILL'), 5000).unref();
+    };
+    cancel?.addEventListener('abort', onCancel, { once: true });
     const deadline = setTimeout(() => {
       timedOut = true;
       killGroup('SIGTERM');
@@ -153,7 +167,9 @@ export async function runAgent(spec: AgentSpec, workDir: string): Promise<number
       clearInterval(ticker);
       const finished = Promise.all([new Promise((r) => out.end(r)), new Promise((r) => err.end(r))]);
       void finished.then(() => {
-        if (timedOut) resolve({ code: 124, reason: `timeout: still running after max runtime of ${spec.max_runtime_s} s` });
+        cancel?.removeEventListener('abort', onCancel);
+        if (cancelled) resolve({ code: 130, reason: `cancelled: ${cancelled}` });
+        else if (timedOut) resolve({ code: 124, reason: `timeout: still running after max runtime of ${spec.max_runtime_s} s` });
         else if (signal) resolve({ code: 128, reason: `killed by ${signal}` });
         else resolve({ code: code ?? 1, reason: `exit code ${code}` });
       });
@@ -187,8 +203,8 @@ export async function runAgent(spec: AgentSpec, workDir: string): Promise<number
       await put(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
       if (exitCode === 0) await note(`uploaded ${manifest.length} result file(s) to ${keys.process}`);
     } catch (error) {
+      reason = exitCode === 0 ? `upload failed: ${(error as Error).message}` : `${reason}; upload failed: ${(error as Error).message}`;
       if (exitCode === 0) exitCode = 1;
-      reason = `upload failed: ${(error as Error).message}`;
     }
     status.status = exitCode === 0 ? 'SUCCESS' : 'FAILED';
     status.reason = reason;
@@ -202,6 +218,53 @@ export async function runAgent(spec: AgentSpec, workDir: string): Promise<number
     await store.close();
     return exitCode;
   }
+}
+
+/** An input must still be the file whose etag and size went into the identity. */
+async function checkInput(url: string, local: string, expected: { etag?: string; size?: number } | undefined): Promise<void> {
+  if (!expected) return;
+  const size = (await stat(local)).size;
+  if (expected.size !== undefined && size !== expected.size) {
+    throw new Error(`input ${url} changed since it was dispatched: ${size} bytes, expected ${expected.size}; dispatch again`);
+  }
+  // Multipart ETags ("...-N") are not an MD5 of the content; size is all that can be compared then.
+  if (expected.etag && !expected.etag.includes('-')) {
+    const md5 = createHash('md5');
+    await pipeline(createReadStream(local), md5);
+    const etag = md5.digest('hex');
+    if (etag !== expected.etag.replace(/"/g, ''))
+      throw new Error(`input ${url} changed since it was dispatched: etag ${etag}, expected ${expected.etag}; dispatch again`);
+  }
+}
+
+/**
+ * The code that runs must be the code in the identity. Where the analysis folder is a git checkout
+ * (local runs, an image built from git) its commit must match, and it must be clean unless the
+ * identity itself records a dirty state. Elsewhere the certificate says it was not checked.
+ */
+async function checkCode(spec: AgentSpec): Promise<{ refusal?: string; note?: string }> {
+  if (!spec.code) return {};
+  const git = (...args: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile('git', ['-C', spec.analysis_dir, '--no-optional-locks', ...args], (error, stdout) =>
+        error ? reject(error) : resolve(stdout.trim()),
+      ),
+    );
+  let head: string;
+  try {
+    head = await git('rev-parse', 'HEAD');
+  } catch {
+    return { note: `code version not checked: ${spec.analysis_dir} is not a git checkout` };
+  }
+  if (head !== spec.code.commit) {
+    return {
+      refusal: `the analysis code at ${spec.analysis_dir} is at commit ${head}, but the job's identity records ${spec.code.commit}`,
+    };
+  }
+  if (!spec.code.dirty && (await git('status', '--porcelain', '--', '.')) !== '') {
+    return { refusal: `the analysis folder ${spec.analysis_dir} has uncommitted changes that the job's identity does not record` };
+  }
+  return { note: `code version checked: commit ${head}${spec.code.dirty ? ' (with the recorded uncommitted diff)' : ''}` };
 }
 
 /** Placeholders name caas's own tools and folders, never user data. */

@@ -10,6 +10,8 @@ import type { PreparedJob } from './prepare.ts';
 import { emptyVerdict, type Verdict, verifyJob } from './verify.ts';
 
 export interface ExecuteContext {
+  /** Aborted when the runner is told to stop: running jobs are cancelled and recorded as failed. */
+  signal?: AbortSignal;
   db: MetadataStore;
   store: ObjectStore;
   launcher: Launcher;
@@ -92,6 +94,15 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
       timestamp,
       dataname: names.dataname,
       inputs: names.inputs,
+      input_checks: Object.fromEntries(
+        job.job.inputs.flatMap((input) =>
+          (input.files ?? []).map((f) => [
+            f.url,
+            { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) },
+          ]),
+        ),
+      ),
+      code: { commit: job.preimage.code.commit, ...(job.preimage.code.dirty ? { dirty: job.preimage.code.dirty } : {}) },
       configname: names.configname,
       command: job.analysis.command,
       analysis_dir: job.analysis.dir,
@@ -110,9 +121,15 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
       deadline: new Date(started.getTime() + maxRuntimeS * 1000),
     });
     heartbeat.onLost(() => void launched.cancel('claim lost: another runner took this job over'));
+    const interrupt = () => void launched.cancel(`runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`);
+    if (ctx.signal?.aborted) interrupt();
+    ctx.signal?.addEventListener('abort', interrupt, { once: true });
     // The wrapper's own deadline, a minute after the agent's, catches machines that never report.
     const deadline = setTimeout(() => void launched.cancel(`timeout: past max runtime of ${maxRuntimeS} s`), (maxRuntimeS + 60) * 1000);
-    const ended = await launched.ended.finally(() => clearTimeout(deadline));
+    const ended = await launched.ended.finally(() => {
+      clearTimeout(deadline);
+      ctx.signal?.removeEventListener('abort', interrupt);
+    });
     const verdict = await verifyJob(ctx.store, job.bucket, keys, job.analysis);
     if (!verdict.ended) verdict.reason = ended.reason ?? 'instance lost: the machine ended without writing end.txt';
     else if (!verdict.succeeded && ended.reason) verdict.reason = `${ended.reason}; ${verdict.reason}`;
@@ -271,6 +288,8 @@ function startHeartbeat(ctx: ExecuteContext, identity: string) {
   return {
     onLost(handler: () => void) {
       lostHandler = handler;
+      // The loss may have been seen already, e.g. while the launch waited for a deploy_limit slot.
+      if (lost) handler();
     },
     stop() {
       clearInterval(timer);

@@ -4,6 +4,9 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 
+/** The job source itself cannot be read (missing file, unreadable folder): invalid input, exit 2. */
+export class JobSourceError extends Error {}
+
 /** One job as read, with where it came from (file:line) for error messages. */
 export interface JobEntry {
   where: string;
@@ -22,7 +25,8 @@ export async function* readJobEntries(source: string, stdin: Readable = process.
     return;
   }
   const info = await stat(source).catch(() => undefined);
-  if (!info) throw new Error(`${source}: no such file or folder (expected JSONL, a JSON array, a folder of .json files, or - for stdin)`);
+  if (!info)
+    throw new JobSourceError(`${source}: no such file or folder (expected JSONL, a JSON array, a folder of .json files, or - for stdin)`);
   if (info.isDirectory()) {
     const files = (await readdir(source)).filter((f) => f.endsWith('.json')).sort();
     for (const file of files) {

@@ -25,6 +25,8 @@ export interface RunOptions {
   leaseMs: number;
   statusIntervalMs?: number;
   stdin?: NodeJS.ReadableStream;
+  /** Stop: start no more jobs, cancel the running ones, record them as failed, return. */
+  signal?: AbortSignal;
 }
 
 export interface RunReporter {
@@ -105,15 +107,23 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
         owner,
         leaseMs: options.leaseMs,
         force: options.forceReason,
+        signal: options.signal,
         s3Endpoint: options.s3Endpoint,
         statusIntervalMs: options.statusIntervalMs,
       };
       let next = 0;
       const worker = async () => {
-        while (next < toRun.length) {
+        while (next < toRun.length && !options.signal?.aborted) {
           const entry = toRun[next++]!;
           reporter.started?.(entry);
-          const result = await executeJob(entry.job!, ctx);
+          let result: JobResult;
+          try {
+            result = await executeJob(entry.job!, ctx);
+          } catch (error) {
+            // A store or DB failure on one job must not stop the others (nor close the DB under them).
+            const reason = `caas could not record this job: ${(error as Error).message}; its lease will expire and the next run retries it`;
+            result = { where: entry.where, identity: entry.job!.identity, outcome: 'lost', reason };
+          }
           summary.results[result.outcome]++;
           reporter.result(result);
         }

@@ -61,6 +61,8 @@ export interface DbOptions {
   home: string;
   /** Open without creating anything: a missing database reads as empty (dry runs). */
   readOnly?: boolean;
+  /** With readOnly: a missing database is an error, not empty (a reaper must not act on an empty DB). */
+  mustExist?: boolean;
 }
 
 /** Opens the metadata DB a URL names: sqlite:<file> (default under the workspace) or mongodb://. */

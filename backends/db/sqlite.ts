@@ -56,6 +56,7 @@ export class SqliteDatabase implements Database {
     const file = path.resolve(given === '' ? path.join(options.home, 'metadata.sqlite') : given);
     if (options.readOnly) {
       if (!existsSync(file)) {
+        if (options.mustExist) throw new Error(`no metadata DB at ${file}: point --db (or CAAS_DB) at the database the runners use`);
         const empty = new BetterSqlite3(':memory:');
         empty.exec(SCHEMA);
         return new SqliteDatabase(`sqlite:${file}`, empty);

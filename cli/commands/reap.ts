@@ -26,7 +26,7 @@ Exit codes: 0 (also when nothing is found), 1 when AWS or the DB could not be re
       const settings = settingsOf(command);
       const out = (line: string) => process.stdout.write(`${line}\n`);
       const fleet = await openFleet('ec2', { region: options.region });
-      const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true });
+      const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true, mustExist: true });
       try {
         const reapable = await findReapable(await fleet.list(), db, new Date());
         if (reapable.length === 0) {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { JobResult } from '../../wrapper/execute.ts';
 import type { PlanEntry } from '../../wrapper/gate.ts';
+import { JobSourceError } from '../../wrapper/job-source.ts';
 import { RunRefused, type RunReporter, runBatch } from '../../wrapper/run.ts';
 import { BatchProgress } from '../progress.ts';
 import { positiveInt, positiveNumber, settingsOf, UsageError } from '../settings.ts';
@@ -61,6 +62,15 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
         else process.stdout.write(`${line}\n`);
       };
       const watched = (reporter: RunReporter) => progress?.wrap(reporter) ?? reporter;
+      // First Ctrl-C / SIGTERM: start nothing new, cancel what runs, record it; a second one exits now.
+      const stop = new AbortController();
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stop.signal.aborted) process.exit(130);
+        process.stderr.write(`caas: ${signal}: cancelling running jobs and recording them as failed (again to quit at once)\n`);
+        stop.abort(signal);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       try {
         const summary = await runBatch(
           {
@@ -75,6 +85,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
             allowDirty: options.allowDirty,
             forceReason: options.force ? options.reason : undefined,
             leaseMs: options.leaseSeconds * 1000,
+            signal: stop.signal,
             statusIntervalMs: process.env.CAAS_STATUS_INTERVAL_MS ? Number(process.env.CAAS_STATUS_INTERVAL_MS) : undefined,
           },
           watched({
@@ -100,9 +111,11 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
         }
         process.exitCode = summary.exitCode;
       } catch (error) {
-        if (error instanceof RunRefused) throw new UsageError(error.message);
+        if (error instanceof RunRefused || error instanceof JobSourceError) throw new UsageError(error.message);
         throw error;
       } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
         progress?.stop();
       }
     });
