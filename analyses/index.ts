@@ -1,4 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
+import { register } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Analysis, AnalysisDefinition } from '../models/analysis.ts';
@@ -32,6 +33,14 @@ export function listAnalysisNames(roots = analysisRoots()): string[] {
 export class UnknownAnalysisError extends Error {}
 
 const loaded = new Map<string, Promise<Analysis>>();
+let resolverRegistered = false;
+
+/** Analyses outside the caas tree resolve zod and caas/analysis from this install. */
+function registerResolver(): void {
+  if (resolverRegistered) return;
+  resolverRegistered = true;
+  register('./resolve-from-caas.mjs', import.meta.url);
+}
 
 export function loadAnalysis(name: string, roots = analysisRoots()): Promise<Analysis> {
   const dir = roots.map((root) => path.join(root, name)).find((candidate) => existsSync(path.join(candidate, 'index.ts')));
@@ -41,12 +50,23 @@ export function loadAnalysis(name: string, roots = analysisRoots()): Promise<Ana
   }
   let analysis = loaded.get(dir);
   if (!analysis) {
-    analysis = import(pathToFileURL(path.join(dir, 'index.ts')).href).then((module: { default: unknown }) => {
-      const definition = AnalysisDefinition.safeParse(module.default);
-      if (!definition.success) throw new Error(`${dir}/index.ts does not export a valid analysis: ${definition.error.message}`);
-      if (definition.data.name !== name) throw new Error(`${dir}/index.ts names itself "${definition.data.name}", expected "${name}"`);
-      return { ...definition.data, dir };
-    });
+    if (!dir.startsWith(BUILT_IN)) registerResolver();
+    analysis = import(pathToFileURL(path.join(dir, 'index.ts')).href).then(
+      (module: { default: unknown }) => {
+        const definition = AnalysisDefinition.safeParse(module.default);
+        if (!definition.success) throw new Error(`${dir}/index.ts does not export a valid analysis: ${definition.error.message}`);
+        if (definition.data.name !== name) throw new Error(`${dir}/index.ts names itself "${definition.data.name}", expected "${name}"`);
+        return { ...definition.data, dir };
+      },
+      (error: Error) => {
+        if (/require\(\) ES Module|ERR_REQUIRE_CYCLE_MODULE|Cannot use import statement outside a module/.test(String(error))) {
+          throw new Error(
+            `${dir}/index.ts could not be loaded as an ES module: add a package.json with {"type": "module"} to the repository holding it (${error.message})`,
+          );
+        }
+        throw error;
+      },
+    );
     loaded.set(dir, analysis);
   }
   return analysis;

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -229,11 +229,8 @@ describe('caas run on the embedded defaults', () => {
     const outside = mkdtempSync(path.join(tmpdir(), 'caas-nogit-'));
     try {
       cpSync(path.join(repo.dir, 'mock-wait'), path.join(outside, 'mock-wait'), { recursive: true });
-      // The copied analysis still needs zod and caas/analysis, as an installed package would provide them.
+      // An analysis repository of its own: code and a package.json; zod and caas/analysis come from caas.
       writeFileSync(path.join(outside, 'package.json'), '{"type": "module"}\n');
-      mkdirSync(path.join(outside, 'node_modules'));
-      symlinkSync(ROOT, path.join(outside, 'node_modules', 'caas'));
-      symlinkSync(path.join(ROOT, 'node_modules', 'zod'), path.join(outside, 'node_modules', 'zod'));
       const jobs = jobsFile('nogit.jsonl', [mockJob('n', { wait: 0 }, data)]);
       const result = await runCli(['--home', path.join(base, 'home-nogit'), 'run', jobs], { env: { CAAS_ANALYSES: outside } });
       expect(result.code).toBe(2);

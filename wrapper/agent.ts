@@ -267,6 +267,8 @@ async function checkCode(spec: AgentSpec): Promise<{ refusal?: string; note?: st
   return { note: `code version checked: commit ${head}${spec.code.dirty ? ' (with the recorded uncommitted diff)' : ''}` };
 }
 
+const TYPESCRIPT_LOADER = new URL('../analyses/typescript-loader.mjs', import.meta.url).href;
+
 /** Placeholders name caas's own tools and folders, never user data. */
 export function expandPlaceholders(token: string, analysisDir: string): string {
   return (
@@ -276,7 +278,7 @@ export function expandPlaceholders(token: string, analysisDir: string): string {
       // biome-ignore lint/suspicious/noTemplateCurlyInString: literal placeholder
       .replaceAll('${node}', process.execPath)
       // biome-ignore lint/suspicious/noTemplateCurlyInString: literal placeholder
-      .replaceAll('${tsx}', import.meta.resolve('tsx'))
+      .replaceAll('${tsx}', TYPESCRIPT_LOADER)
   );
 }
 

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { agentEntry } from '../../wrapper/agent.ts';
 import type { LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 
@@ -72,6 +72,8 @@ function agentArgs(): Promise<string[]> {
         packages: 'external',
         write: false,
         logLevel: 'silent',
+        // The agent finds caas files (the TypeScript loader) relative to its own source, not the bundle.
+        define: { 'import.meta.url': JSON.stringify(pathToFileURL(agentEntry).href) },
       });
       const code = result.outputFiles[0]!.contents;
       const file = path.join(CACHE, `agent-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`);
