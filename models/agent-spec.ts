@@ -23,6 +23,7 @@ export const AgentSpec = z
       .optional()
       .describe('the code version in the identity: the agent refuses to run other code'),
     configname: z.string(),
+    config_copy: z.string().optional().describe('file name of the config copy in process_results (default: configname)'),
     command: z.array(z.string()).min(1),
     analysis_dir: z.string(),
     instance: z.string().describe('name of the machine, for the status file'),

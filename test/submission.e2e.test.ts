@@ -136,7 +136,8 @@ describe.concurrent.each(Object.keys(backends))('submission mode end to end on %
       const folder = folderKeys(BUCKET, 'demo', 'e1');
       expect(await text(folder.end)).toMatch(/^SUCCESS\n/);
       expect(JSON.parse((await text(`${folder.process}waited.json`))!).waited_s).toBe(0.3);
-      expect(await text(`${folder.process}ok.json`)).toBe('{"wait":0.3,"marker":"ran"}\n');
+      // The copy is of the config as validated (defaults applied): what the job really ran with.
+      expect(JSON.parse((await text(`${folder.process}ok.json`))!)).toEqual({ wait: 0.3, fail: false, marker: 'ran' });
       expect(runs()).toBe(1);
     });
 

@@ -191,8 +191,9 @@ export async function runAgent(spec: AgentSpec, workDir: string, cancel?: AbortS
         manifest.push({ key, size: (await stat(file)).size, sha256: await sha256File(file) });
       }
       if (await stat(configPath).catch(() => undefined)) {
-        await store.putFile(spec.bucket, keys.configCopy, configPath);
-        manifest.push({ key: keys.configCopy, size: (await stat(configPath)).size, sha256: await sha256File(configPath) });
+        const copyKey = spec.config_copy ? keys.process + path.posix.basename(spec.config_copy) : keys.configCopy;
+        await store.putFile(spec.bucket, copyKey, configPath);
+        manifest.push({ key: copyKey, size: (await stat(configPath)).size, sha256: await sha256File(configPath) });
       }
       for (const [file, key] of [
         [stdoutFile, keys.stdout],

@@ -17,6 +17,8 @@ export interface JobKeys {
   stdout: string;
   stderr: string;
   manifest: string;
+  /** logs/submission.json: who answers in this job folder (a watcher, or `caas run` itself). */
+  marker: string;
   process: string;
   configCopy: string;
   end: string;
@@ -39,6 +41,7 @@ export function jobKeys(bucket: string, group: string, timestamp: string, datana
     stdout: `${logs}stdout.txt`,
     stderr: `${logs}stderr.txt`,
     manifest: `${logs}manifest.json`,
+    marker: `${logs}submission.json`,
     process,
     configCopy: `${process}${path.posix.basename(configname)}`,
     end: `${process}end.txt`,

@@ -6,6 +6,7 @@ import type { AgentSpec } from '../models/agent-spec.ts';
 import type { JobLocation, MetadataRecord, Owner } from '../models/record.ts';
 import { type JobKeys, jobKeys } from './bucket-contract.ts';
 import { CAAS_VERSION } from './caas-version.ts';
+import { sha256Hex } from './identity.ts';
 import type { PreparedJob } from './prepare.ts';
 import { emptyVerdict, type Verdict, verifyJob } from './verify.ts';
 
@@ -30,9 +31,9 @@ export interface ExecuteContext {
  */
 export interface JobPlacement {
   timestamp: string;
-  /** Key under {group}/configs/ of the user's config. */
-  configname: string;
   submitExists: true;
+  /** The user's config name: the copy of the (validated) config in process_results is named after it. */
+  configCopyName?: string;
 }
 
 export type JobOutcome = 'succeeded' | 'failed' | 'skipped' | 'running' | 'lost';
@@ -55,7 +56,7 @@ export interface JobResult {
 export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placement?: JobPlacement): Promise<JobResult> {
   const started = new Date();
   const timestamp = placement?.timestamp ?? jobTimestamp(started, job.identity);
-  const names = { ...jobNames(job), ...(placement ? { configname: placement.configname } : {}) };
+  const names = jobNames(job);
   const keys = jobKeys(job.bucket, job.group, timestamp, names.dataname, names.configname);
   const location = jobLocation(ctx.store, job, timestamp, keys);
   const base = { where: job.where, identity: job.identity };
@@ -78,11 +79,25 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
     const recovered = await recoverPreviousAttempt(job, claim.record, ctx);
     if (recovered) return await record(recovered.verdict, recovered.location, 'recovered');
 
+    // The agent stages these validated bytes, never a user's file that could change after validation.
+    await ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`);
     if (!placement?.submitExists) {
-      await ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`);
-      const submit = { dataname: names.dataname, configname: names.configname, timestamp };
-      if (!(await ctx.store.putIfAbsent(job.bucket, keys.submit, `${JSON.stringify(submit, null, 2)}\n`))) {
-        throw new Error(`submit file ${keys.submit} already exists: refusing to reuse a job folder`);
+      const submit = `${JSON.stringify({ dataname: names.dataname, configname: names.configname, timestamp }, null, 2)}\n`;
+      // Marked before the submit file appears, so a watcher on this bucket leaves the job to us.
+      const marker = {
+        written_by: 'caas run',
+        identity: job.identity,
+        submit_key: keys.submit,
+        submit_sha256: sha256Hex(submit),
+        owner: ctx.owner,
+        claimed: started.toISOString(),
+        lease_expires: new Date(started.getTime() + 1000 * 60 * (job.analysis.blueprint.max_runtime_minutes + 60)).toISOString(),
+      };
+      if (
+        !(await ctx.store.putIfAbsent(job.bucket, keys.marker, `${JSON.stringify(marker, null, 2)}\n`)) ||
+        !(await ctx.store.putIfAbsent(job.bucket, keys.submit, submit))
+      ) {
+        throw new Error(`job folder ${keys.results} or submit file ${keys.submit} already exists: refusing to reuse a job folder`);
       }
     }
     const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
@@ -104,6 +119,7 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
       ),
       code: { commit: job.preimage.code.commit, ...(job.preimage.code.dirty ? { dirty: job.preimage.code.dirty } : {}) },
       configname: names.configname,
+      ...(placement?.configCopyName ? { config_copy: placement.configCopyName } : {}),
       command: job.analysis.command,
       analysis_dir: job.analysis.dir,
       instance: `${ctx.launcher.name}@${hostname()}`,

@@ -244,6 +244,8 @@ export class SubmissionWatcher {
       const folder = folderKeys(this.bucket, group, read.timestamp);
       // Settled submissions are recognised before asking git anything: a restart rereads them all.
       const existing = parseMarker(await this.text(folder.marker));
+      if (existing?.written_by === 'caas run' && existing.submit_key === key)
+        return done('done', 'a job of caas run, not a submission', folder);
       if (existing?.submit_key === key && existing.submit_sha256 === read.sha256 && (await this.store.head(this.bucket, folder.end))) {
         return done('done', 'already processed', folder);
       }
@@ -373,7 +375,7 @@ export class SubmissionWatcher {
    * elsewhere is waited for; anything else runs in this folder (executeJob claims it atomically).
    */
   private async runDataset(submission: ValidSubmission, dataset: SubmittedDataset, folder: FolderKeys): Promise<DatasetResult> {
-    const placement: JobPlacement = { timestamp: folder.timestamp, configname: submission.configname, submitExists: true };
+    const placement: JobPlacement = { timestamp: folder.timestamp, submitExists: true, configCopyName: submission.configname };
     const job = dataset.prepared;
     for (;;) {
       const [entry] = await planChunk([{ ok: true, job }], this.db, {});
@@ -390,7 +392,8 @@ export class SubmissionWatcher {
       }
       const result = await executeJob(job, this.ctx, placement);
       if (result.outcome === 'skipped') continue;
-      if (result.outcome === 'running') {
+      // 'lost': another runner took the identity over; wait for its answer and link it here.
+      if (result.outcome === 'running' || result.outcome === 'lost') {
         await sleep(this.options.retryMs ?? 2000);
         continue;
       }
@@ -401,8 +404,11 @@ export class SubmissionWatcher {
         if (ended === undefined) await this.writeStatus(folder, dataset, 'FAILED', result.reason);
         await this.store.put(this.bucket, folder.end, `FAILED\n${result.reason}\n`);
       }
-      if (result.outcome === 'succeeded') await this.checkConfigUnchanged(submission, job.identity, folder);
-      // 'lost': another runner took the identity over and answers for it; this folder is left as the agent left it.
+      if (result.outcome === 'succeeded' && (await this.text(folder.end)) === undefined) {
+        // Recovered from an earlier attempt's folder elsewhere: answer here from the record.
+        const record = await this.db.get(job.identity);
+        if (record) return this.answerFromRecord(folder, dataset, record);
+      }
       return {
         outcome: result.outcome === 'succeeded' ? 'succeeded' : 'failed',
         reason: `${result.outcome === 'succeeded' ? 'recorded' : result.outcome} as ${job.identity} (attempt ${result.attempt ?? '?'}): ${result.reason}`,
@@ -470,22 +476,6 @@ export class SubmissionWatcher {
     await this.note(folder, `identical data and config: answered from record ${record._id}, results at ${results}`);
     await this.store.put(this.bucket, folder.end, `SUCCESS\nanswered from record ${record._id}\nresults at ${results}\n`);
     return { outcome: 'answered', reason: `identical data and config: answered from record ${record._id}`, results };
-  }
-
-  /**
-   * The agent stages the user's config by name; a config overwritten between validation and staging
-   * would run with parameters the record does not describe. The config copy in the outputs tells.
-   */
-  private async checkConfigUnchanged(submission: ValidSubmission, identity: string, folder: FolderKeys): Promise<void> {
-    const record = await this.db.get(identity);
-    const copy = `${folder.process}${path.posix.basename(submission.configname)}`;
-    const entry = record?.outputs?.manifest.find((m) => m.key === copy);
-    if (entry && entry.sha256 !== submission.configSha256) {
-      await this.note(
-        folder,
-        `warning: ${submission.configKey} changed while the job was starting; the results may not match record ${identity}`,
-      );
-    }
   }
 
   private async writeStatus(folder: FolderKeys, dataset: SubmittedDataset, status: 'SUCCESS' | 'FAILED', reason: string): Promise<void> {
