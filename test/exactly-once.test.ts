@@ -75,19 +75,21 @@ describe('exactly once', () => {
     timeout: 180_000,
   }, async () => {
     const { home, marker, jobs } = setup('killed', 8, { wait: 1 });
-    const victim = startRunner(home, jobs, { CAAS_MOCK_MARKER_FILE: marker }, '--concurrency', '2', '--lease-seconds', '3');
+    // A lease long enough that the check below sees it live even on a loaded machine.
+    const victim = startRunner(home, jobs, { CAAS_MOCK_MARKER_FILE: marker }, '--concurrency', '2', '--lease-seconds', '10');
     // Kill it once it has recorded something and is busy with more.
     for (let i = 0; i < 200 && (await records(home).catch(() => [])).filter((r) => r.status === 'succeeded').length < 2; i++) {
       await new Promise((r) => setTimeout(r, 200));
     }
     victim.kill('SIGKILL');
+    const killedAt = Date.now();
     await exited(victim);
     const meanwhile = await runCli(['--home', home, 'run', jobs], { env: env() });
     expect(meanwhile.stdout).toMatch(/RUNNING .*running elsewhere/);
     for (const record of await records(home)) {
       if (record.status === 'succeeded') expect(endTxtExists(home, record)).toBe(true);
     }
-    await new Promise((r) => setTimeout(r, 4000));
+    await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 10_500 - Date.now())));
     const rescue = await runCli(['--home', home, 'run', jobs, '--execute', '--lease-seconds', '3'], {
       env: env({ CAAS_MOCK_MARKER_FILE: marker }),
     });
