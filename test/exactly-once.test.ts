@@ -2,9 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../backends/db/index.ts';
 import type { MetadataRecord } from '../models/record.ts';
-import { AnalysisRepo, mockJob, ROOT, removeDir, runCli, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 /** Exactly once under concurrent runners and faults, with real processes and short leases. */
 describe('exactly once', () => {
@@ -43,14 +42,6 @@ describe('exactly once', () => {
   const exited = (child: ChildProcess) => new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const markerLines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
 
-  async function records(home: string): Promise<MetadataRecord[]> {
-    const db = await openDatabase('sqlite:', { home, readOnly: true });
-    const found: MetadataRecord[] = [];
-    for await (const record of db.find({})) found.push(record);
-    await db.close();
-    return found;
-  }
-
   function endTxtExists(home: string, record: MetadataRecord): boolean {
     const results = record.job!.results.replace(/^file:\/\//, '');
     return existsSync(path.join(home, 'buckets', results, 'end.txt'));
@@ -66,7 +57,7 @@ describe('exactly once', () => {
     const lines = markerLines(marker);
     expect(lines).toHaveLength(200);
     expect(new Set(lines).size).toBe(200);
-    const stored = await records(home);
+    const stored = await readRecords(home);
     expect(stored).toHaveLength(200);
     expect(stored.every((r) => r.status === 'succeeded' && r.attempts.length === 1)).toBe(true);
   });
@@ -78,7 +69,7 @@ describe('exactly once', () => {
     // A lease long enough that the check below sees it live even on a loaded machine.
     const victim = startRunner(home, jobs, { CAAS_MOCK_MARKER_FILE: marker }, '--concurrency', '2', '--lease-seconds', '10');
     // Kill it once it has recorded something and is busy with more.
-    for (let i = 0; i < 200 && (await records(home).catch(() => [])).filter((r) => r.status === 'succeeded').length < 2; i++) {
+    for (let i = 0; i < 200 && (await readRecords(home).catch(() => [])).filter((r) => r.status === 'succeeded').length < 2; i++) {
       await new Promise((r) => setTimeout(r, 200));
     }
     victim.kill('SIGKILL');
@@ -86,7 +77,7 @@ describe('exactly once', () => {
     await exited(victim);
     const meanwhile = await runCli(['--home', home, 'run', jobs], { env: env() });
     expect(meanwhile.stdout).toMatch(/RUNNING .*running elsewhere/);
-    for (const record of await records(home)) {
+    for (const record of await readRecords(home)) {
       if (record.status === 'succeeded') expect(endTxtExists(home, record)).toBe(true);
     }
     await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 10_500 - Date.now())));
@@ -94,7 +85,7 @@ describe('exactly once', () => {
       env: env({ CAAS_MOCK_MARKER_FILE: marker }),
     });
     expect(rescue.code).toBe(0);
-    const stored = await records(home);
+    const stored = await readRecords(home);
     expect(stored).toHaveLength(8);
     for (const record of stored) {
       expect(record.status).toBe('succeeded');
@@ -110,13 +101,13 @@ describe('exactly once', () => {
       env: env({ CAAS_MOCK_MARKER_FILE: marker, CAAS_FAULT: 'kill-before-record' }),
     });
     expect(crashed.code).toBeNull();
-    let [record] = await records(home);
+    let [record] = await readRecords(home);
     expect(record!.status).toBe('running');
     expect(markerLines(marker)).toHaveLength(1);
     await new Promise((r) => setTimeout(r, 2500));
     const repaired = await runCli(['--home', home, 'run', jobs, '--execute'], { env: env({ CAAS_MOCK_MARKER_FILE: marker }) });
     expect(repaired.code).toBe(0);
-    [record] = await records(home);
+    [record] = await readRecords(home);
     expect(record!.status).toBe('succeeded');
     expect(record!.reason).toMatch(/recovered: attempt 1 finished but its runner died/);
     expect(record!.attempts.map((a) => [a.n, a.status])).toEqual([
@@ -137,7 +128,7 @@ describe('exactly once', () => {
       env: env({ CAAS_MOCK_MARKER_FILE: marker }),
     });
     expect(forced.code).toBe(0);
-    const [record] = await records(home);
+    const [record] = await readRecords(home);
     expect(record!.status).toBe('succeeded');
     expect(record!.attempts).toHaveLength(2);
     expect(record!.attempts[0]).toMatchObject({ n: 1, status: 'succeeded' });

@@ -4,10 +4,9 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../backends/db/index.ts';
 import { MetadataRecord } from '../models/record.ts';
 import { canonicalJson, sha256Hex } from '../wrapper/identity.ts';
-import { AnalysisRepo, mockJob, ROOT, removeDir, runCli, scratchDir, treeDigest } from './support/workspace.ts';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir, treeDigest } from './support/workspace.ts';
 
 describe('caas run on the embedded defaults', () => {
   let base: string;
@@ -31,14 +30,6 @@ describe('caas run on the embedded defaults', () => {
     return file;
   }
 
-  async function records(home: string): Promise<MetadataRecord[]> {
-    const db = await openDatabase('sqlite:', { home, readOnly: true });
-    const found: MetadataRecord[] = [];
-    for await (const record of db.find({})) found.push(record);
-    await db.close();
-    return found;
-  }
-
   it('runs new jobs, records them, and skips every one of them the second time', async () => {
     const home = path.join(base, 'home-basic');
     const jobs = jobsFile('basic.jsonl', [mockJob('a1', { wait: 0 }, data), mockJob('a2', { wait: 0.1 }, data)]);
@@ -51,12 +42,12 @@ describe('caas run on the embedded defaults', () => {
     expect(second.code).toBe(0);
     expect(second.stdout).toMatch(/plan: 0 to run, 2 skipped/);
     expect(second.stdout.match(/^SKIP /gm)).toHaveLength(2);
-    const stored = await records(home);
+    const stored = await readRecords(home);
     expect(stored.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
   });
 
   it('stores records whose pre-image hashes (RFC 8785 + sha256) to their identity', async () => {
-    const stored = await records(path.join(base, 'home-basic'));
+    const stored = await readRecords(path.join(base, 'home-basic'));
     expect(stored.length).toBeGreaterThan(0);
     for (const record of stored) {
       MetadataRecord.parse(record);
@@ -69,7 +60,7 @@ describe('caas run on the embedded defaults', () => {
   });
 
   it('follows the NeuroCAAS bucket contract in the analysis bucket', async () => {
-    const [record] = await records(path.join(base, 'home-basic'));
+    const [record] = await readRecords(path.join(base, 'home-basic'));
     const { bucket, group, timestamp } = record!.job!;
     const bucketDir = path.join(base, 'home-basic', 'buckets', bucket);
     const job = `${group}/results/job__${bucket}_${timestamp}`;
@@ -131,12 +122,12 @@ describe('caas run on the embedded defaults', () => {
     const first = await caas(home, 'run', jobs, '--execute');
     expect(first.code).toBe(1);
     expect(first.stdout).toMatch(/FAILED .*exit code 3/);
-    let [record] = await records(home);
+    let [record] = await readRecords(home);
     expect(record).toMatchObject({ status: 'failed', exit_code: 3 });
     expect(record!.stderr_tail).toContain('mock failure requested');
     const second = await caas(home, 'run', jobs, '--execute');
     expect(second.stdout).toMatch(/RUN .*retry: attempt 1 failed/);
-    [record] = await records(home);
+    [record] = await readRecords(home);
     expect(record!.attempts.map((a) => [a.n, a.status])).toEqual([
       [1, 'failed'],
       [2, 'failed'],
@@ -155,7 +146,7 @@ describe('caas run on the embedded defaults', () => {
     writeFileSync(file, '{"v": 2}\n');
     const result = await caas(home, 'run', jobs, '--execute');
     expect(result.code).toBe(1);
-    const [record] = await records(home);
+    const [record] = await readRecords(home);
     expect(record!.status).toBe('failed');
     expect(record!.reason).toMatch(/input file:\/\/.*changing\.json changed since it was dispatched: etag .*; dispatch again/);
   });
@@ -183,7 +174,7 @@ describe('caas run on the embedded defaults', () => {
     const code = await new Promise((resolve) => child.on('close', resolve));
     expect(code).toBe(1);
     expect(Date.now() - started).toBeLessThan(25_000);
-    const stored = await records(home);
+    const stored = await readRecords(home);
     expect(stored).toHaveLength(1);
     expect(stored[0]!.status).toBe('failed');
     expect(stored[0]!.reason).toMatch(/runner interrupted \(SIGTERM\).*cancelled/);
@@ -207,7 +198,7 @@ describe('caas run on the embedded defaults', () => {
       expect(dry.stderr).toMatch(/warning: .*NOTES\.md/);
       const allowed = await caas(home, 'run', jobs, '--execute', '--allow-dirty', '--json');
       expect(allowed.code).toBe(0);
-      const [record] = await records(home);
+      const [record] = await readRecords(home);
       expect(record!.code.dirty).toMatch(/^[0-9a-f]{64}$/);
       expect(record!._id).not.toBe(cleanId);
     } finally {

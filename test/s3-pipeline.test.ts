@@ -3,10 +3,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../backends/db/index.ts';
-import type { MetadataRecord } from '../models/record.ts';
 import { type S3rverHandle, s3Env, startS3rver } from './support/s3rver.ts';
-import { removeDir, runCli, scratchDir } from './support/workspace.ts';
+import { readRecords, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 /** The demo path with --store s3:// against a real S3-protocol server (s3rver on 127.0.0.1). */
 describe('dispatch + run --execute with --store s3://', () => {
@@ -25,14 +23,6 @@ describe('dispatch + run --execute with --store s3://', () => {
     await s3.stop();
     removeDir(base);
   });
-
-  async function records(): Promise<MetadataRecord[]> {
-    const db = await openDatabase('sqlite:', { home, readOnly: true });
-    const found: MetadataRecord[] = [];
-    for await (const record of db.find({})) found.push(record);
-    await db.close();
-    return found;
-  }
 
   async function keys(bucket: string): Promise<string[]> {
     const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' });
@@ -90,7 +80,7 @@ describe('dispatch + run --execute with --store s3://', () => {
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/done: 4 succeeded/);
 
-    const stored = await records();
+    const stored = await readRecords(home);
     expect(stored).toHaveLength(4);
     const bucketKeys = new Set(await keys('unit-filter'));
     for (const record of stored) {
@@ -128,7 +118,7 @@ describe('dispatch + run --execute with --store s3://', () => {
     } catch {
       context.skip('the aws CLI is not installed here (Debian package awscli)');
     }
-    const [record] = await records();
+    const [record] = await readRecords(home);
     const out = execFileSync('aws', ['s3', 'cp', `${record!.job!.results}end.txt`, '-', '--endpoint-url', s3.endpoint], {
       env: { ...process.env, ...s3Env(s3.endpoint) },
       encoding: 'utf8',

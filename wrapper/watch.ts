@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { analysisRoots, listAnalysisNames, loadAnalysis } from '../analyses/index.ts';
 import { type Launcher, openLauncher } from '../backends/compute/index.ts';

@@ -3,6 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { openDatabase } from '../../backends/db/index.ts';
+import type { MetadataRecord } from '../../models/record.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'bin/caas.js');
@@ -122,4 +124,13 @@ export function mockJob(assetId: string, parameters: Record<string, unknown>, fi
     parameters,
     ...extra,
   });
+}
+
+/** Every record in a workspace's embedded metadata DB, read-only. */
+export async function readRecords(home: string): Promise<MetadataRecord[]> {
+  const db = await openDatabase('sqlite:', { home, readOnly: true });
+  const found: MetadataRecord[] = [];
+  for await (const record of db.find({})) found.push(record);
+  await db.close();
+  return found;
 }
