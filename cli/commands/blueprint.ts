@@ -5,7 +5,15 @@ import { Blueprint } from '../../models/blueprint.ts';
 import { describeIssues } from '../../models/issues.ts';
 
 export function registerBlueprint(program: Command): void {
-  const blueprint = program.command('blueprint').description("Check an analysis' deployment description (AMI, instance types, limits)");
+  const blueprint = program
+    .command('blueprint')
+    .description("Check an analysis' deployment description (AMI, instance types, limits)")
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ caas blueprint validate analyses/*/blueprint.json`,
+    );
   blueprint
     .command('validate')
     .description('Validate blueprint.json files: every problem, with the file and the path of the bad field')

@@ -6,7 +6,14 @@ import { positiveInt, settingsOf, UsageError } from '../settings.ts';
 export function registerCatalog(program: Command): void {
   const catalog = program
     .command('catalog')
-    .description('The data-asset catalog (data_assets in the metadata DB) that caas dispatch --query searches');
+    .description('The data-asset catalog (data_assets in the metadata DB) that caas dispatch --query searches')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ caas catalog generate-sample               # the demo's spike trains, in the store and the catalog
+  $ caas catalog import assets.jsonl           # AIND-shaped documents, one per line`,
+    );
 
   catalog
     .command('import')
