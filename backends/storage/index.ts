@@ -18,6 +18,8 @@ export interface ObjectStore {
   readonly scheme: 'file' | 's3';
   /** The URL this store was opened with, enough for another process to open the same store. */
   readonly url: string;
+  /** The local folder holding the buckets, for stores that live on this machine (file://). */
+  readonly root?: string;
   put(bucket: string, key: string, body: Body): Promise<void>;
   /** Writes only if the key does not exist yet; returns false when it already did. */
   putIfAbsent(bucket: string, key: string, body: Body): Promise<boolean>;

@@ -61,7 +61,7 @@ async function fileRoot(settings: Settings): Promise<string | undefined> {
   const url = settings.storeUrl.startsWith('file:') ? settings.storeUrl : 'file:';
   const store = await openStore(url, { home: settings.home });
   try {
-    return (store as { root?: string }).root;
+    return store.root;
   } finally {
     await store.close();
   }
