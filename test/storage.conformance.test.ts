@@ -287,7 +287,9 @@ describe('what S3Store writes, any standard S3 client reads', () => {
     expect(await response.text()).toBe(body);
   });
 
-  it.skipIf(!hasAwsCli)('the aws CLI reads it with nothing but the standard environment variables', async () => {
+  const awsTitle = 'the aws CLI reads it with nothing but the standard environment variables';
+  if (!hasAwsCli) console.warn('aws CLI test skipped: the aws CLI is not installed (Debian package awscli)');
+  it.skipIf(!hasAwsCli)(hasAwsCli ? awsTitle : `${awsTitle} (skipped: the aws CLI is not installed)`, async () => {
     const { stdout } = await run('aws', ['s3', 'cp', `s3://${bucket}/${key}`, '-'], {
       env: { ...process.env, ...s3Env(server.endpoint), AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' },
     });
