@@ -32,6 +32,17 @@ interface Counts {
 
 const zero = (): Counts => ({ toRun: 0, succeeded: 0, failed: 0, lost: 0, skipped: 0, elsewhere: 0, invalid: 0 });
 
+/** The options both progress displays share, with their defaults. */
+function statusSettings(options: ProgressOptions) {
+  const env = options.env ?? process.env;
+  return {
+    status: options.status ?? process.stderr,
+    quiet: options.quiet ?? false,
+    intervalMs: options.intervalMs ?? (Number(env.CAAS_PROGRESS_INTERVAL_MS) || 10_000),
+    now: options.now ?? Date.now,
+  };
+}
+
 /**
  * What a batch shows while it runs: a bar with counts and an ETA on a terminal, a plain line every
  * few seconds otherwise (logs stay readable), nothing but failures with `quiet`, and a summary table
@@ -57,13 +68,10 @@ export class BatchProgress {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(options: ProgressOptions = {}) {
-    const env = options.env ?? process.env;
-    this.status = options.status ?? process.stderr;
+    ({ status: this.status, quiet: this.quiet, intervalMs: this.intervalMs, now: this.now } = statusSettings(options));
     this.out = options.out ?? process.stdout;
-    this.quiet = options.quiet ?? false;
-    this.intervalMs = options.intervalMs ?? (Number(env.CAAS_PROGRESS_INTERVAL_MS) || 10_000);
-    this.now = options.now ?? Date.now;
     // https://no-color.org: present and not empty disables colour.
+    const env = options.env ?? process.env;
     this.noColour = env.NO_COLOR !== undefined && env.NO_COLOR !== '';
   }
 
@@ -280,11 +288,7 @@ export class DispatchProgress {
   private drawn = false;
 
   constructor(options: Omit<ProgressOptions, 'out'> = {}) {
-    const env = options.env ?? process.env;
-    this.status = options.status ?? process.stderr;
-    this.quiet = options.quiet ?? false;
-    this.intervalMs = options.intervalMs ?? (Number(env.CAAS_PROGRESS_INTERVAL_MS) || 10_000);
-    this.now = options.now ?? Date.now;
+    ({ status: this.status, quiet: this.quiet, intervalMs: this.intervalMs, now: this.now } = statusSettings(options));
     this.startedAt = this.now();
     // Short dispatches print no progress at all, only their summary.
     this.lastLine = this.startedAt;

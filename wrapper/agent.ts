@@ -134,18 +134,24 @@ export async function runAgent(spec: AgentSpec, workDir: string, cancel?: AbortS
         if (child.pid) process.kill(-child.pid, signal);
       } catch {}
     };
+    // Politely first, then for certain: the analysis may ignore SIGTERM.
+    const stopGroup = () => {
+      killGroup('SIGTERM');
+      setTimeout(() => killGroup('SIGKILL'), 5000).unref();
+    };
     let cancelled: string | undefined;
     const onCancel = () => {
       cancelled = String(cancel?.reason ?? 'cancelled');
-      killGroup('SIGTERM');
-      setTimeout(() => killGroup('SIGKILL'), 5000).unref();
+      stopGroup();
     };
     cancel?.addEventListener('abort', onCancel, { once: true });
     const deadline = setTimeout(() => {
       timedOut = true;
-      killGroup('SIGTERM');
-      setTimeout(() => killGroup('SIGKILL'), 5000).unref();
+      stopGroup();
     }, spec.max_runtime_s * 1000);
+    const uploadIfExists = async (file: string, key: string) => {
+      if (await stat(file).catch(() => undefined)) await store.putFile(spec.bucket, key, file);
+    };
     const ticker = setInterval(() => {
       const usage = child.pid ? processUsage(child.pid) : undefined;
       if (usage) {
@@ -154,9 +160,6 @@ export async function runAgent(spec: AgentSpec, workDir: string, cancel?: AbortS
       }
       void Promise.all([writeStatus(), uploadIfExists(stdoutFile, keys.stdout), uploadIfExists(stderrFile, keys.stderr)]).catch(() => {});
     }, spec.status_interval_ms);
-    const uploadIfExists = async (file: string, key: string) => {
-      if (await stat(file).catch(() => undefined)) await store.putFile(spec.bucket, key, file);
-    };
     child.on('error', (error) => {
       clearTimeout(deadline);
       clearInterval(ticker);

@@ -4,7 +4,7 @@ import type { MetadataStore } from '../backends/db/index.ts';
 import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
 import type { JobLocation, MetadataRecord, Owner } from '../models/record.ts';
-import { type JobKeys, jobKeys } from './bucket-contract.ts';
+import { type JobKeys, jobKeys, parseJobRef } from './bucket-contract.ts';
 import { CAAS_VERSION } from './caas-version.ts';
 import { sha256Hex } from './identity.ts';
 import type { PreparedJob } from './prepare.ts';
@@ -160,6 +160,8 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
   async function record(verdict: Verdict, where: JobLocation, instance: string | null): Promise<JobResult> {
     const ended = new Date();
     const status = verdict.succeeded ? 'succeeded' : 'failed';
+    const start = verdict.start ?? started.toISOString();
+    const end = verdict.end ?? ended.toISOString();
     // Fault injection for the crash-recovery tests: die exactly between the upload and the record.
     if (process.env.CAAS_FAULT === 'kill-before-record') process.kill(process.pid, 'SIGKILL');
     const written = await ctx.db.finish(
@@ -179,9 +181,9 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
         exit_code: verdict.exitCode,
         reason: verdict.reason,
         stderr_tail: verdict.stderrTail,
-        start: verdict.start ?? started.toISOString(),
-        end: verdict.end ?? ended.toISOString(),
-        duration_s: (Date.parse(verdict.end ?? ended.toISOString()) - Date.parse(verdict.start ?? started.toISOString())) / 1000,
+        start,
+        end,
+        duration_s: (Date.parse(end) - Date.parse(start)) / 1000,
         attempts: current.attempts.map((a) =>
           a.n === attempt
             ? { ...a, status, ended: ended.toISOString(), reason: verdict.reason, exit_code: verdict.exitCode, results: where.results }
@@ -212,7 +214,7 @@ async function recoverPreviousAttempt(
 ): Promise<{ verdict: Verdict; location: JobLocation } | undefined> {
   const previous = claimed.attempts.at(-2);
   if (!previous?.results || !previous.reason?.startsWith('lease expired') || ctx.force) return undefined;
-  const timestamp = /job__[^/]*?_([^/_]+)\/process_results\/$/.exec(previous.results)?.[1];
+  const timestamp = parseJobRef(previous.results)?.timestamp;
   if (!timestamp) return undefined;
   const names = jobNames(job);
   const keys = jobKeys(job.bucket, job.group, timestamp, names.dataname, names.configname);

@@ -1,30 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import { StatusFile } from '../models/status.ts';
+import type { JobRef } from './bucket-contract.ts';
 import { type FolderKeys, folderKeys, parseMarker, rejectionNoteKey } from './submission.ts';
-
-/** A job folder, named by bucket, group and timestamp. */
-export interface JobRef {
-  bucket: string;
-  group: string;
-  timestamp: string;
-}
-
-/**
- * `bucket/group/timestamp`, or any URL inside a job folder:
- * `s3://bucket/group/results/job__bucket_timestamp/...` (file:// alike).
- */
-export function parseJobRef(text: string): JobRef | undefined {
-  const url = /^(?:s3|file):\/\/([^/]+)\/([^/]+)\/results\/job__([^/]+)(?:\/.*)?$/.exec(text);
-  if (url) {
-    const [, bucket = '', group = '', folder = ''] = url;
-    if (!folder.startsWith(`${bucket}_`)) return undefined;
-    return { bucket, group, timestamp: folder.slice(bucket.length + 1) };
-  }
-  const parts = /^([a-z0-9][a-z0-9.-]*[a-z0-9])\/([A-Za-z0-9][A-Za-z0-9._-]*)\/([A-Za-z0-9][A-Za-z0-9._~-]*)$/.exec(text);
-  if (!parts) return undefined;
-  return { bucket: parts[1]!, group: parts[2]!, timestamp: parts[3]! };
-}
 
 export type FollowOutcome = 'succeeded' | 'failed' | 'rejected' | 'conflict';
 

@@ -9,7 +9,7 @@ import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
 import type { Owner } from '../models/record.ts';
 import { SubmitFile } from '../models/submit.ts';
-import { datasetName } from './bucket-contract.ts';
+import { datasetName, jobFolder } from './bucket-contract.ts';
 import { sha256Hex } from './identity.ts';
 import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepare.ts';
 
@@ -52,21 +52,17 @@ export interface FolderKeys {
 }
 
 export function folderKeys(bucket: string, group: string, timestamp: string): FolderKeys {
-  const prefix = `${group}/results/job__${bucket}_${timestamp}/`;
+  const folder = jobFolder(bucket, group, timestamp);
   return {
     timestamp,
-    prefix,
-    logs: `${prefix}logs/`,
-    marker: `${prefix}logs/submission.json`,
-    certificate: `${prefix}logs/certificate.txt`,
-    process: `${prefix}process_results/`,
-    link: `${prefix}process_results/caas-link.json`,
-    end: `${prefix}process_results/end.txt`,
+    prefix: folder.results,
+    logs: folder.logs,
+    marker: folder.marker,
+    certificate: folder.certificate,
+    process: folder.process,
+    link: `${folder.process}caas-link.json`,
+    end: folder.end,
   };
-}
-
-export function statusKey(folder: FolderKeys, dataname: string): string {
-  return `${folder.logs}DATASET_NAME-${datasetName(dataname)}_STATUS.json`;
 }
 
 export function rejectionNoteKey(submitKey: string): string {

@@ -8,6 +8,7 @@ import { type ObjectInfo, type ObjectStore, objectUrl, openStore } from '../back
 import type { Analysis } from '../models/analysis.ts';
 import type { MetadataRecord, Owner } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
+import { statusKey } from './bucket-contract.ts';
 import { readCodeVersion } from './code-version.ts';
 import { type ExecuteContext, executeJob, type JobPlacement } from './execute.ts';
 import { planChunk } from './gate.ts';
@@ -23,7 +24,6 @@ import {
   type SubmissionMarker,
   type SubmitRead,
   type SubmittedDataset,
-  statusKey,
   submitGroup,
   type ValidSubmission,
   validateSubmission,
@@ -442,8 +442,8 @@ export class SubmissionWatcher {
           ? { outcome: previous.startsWith('SUCCESS') ? 'succeeded' : 'failed', reason: previous.split('\n')[1] ?? '' }
           : await this.runDataset(submission, dataset, sub);
         results[i] = result;
-        const status = await this.text(statusKey(sub, dataset.key));
-        if (status !== undefined) await this.store.put(this.bucket, statusKey(folder, dataset.key), status);
+        const status = await this.text(statusKey(sub.logs, dataset.key));
+        if (status !== undefined) await this.store.put(this.bucket, statusKey(folder.logs, dataset.key), status);
         await this.note(folder, `dataset ${i + 1} ${dataset.dataname}: ${result.outcome}: ${result.reason}; job folder ${sub.prefix}`);
       }
     };
@@ -492,7 +492,7 @@ export class SubmissionWatcher {
       std: [],
       exit_code: null,
     };
-    await this.store.put(this.bucket, statusKey(folder, dataset.key), `${JSON.stringify(body, null, 2)}\n`);
+    await this.store.put(this.bucket, statusKey(folder.logs, dataset.key), `${JSON.stringify(body, null, 2)}\n`);
   }
 
   /** Appends a line to the folder's certificate.txt (only ever while no agent writes it). */

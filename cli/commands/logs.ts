@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { openStore } from '../../backends/storage/index.ts';
-import { followJob, parseJobRef, showJob } from '../../wrapper/follow.ts';
+import { parseJobRef } from '../../wrapper/bucket-contract.ts';
+import { followJob, showJob } from '../../wrapper/follow.ts';
 import { settingsOf, UsageError } from '../settings.ts';
 
 export function registerLogs(program: Command): void {
