@@ -10,6 +10,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { openDatabase } from '../backends/db/index.ts';
+import { aindDatetime } from '../dispatcher/sample-data.ts';
 import { JobInput } from '../models/job-input.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,8 +36,9 @@ export interface DispatchBenchOptions {
 /** A data-asset document shaped like AIND's, with the nested metadata that makes real ones heavy. */
 function assetDocument(i: number): Record<string, unknown> {
   const subject = String(600000 + (i % 5000));
-  const day = new Date(Date.UTC(2023, 0, 1) + (i % 700) * 86_400_000 + (i % 24) * 3_600_000).toISOString();
-  const name = `ecephys_${subject}_${day.slice(0, 19).replace('T', '_').replace(/:/g, '-')}_${String(i).padStart(6, '0')}`;
+  const ms = Date.UTC(2023, 0, 1) + (i % 700) * 86_400_000 + (i % 24) * 3_600_000;
+  const day = new Date(ms).toISOString();
+  const name = `ecephys_${subject}_${aindDatetime(ms)}_${String(i).padStart(6, '0')}`;
   return {
     _id: `asset-${String(i).padStart(7, '0')}`,
     name,

@@ -3,6 +3,7 @@
  * the output is not what it should be), so CI can hold the line.
  */
 import { availableParallelism, loadavg } from 'node:os';
+import { formatTable } from '../cli/table.ts';
 import { type BenchResult, benchDispatch } from './dispatch.ts';
 
 // Wall time means little on a busy machine; the load before and after is printed to say how busy.
@@ -24,12 +25,6 @@ const rows = results.map((r) => {
   ];
 });
 const header = ['BENCHMARK', 'JOB LINES', 'WALL', 'TARGET', 'CPU', 'PEAK RSS', 'TARGET', ''];
-const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-const line = (cells: string[]) =>
-  cells
-    .map((cell, i) => cell.padEnd(widths[i]!))
-    .join('  ')
-    .trimEnd();
 const load = `load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after`;
-process.stdout.write(`node ${process.version}, ${availableParallelism()} cores, ${load}\n${line(header)}\n${rows.map(line).join('\n')}\n`);
+process.stdout.write(`node ${process.version}, ${availableParallelism()} cores, ${load}\n${formatTable(header, rows)}\n`);
 if (rows.some((row) => row.at(-1) !== 'ok')) process.exitCode = 1;

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { DispatchError } from '../dispatcher/dispatch-error.ts';
 import { CAAS_VERSION } from '../wrapper/caas-version.ts';
 import { CodeVersionError } from '../wrapper/code-version.ts';
 import { registerBlueprint } from './commands/blueprint.ts';
@@ -56,7 +57,7 @@ try {
 } catch (error) {
   if (error instanceof CommanderError) {
     process.exitCode = error.exitCode === 0 ? 0 : 2;
-  } else if (error instanceof UsageError || error instanceof CodeVersionError) {
+  } else if (error instanceof UsageError || error instanceof CodeVersionError || error instanceof DispatchError) {
     process.stderr.write(`caas: ${error.message}\n`);
     process.exitCode = 2;
   } else {

@@ -47,7 +47,7 @@ export async function importCatalog(backends: Backends, source: string, stdin: R
   }
 }
 
-export async function* readAssetDocuments(input: Readable, name: string): AsyncIterable<Record<string, unknown>> {
+async function* readAssetDocuments(input: Readable, name: string): AsyncIterable<Record<string, unknown>> {
   let lineNo = 0;
   for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
     lineNo++;
@@ -65,11 +65,11 @@ export async function generateSampleCatalog(
 ): Promise<{ count: number; bucket: string; storeUrl: string; dbUrl: string }> {
   const store = await openStore(backends.storeUrl, { home: backends.home, s3Endpoint: backends.s3Endpoint });
   try {
-    const { assets } = await generateSampleData(store, options);
+    const { assets, bucket } = await generateSampleData(store, options);
     const db = await openDatabase(backends.dbUrl, { home: backends.home });
     try {
       const count = await db.importAssets(assets);
-      return { count, bucket: options.bucket ?? 'sample-data', storeUrl: store.url, dbUrl: db.url };
+      return { count, bucket, storeUrl: store.url, dbUrl: db.url };
     } finally {
       await db.close();
     }

@@ -271,16 +271,14 @@ async function* jobsOf(plan: Plan, ctx: Context): AsyncIterable<EmittedJob[]> {
       const inputs = JSON.stringify(part.inputs);
       const metadata = part.groupMetadata ? `,"group_metadata":${JSON.stringify(part.groupMetadata)}` : '';
       for (const [k, parameters] of plan.sets.entries()) {
-        const job: JobInput = part.groupMetadata
-          ? {
-              analysis: plan.analysis.name,
-              inputs: part.inputs,
-              parameters,
-              group: plan.group,
-              group_metadata: part.groupMetadata,
-              provenance: plan.provenance,
-            }
-          : { analysis: plan.analysis.name, inputs: part.inputs, parameters, group: plan.group, provenance: plan.provenance };
+        const job: JobInput = {
+          analysis: plan.analysis.name,
+          inputs: part.inputs,
+          parameters,
+          group: plan.group,
+          ...(part.groupMetadata && { group_metadata: part.groupMetadata }),
+          provenance: plan.provenance,
+        };
         batch.push({ job, line: head + inputs + middles[k] + metadata + tail });
       }
     }

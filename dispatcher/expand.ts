@@ -17,7 +17,7 @@ const LISTING_CONCURRENCY = 8;
  * A field's value by dotted path, the way MongoDB's aggregation reads `$a.b`: through an array the
  * path continues into each element and the result is the array of what it found.
  */
-export function valueAt(doc: unknown, path: string): unknown {
+function valueAt(doc: unknown, path: string): unknown {
   let value: unknown = doc;
   for (const part of path.split('.')) {
     if (Array.isArray(value)) {
@@ -43,7 +43,7 @@ function withValueAt(doc: Record<string, unknown>, path: string, value: unknown)
 }
 
 /** A JSON-able catalog id or field value has to be a string to become an asset id or name. */
-export function assetOf(item: SourceAsset): JobInputAsset {
+function assetOf(item: SourceAsset): JobInputAsset {
   const { doc } = item;
   if (doc._id === undefined || doc._id === null || doc._id === '') throw new DispatchError(`${item.where}: catalog document has no _id`);
   const asset_id = String(doc._id);
@@ -131,7 +131,7 @@ export async function* keepLatest(
 }
 
 /** Field paths become group_metadata keys as AIND names them: dots turn into "__". */
-export function metadataKey(field: string): string {
+function metadataKey(field: string): string {
   return field.replaceAll('.', '__');
 }
 
@@ -177,7 +177,7 @@ export async function* withListedFiles(
   const listUnit = async (unit: Unit): Promise<Unit> => {
     const inputs: JobInputAsset[] = [];
     for (const input of unit.inputs) {
-      const files = input.files ?? (await listFiles(locator, input, fileExt));
+      const files = await listFiles(locator, input, fileExt);
       if (files.length === 0)
         notice(
           'assets without matching files',

@@ -18,7 +18,7 @@ export function parseJsonText(text: string, name: string, firstLine = 1): unknow
 }
 
 /** Offset of the first character that stops `text` from being one JSON value (text.length at an early end). */
-export function firstErrorOffset(text: string): number {
+function firstErrorOffset(text: string): number {
   let i = 0;
   const fail = (): never => {
     throw i;

@@ -69,7 +69,7 @@ function uuidV5(namespace: string, name: string): string {
 }
 
 /** AIND's acquisition datetime in names: YYYY-MM-DD_HH-MM-SS. */
-function aindDatetime(ms: number): string {
+export function aindDatetime(ms: number): string {
   return new Date(ms).toISOString().slice(0, 19).replace('T', '_').replace(/:/g, '-');
 }
 
@@ -100,7 +100,7 @@ function simulateUnit(random: () => number, contaminationRate: number): number[]
 export async function generateSampleData(
   store: ObjectStore,
   options: SampleDataOptions = {},
-): Promise<{ assets: Asset[]; catalogJsonl: string }> {
+): Promise<{ assets: Asset[]; catalogJsonl: string; bucket: string }> {
   const bucket = options.bucket ?? 'sample-data';
   const subjects = options.subjects ?? ['774659', '774660'];
   const sessionsPerSubject = options.sessionsPerSubject ?? 3;
@@ -137,7 +137,7 @@ export async function generateSampleData(
       assets.push(asset);
     }
   }
-  return { assets, catalogJsonl: assets.map((a) => `${JSON.stringify(a)}\n`).join('') };
+  return { assets, catalogJsonl: assets.map((a) => `${JSON.stringify(a)}\n`).join(''), bucket };
 }
 
 export interface SampleJobOptions {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Catalog, Filter } from '../backends/db/index.ts';
 import { type ObjectLocator, parseObjectUrl } from '../backends/storage/index.ts';
 import type { InputFile } from '../models/job-input.ts';
+import { isPlainObject } from '../wrapper/provenance.ts';
 import { DispatchError } from './dispatch-error.ts';
 import { parseJsonText } from './json-text.ts';
 
@@ -21,10 +22,6 @@ export type Notice = (kind: string, message: string) => void;
 
 /** The CSV's asset ids go to the catalog this many at a time: one round trip each. */
 const CSV_CHUNK = 1000;
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** `--query` is either the filter itself (JSON text starts with "{", or "[" when mistaken) or a file holding it. */
 export async function readQuery(argument: string): Promise<{ filter: Filter; text: string }> {
@@ -123,7 +120,7 @@ export async function* csvAssets(catalog: Catalog, file: string, notice: Notice)
 }
 
 /** One CSV record on one line (RFC 4180 quoting; a quoted field may not span lines). */
-export function parseCsvLine(line: string, where: string): string[] {
+function parseCsvLine(line: string, where: string): string[] {
   const fields: string[] = [];
   let i = 0;
   for (;;) {
@@ -156,6 +153,7 @@ export function parseCsvLine(line: string, where: string): string[] {
  * of the folder's files (only those ending in `fileExt` when it is given), listed with etag and
  * size. The listing is in key order, so a folder's objects arrive together and stream out as one
  * asset. Objects directly under the prefix belong to no folder and are noticed, not used.
+ * `prefixUrl` ends in "/" (the dispatch plan adds it).
  */
 export async function* prefixAssets(
   locator: ObjectLocator,
@@ -163,55 +161,51 @@ export async function* prefixAssets(
   fileExt: string | undefined,
   notice: Notice,
 ): AsyncIterable<SourceAsset> {
-  const base = prefixUrl.endsWith('/') ? prefixUrl : `${prefixUrl}/`;
-  const listing = await openListing(locator, prefixUrl, base);
+  const listing = await openListing(locator, prefixUrl);
   let folder: string | undefined;
   let files: InputFile[] = [];
-  const asset = (): SourceAsset => {
-    const location = `${base}${folder}/`;
-    return { doc: { _id: folder, name: folder, location }, where: location, files };
+  /** The folder just finished as an asset, or a notice that none of its files matched. */
+  const finish = function* (): Iterable<SourceAsset> {
+    const location = `${prefixUrl}${folder}/`;
+    if (files.length > 0) yield { doc: { _id: folder, name: folder, location }, where: location, files };
+    else notice('assets without matching files', `${location}: no files ending in ${fileExt}`);
   };
   try {
     for await (const object of listing.objects) {
       const rel = object.key.slice(listing.key.length);
       const slash = rel.indexOf('/');
       if (slash <= 0) {
-        notice('objects outside asset folders', `${base}${rel}: not inside a folder under the prefix; ignored`);
+        notice('objects outside asset folders', `${prefixUrl}${rel}: not inside a folder under the prefix; ignored`);
         continue;
       }
       const name = rel.slice(0, slash);
       if (name !== folder) {
-        if (folder !== undefined) {
-          if (files.length > 0) yield asset();
-          else notice('assets without matching files', `${base}${folder}/: no files ending in ${fileExt}`);
-        }
+        if (folder !== undefined) yield* finish();
         folder = name;
         files = [];
       }
-      if (fileExt === undefined || object.key.endsWith(fileExt)) files.push({ url: `${base}${rel}`, etag: object.etag, size: object.size });
+      if (fileExt === undefined || object.key.endsWith(fileExt))
+        files.push({ url: `${prefixUrl}${rel}`, etag: object.etag, size: object.size });
     }
   } catch (error) {
     if (error instanceof DispatchError) throw error;
     throw new DispatchError(`--s3-prefix ${prefixUrl}: cannot list: ${(error as Error).message}`);
   }
-  if (folder !== undefined) {
-    if (files.length > 0) yield asset();
-    else notice('assets without matching files', `${base}${folder}/: no files ending in ${fileExt}`);
-  }
+  if (folder !== undefined) yield* finish();
 }
 
 /** Refuses a prefix that cannot be read (no such bucket or folder) before anything is emitted. */
-async function openListing(locator: ObjectLocator, prefixUrl: string, base: string) {
+async function openListing(locator: ObjectLocator, prefixUrl: string) {
   let parsed: ReturnType<typeof parseObjectUrl>;
   try {
-    parsed = parseObjectUrl(base);
+    parsed = parseObjectUrl(prefixUrl);
   } catch (error) {
     throw new DispatchError(`--s3-prefix: ${(error as Error).message}`);
   }
   try {
-    const { store, bucket, key } = await locator.locate(base);
+    const { store, bucket, key } = await locator.locate(prefixUrl);
     if (parsed.scheme === 'file' && parsed.bucket === '') {
-      const folder = await stat(fileURLToPath(base)).catch(() => undefined);
+      const folder = await stat(fileURLToPath(prefixUrl)).catch(() => undefined);
       if (!folder?.isDirectory()) throw new DispatchError(`--s3-prefix ${prefixUrl}: no such folder`);
     } else if (!(await store.bucketExists(bucket))) {
       throw new DispatchError(`--s3-prefix ${prefixUrl}: bucket "${bucket}" does not exist or cannot be read`);

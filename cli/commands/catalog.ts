@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { generateSampleCatalog, importCatalog } from '../../dispatcher/catalog.ts';
-import { DispatchError } from '../../dispatcher/dispatch-error.ts';
-import { positiveInt, settingsOf, UsageError } from '../settings.ts';
+import { positiveInt, settingsOf } from '../settings.ts';
 
 export function registerCatalog(program: Command): void {
   const catalog = program
@@ -27,7 +26,7 @@ Examples:
   $ mongoexport --collection data_assets ... | caas catalog import -`,
     )
     .action(async (source: string, _options, command: Command) => {
-      const count = await usage(() => importCatalog(settingsOf(command), source));
+      const count = await importCatalog(settingsOf(command), source);
       process.stdout.write(`imported ${count} asset${count === 1 ? '' : 's'}\n`);
     });
 
@@ -48,26 +47,15 @@ Examples:
   $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .spikes.json`,
     )
     .action(async (options, command: Command) => {
-      const result = await usage(() =>
-        generateSampleCatalog(settingsOf(command), {
-          subjects: options.subjects,
-          sessionsPerSubject: options.sessions,
-          unitsPerSession: options.units,
-          seed: options.seed,
-          bucket: options.bucket,
-        }),
-      );
+      const result = await generateSampleCatalog(settingsOf(command), {
+        subjects: options.subjects,
+        sessionsPerSubject: options.sessions,
+        unitsPerSession: options.units,
+        seed: options.seed,
+        bucket: options.bucket,
+      });
       process.stdout.write(
         `imported ${result.count} sample assets into ${result.dbUrl} (data in bucket ${result.bucket} of ${result.storeUrl})\n`,
       );
     });
-}
-
-async function usage<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    if (error instanceof DispatchError) throw new UsageError(error.message);
-    throw error;
-  }
 }

@@ -1,8 +1,7 @@
 import { type Command, Option } from 'commander';
 import { runDispatch, summaryLine } from '../../dispatcher/dispatch.ts';
-import { DispatchError } from '../../dispatcher/dispatch-error.ts';
 import { DispatchProgress } from '../progress.ts';
-import { positiveInt, settingsOf, UsageError } from '../settings.ts';
+import { positiveInt, settingsOf } from '../settings.ts';
 
 export function registerDispatch(program: Command): void {
   program
@@ -94,10 +93,8 @@ Exit codes: 0 done (also for 0 jobs), 2 invalid input (nothing written to -o).`,
         );
         progress.stop();
         process.stderr.write(`${summaryLine(summary)}\n`);
-      } catch (error) {
+      } finally {
         progress.stop();
-        if (error instanceof DispatchError) throw new UsageError(error.message);
-        throw error;
       }
     });
 }
