@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
+import { getText, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import { StatusFile } from '../models/status.ts';
 import type { JobRef } from './bucket-contract.ts';
 import { type FolderKeys, folderKeys, parseMarker, rejectionNoteKey } from './submission.ts';
@@ -73,12 +73,12 @@ const MAX_FAILED_LOOKS = 20;
 export async function showJob(store: ObjectStore, job: JobRef, out: (line: string) => void, tail = 20): Promise<FollowResult | undefined> {
   const view = new FolderView(store, job, out);
   const listed = await view.listLogs();
-  if (listed.length === 0 && (await view.text(view.keys.end)) === undefined) {
+  const ended = await view.text(view.keys.end);
+  if (listed.length === 0 && ended === undefined) {
     throw new Error(`no job folder at ${view.url(view.keys.prefix)}: check the bucket, group and timestamp (and --store)`);
   }
   view.stdoutTail = tail;
-  await view.printNew();
-  const ended = await view.text(view.keys.end);
+  await view.printNew(listed);
   if (ended === undefined) {
     out('(the job is not over yet: add --follow to wait for it)');
     return undefined;
@@ -106,13 +106,8 @@ class FolderView {
     return objectUrl(this.store.scheme, this.job.bucket, key);
   }
 
-  async text(key: string): Promise<string | undefined> {
-    try {
-      return (await this.store.get(this.job.bucket, key)).toString('utf8');
-    } catch (error) {
-      if ((error as { code?: string }).code === 'NoSuchKey') return undefined;
-      throw error;
-    }
+  text(key: string): Promise<string | undefined> {
+    return getText(this.store, this.job.bucket, key);
   }
 
   async listLogs(): Promise<string[]> {
@@ -121,14 +116,16 @@ class FolderView {
     return keys;
   }
 
-  async printNew(): Promise<void> {
+  /** Prints what is new since the last call; `listed` is logs/ as the caller already listed it. */
+  async printNew(listed?: string[]): Promise<void> {
     const certificate = lines(await this.text(this.keys.certificate));
     // The agent rewrites the certificate whole; a shorter one is a new attempt starting over.
     if (certificate.length < this.certificateLines) this.certificateLines = 0;
     for (const line of certificate.slice(this.certificateLines)) this.out(line);
     this.certificateLines = certificate.length;
 
-    for (const key of await this.listLogs()) {
+    for (const key of listed ?? (await this.listLogs())) {
+      // Status files are named after data sets this view does not know: matched in the listing.
       const name = /DATASET_NAME-(.*)_STATUS\.json$/.exec(key)?.[1];
       if (name === undefined) continue;
       const parsed = StatusFile.safeParse(safeJson(await this.text(key)));
@@ -138,7 +135,7 @@ class FolderView {
       this.statuses.set(name, summary);
     }
 
-    const stdout = lines(await this.text(`${this.keys.logs}stdout.txt`));
+    const stdout = lines(await this.text(this.keys.stdout));
     if (stdout.length < this.stdoutLines) this.stdoutLines = 0;
     const from = this.stdoutTail !== undefined ? Math.max(this.stdoutLines, stdout.length - this.stdoutTail) : this.stdoutLines;
     for (const line of stdout.slice(from)) this.out(`  | ${line}`);

@@ -70,7 +70,7 @@ export class JobPreparer {
         analysis: analysis.name,
       };
     }
-    const code = await this.codeState(analysis.dir);
+    const code = await this.codeStateOf(analysis.dir);
     const bucket = job.bucket ?? analysis.blueprint.bucket;
     const output = `${this.options.storeScheme}://${bucket}/${job.group}`;
     const preimage = buildPreImage({
@@ -97,7 +97,8 @@ export class JobPreparer {
     };
   }
 
-  private codeState(dir: string): Promise<CodeState> {
+  /** The code state of an analysis folder, read from git once per preparer and shared by every job it prepares. */
+  codeStateOf(dir: string): Promise<CodeState> {
     let state = this.codeStates.get(dir);
     if (!state) {
       state = readCodeVersion(dir, { allowDirty: this.options.allowDirty });

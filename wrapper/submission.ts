@@ -9,12 +9,12 @@ import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
 import type { Owner } from '../models/record.ts';
 import { SubmitFile } from '../models/submit.ts';
-import { datasetName, jobFolder } from './bucket-contract.ts';
+import { datasetName, type JobFolder, jobFolder, submitKey } from './bucket-contract.ts';
 import { sha256Hex } from './identity.ts';
 import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepare.ts';
 
 /** `{group}/submissions/{anything}submit.json`, one folder deep: what the watcher picks up. */
-export const SUBMIT_KEY = /^([^/]+)\/submissions\/([^/]*)submit\.json$/;
+const SUBMIT_KEY = /^([^/]+)\/submissions\/([^/]*)submit\.json$/;
 const GROUP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const TIMESTAMP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const MAX_TIMESTAMP = 100;
@@ -39,30 +39,17 @@ export function submitGroup(key: string): string | undefined {
  * (bucket-contract.ts): the claim marker, and the rejection note that sits next to a submit file
  * whose job folder belongs to another job.
  */
-export interface FolderKeys {
+export interface FolderKeys extends JobFolder {
   timestamp: string;
-  /** {group}/results/job__{bucket}_{timestamp}/ */
+  /** {group}/results/job__{bucket}_{timestamp}/ (the same as `results`) */
   prefix: string;
-  logs: string;
-  marker: string;
-  certificate: string;
-  process: string;
+  /** process_results/caas-link.json: where an answer from an identical earlier job points. */
   link: string;
-  end: string;
 }
 
 export function folderKeys(bucket: string, group: string, timestamp: string): FolderKeys {
   const folder = jobFolder(bucket, group, timestamp);
-  return {
-    timestamp,
-    prefix: folder.results,
-    logs: folder.logs,
-    marker: folder.marker,
-    certificate: folder.certificate,
-    process: folder.process,
-    link: `${folder.process}caas-link.json`,
-    end: folder.end,
-  };
+  return { ...folder, timestamp, prefix: folder.results, link: `${folder.process}caas-link.json` };
 }
 
 export function rejectionNoteKey(submitKey: string): string {
@@ -374,6 +361,8 @@ export interface Submitted {
   sha256: string;
   timestamp: string;
   submit: SubmitFile;
+  /** URL of the job folder the answer will be in. */
+  folder: string;
 }
 
 /**
@@ -391,7 +380,7 @@ export async function submitFiles(store: ObjectStore, request: ClientSubmission,
   if (!usableTimestamp(timestamp)) {
     throw new SubmitRefused(`--timestamp "${timestamp}": letters, digits, ".", "_" or "-", at most ${MAX_TIMESTAMP} characters`);
   }
-  const key = `${group}/submissions/${timestamp}_submit.json`;
+  const key = submitKey(group, timestamp);
   const folder = folderKeys(bucket, group, timestamp);
   if (await store.head(bucket, key)) throw new SubmitRefused(`${key} already exists: pick another --timestamp (or leave it out)`);
   for await (const used of store.list(bucket, folder.prefix)) {
@@ -425,7 +414,7 @@ export async function submitFiles(store: ObjectStore, request: ClientSubmission,
   if (!(await store.putIfAbsent(bucket, key, body)))
     throw new SubmitRefused(`${key} appeared meanwhile: submit again with another --timestamp`);
   out(`submitted ${objectUrl(store.scheme, bucket, key)}`);
-  return { key, sha256: sha256Hex(body), timestamp, submit };
+  return { key, sha256: sha256Hex(body), timestamp, submit, folder: objectUrl(store.scheme, bucket, folder.prefix) };
 }
 
 /** Sortable, unique enough for one user: 20240131T235959123Z-1a2b. */

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { analysisRoots, listAnalysisNames, loadAnalysis } from '../analyses/index.ts';
 import { type Launcher, openLauncher } from '../backends/compute/index.ts';
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
-import { type ObjectInfo, type ObjectStore, objectUrl, openStore } from '../backends/storage/index.ts';
+import { getText, type ObjectInfo, type ObjectStore, objectUrl, openStore } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import type { MetadataRecord, Owner } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
@@ -99,6 +99,8 @@ export class SubmissionWatcher {
   private readonly settled = new Map<string, string>();
   private readonly retryAt = new Map<string, number>();
   private readonly inFlight = new Set<string>();
+  /** The last note queued per certificate: notes to one folder append one after the other. */
+  private readonly notes = new Map<string, Promise<void>>();
   private readonly ctx: ExecuteContext;
   private readonly log: (line: string) => void;
 
@@ -248,7 +250,13 @@ export class SubmissionWatcher {
       if (existing?.submit_key === key && existing.submit_sha256 === read.sha256 && (await this.store.head(this.bucket, folder.end))) {
         return done('done', 'already processed', folder);
       }
-      const code = await readCodeVersion(this.analysis.dir, { allowDirty: this.options.allowDirty });
+      // One preparer per submission: git is asked once, for this check and for the identities.
+      const preparer = new JobPreparer({
+        storeScheme: this.store.scheme,
+        allowDirty: this.options.allowDirty,
+        roots: this.options.roots,
+      });
+      const code = await preparer.codeStateOf(this.analysis.dir);
       if (code.dirtyFiles.length > 0 && !this.options.allowDirty) {
         return done(
           'error',
@@ -269,11 +277,6 @@ export class SubmissionWatcher {
       }
       const keepalive = this.keepMarker(folder, marker);
       try {
-        const preparer = new JobPreparer({
-          storeScheme: this.store.scheme,
-          allowDirty: this.options.allowDirty,
-          roots: this.options.roots,
-        });
         const validation = await validateSubmission(read, { store: this.store, bucket: this.bucket, analysis: this.analysis, preparer });
         if (!validation.ok) {
           const reason = oneLine(validation.reason);
@@ -285,7 +288,7 @@ export class SubmissionWatcher {
         const result =
           submission.datasets.length === 1
             ? await this.runDataset(submission, submission.datasets[0]!, folder)
-            : await this.runDatasets(submission, folder);
+            : await this.runDatasets(submission, group, folder);
         return done(result.outcome, result.results ? `${result.reason}; results at ${result.results}` : result.reason, folder);
       } finally {
         keepalive.stop();
@@ -403,7 +406,7 @@ export class SubmissionWatcher {
         if (ended === undefined) await this.writeStatus(folder, dataset, 'FAILED', result.reason);
         await this.store.put(this.bucket, folder.end, `FAILED\n${result.reason}\n`);
       }
-      if (result.outcome === 'succeeded' && (await this.text(folder.end)) === undefined) {
+      if (result.outcome === 'succeeded' && ended === undefined) {
         // Recovered from an earlier attempt's folder elsewhere: answer here from the record.
         const record = await this.db.get(job.identity);
         if (record) return this.answerFromRecord(folder, dataset, record);
@@ -423,9 +426,8 @@ export class SubmissionWatcher {
    * submission). The submission's own folder gets one status file per dataset, a certificate line
    * per dataset, and end.txt when all are over.
    */
-  private async runDatasets(submission: ValidSubmission, folder: FolderKeys): Promise<DatasetResult> {
+  private async runDatasets(submission: ValidSubmission, group: string, folder: FolderKeys): Promise<DatasetResult> {
     const { datasets } = submission;
-    const group = datasets[0]!.prepared.group;
     const subs = datasets.map((_, i) => folderKeys(this.bucket, group, `${folder.timestamp}~${i + 1}`));
     await this.note(
       folder,
@@ -495,19 +497,29 @@ export class SubmissionWatcher {
     await this.store.put(this.bucket, statusKey(folder.logs, dataset.key), `${JSON.stringify(body, null, 2)}\n`);
   }
 
-  /** Appends a line to the folder's certificate.txt (only ever while no agent writes it). */
-  private async note(folder: FolderKeys, line: string): Promise<void> {
-    const before = (await this.text(folder.certificate)) ?? '';
-    await this.store.put(this.bucket, folder.certificate, `${before}${new Date().toISOString()} caas watcher: ${oneLine(line)}\n`);
+  /**
+   * Appends a line to the folder's certificate.txt (only ever while no agent writes it). The store
+   * has no append, so this reads and rewrites the whole file: notes to one folder (the workers of
+   * runDatasets write them concurrently) are chained so that none is lost.
+   */
+  private note(folder: FolderKeys, line: string): Promise<void> {
+    const entry = `${new Date().toISOString()} caas watcher: ${oneLine(line)}\n`;
+    const key = folder.certificate;
+    const append = async () => {
+      const before = (await this.text(key)) ?? '';
+      await this.store.put(this.bucket, key, `${before}${entry}`);
+    };
+    const next = (this.notes.get(key) ?? Promise.resolve()).then(append, append);
+    this.notes.set(key, next);
+    const forget = () => {
+      if (this.notes.get(key) === next) this.notes.delete(key);
+    };
+    next.then(forget, forget);
+    return next;
   }
 
-  private async text(key: string): Promise<string | undefined> {
-    try {
-      return (await this.store.get(this.bucket, key)).toString('utf8');
-    } catch (error) {
-      if ((error as { code?: string }).code === 'NoSuchKey') return undefined;
-      throw error;
-    }
+  private text(key: string): Promise<string | undefined> {
+    return getText(this.store, this.bucket, key);
   }
 }
 
@@ -525,7 +537,7 @@ function isFolderOf(record: MetadataRecord, bucket: string, group: string, times
 }
 
 /** The analysis whose blueprint names this bucket. */
-export async function analysisForBucket(bucket: string, roots = analysisRoots()): Promise<Analysis> {
+async function analysisForBucket(bucket: string, roots = analysisRoots()): Promise<Analysis> {
   const known: string[] = [];
   for (const name of listAnalysisNames(roots)) {
     const analysis = await loadAnalysis(name, roots).catch(() => undefined);

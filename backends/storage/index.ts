@@ -66,6 +66,16 @@ export function objectUrl(scheme: 'file' | 's3', bucket: string, key: string): s
   return `${scheme}://${bucket}/${key}`;
 }
 
+/** An object's text, or undefined when it does not exist (other errors are thrown). */
+export async function getText(store: ObjectStore, bucket: string, key: string): Promise<string | undefined> {
+  try {
+    return (await store.get(bucket, key)).toString('utf8');
+  } catch (error) {
+    if ((error as { code?: string }).code === 'NoSuchKey') return undefined;
+    throw error;
+  }
+}
+
 /** Opens the store a URL names: file:// (default, under the workspace) or s3://. */
 export async function openStore(url: string, options: StoreOptions): Promise<ObjectStore> {
   if (url === 'file:' || url.startsWith('file://')) {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { openStore } from '../../backends/storage/index.ts';
 import { parseJobRef } from '../../wrapper/bucket-contract.ts';
 import { followJob, showJob } from '../../wrapper/follow.ts';
-import { settingsOf, UsageError } from '../settings.ts';
+import { positiveNumber, settingsOf, UsageError } from '../settings.ts';
 
 export function registerLogs(program: Command): void {
   program
@@ -10,7 +10,7 @@ export function registerLogs(program: Command): void {
     .description("Print a job folder's certificate, status and output; with --follow, wait for the job to end")
     .argument('<job>', 'bucket/group/timestamp, or a URL inside the job folder (s3://bucket/group/results/job__bucket_timestamp/...)')
     .option('--follow', 'keep printing new lines until end.txt appears; exit 0 success, 1 failure, 2 rejection', false)
-    .option('--interval <s>', 'seconds between looks with --follow', (v) => Number(v), 0.5)
+    .option('--interval <s>', 'seconds between looks with --follow', (v) => positiveNumber(v, '--interval'), 0.5)
     .addHelpText(
       'after',
       `
@@ -23,7 +23,6 @@ Examples:
       const job = parseJobRef(text);
       if (!job)
         throw new UsageError(`"${text}" names no job: expected bucket/group/timestamp or a URL inside results/job__{bucket}_{timestamp}/`);
-      if (!Number.isFinite(options.interval) || options.interval <= 0) throw new UsageError('--interval expects a number of seconds > 0');
       const store = await openStore(settings.storeUrl, { home: settings.home, s3Endpoint: settings.s3Endpoint });
       const out = (line: string) => process.stdout.write(`${line}\n`);
       try {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { openStore } from '../../backends/storage/index.ts';
 import { followJob } from '../../wrapper/follow.ts';
 import { SubmitRefused, submitFiles } from '../../wrapper/submission.ts';
-import { settingsOf, UsageError } from '../settings.ts';
+import { positiveNumber, settingsOf, UsageError } from '../settings.ts';
 
 export function registerSubmit(program: Command): void {
   program
@@ -15,7 +15,7 @@ export function registerSubmit(program: Command): void {
     .option('--timestamp <id>', 'names the job folder results/job__{bucket}_{timestamp} (default: now plus a random suffix)')
     .option('--instance-type <type>', "one of the blueprint's allowed_instance_types")
     .option('--follow', 'wait for the job: print its log as it grows, exit 0 on success, 1 on failure, 2 on rejection', false)
-    .option('--interval <s>', 'seconds between looks at the job folder with --follow', (v) => Number(v), 0.5)
+    .option('--interval <s>', 'seconds between looks at the job folder with --follow', (v) => positiveNumber(v, '--interval'), 0.5)
     .addHelpText(
       'after',
       `
@@ -27,7 +27,6 @@ Exit codes: 0 submitted (with --follow: succeeded), 1 the job failed, 2 invalid 
     )
     .action(async (options, command: Command) => {
       const settings = settingsOf(command);
-      if (!Number.isFinite(options.interval) || options.interval <= 0) throw new UsageError('--interval expects a number of seconds > 0');
       const store = await openStore(settings.storeUrl, { home: settings.home, s3Endpoint: settings.s3Endpoint });
       const out = (line: string) => process.stdout.write(`${line}\n`);
       try {
@@ -50,7 +49,7 @@ Exit codes: 0 submitted (with --follow: succeeded), 1 the job failed, 2 invalid 
           throw error;
         }
         const job = { bucket: options.bucket, group: options.group, timestamp: submitted.timestamp };
-        out(`job folder: ${store.scheme}://${job.bucket}/${job.group}/results/job__${job.bucket}_${job.timestamp}/`);
+        out(`job folder: ${submitted.folder}`);
         if (!options.follow) {
           out(`follow it with: caas logs ${job.bucket}/${job.group}/${job.timestamp} --follow`);
           return;

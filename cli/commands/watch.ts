@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { objectUrl } from '../../backends/storage/index.ts';
 import { SubmissionWatcher, WatchRefused } from '../../wrapper/watch.ts';
 import { positiveInt, positiveNumber, settingsOf, UsageError } from '../settings.ts';
 
@@ -69,7 +70,7 @@ Exit codes: 0 stopped normally, 1 some submit files could not be processed (--on
         };
         process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
         process.stdout.write(
-          `watching ${watcher.store.scheme}://${options.bucket}/*/submissions/ for ${watcher.analysis.name} every ${options.interval} s\n`,
+          `watching ${objectUrl(watcher.store.scheme, options.bucket, '*/submissions/')} for ${watcher.analysis.name} every ${options.interval} s\n`,
         );
         await watcher.run(options.interval * 1000, stop.signal);
       } finally {
