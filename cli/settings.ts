@@ -1,13 +1,9 @@
 import path from 'node:path';
 import type { Command } from 'commander';
+import type { Workspace } from '../wrapper/provenance.ts';
 
 /** Where things live: flags first, then environment, then the embedded defaults under the workspace. */
-export interface Settings {
-  home: string;
-  storeUrl: string;
-  dbUrl: string;
-  s3Endpoint?: string;
-}
+export type Settings = Workspace;
 
 export function addGlobalOptions(program: Command): Command {
   return program

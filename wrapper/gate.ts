@@ -1,4 +1,4 @@
-import type { MetadataStore } from '../backends/db/index.ts';
+import { claimVerdict, type MetadataStore } from '../backends/db/index.ts';
 import type { MetadataRecord } from '../models/record.ts';
 import type { Prepared, PreparedJob } from './prepare.ts';
 
@@ -26,7 +26,7 @@ export async function planChunk(
   store: MetadataStore,
   options: { force?: boolean; seen?: Map<string, string>; now?: Date },
 ): Promise<PlanEntry[]> {
-  const now = (options.now ?? new Date()).getTime();
+  const now = options.now ?? new Date();
   const seen = options.seen ?? new Map<string, string>();
   const ids = prepared.flatMap((p) => (p.ok ? [p.job.identity] : []));
   const records = await store.lookup(ids);
@@ -37,31 +37,26 @@ export async function planChunk(
     if (first !== undefined) return { action: 'SKIP', where: job.where, job, reason: `same identity as ${first} in this batch` };
     seen.set(job.identity, job.where);
     const record = records.get(job.identity);
-    if (!record) return { action: 'RUN', where: job.where, job };
-    if (record.status === 'succeeded') {
-      if (options.force) return { action: 'RUN', where: job.where, job, record, reason: 'forced rerun of a succeeded identity' };
-      return { action: 'SKIP', where: job.where, job, record, reason: `succeeded ${record.end ?? record.updated}` };
-    }
-    const leaseLive = record.lease !== null && Date.parse(record.lease.expires) > now;
-    if ((record.status === 'running' || record.status === 'claimed') && leaseLive) {
+    // The same rule the atomic claim applies, so the plan never promises what the claim refuses.
+    const verdict = claimVerdict(record, now, options.force ? 'forced' : undefined);
+    if (verdict === 'insert') return { action: 'RUN', where: job.where, job };
+    if (verdict === 'succeeded')
+      return { action: 'SKIP', where: job.where, job, record, reason: `succeeded ${record?.end ?? record?.updated}` };
+    if (verdict === 'running') {
       return {
         action: 'RUNNING',
         where: job.where,
         job,
         record,
-        reason: `running elsewhere (${record.lease?.owner.host} pid ${record.lease?.owner.pid})`,
+        reason: `running elsewhere (${record?.lease?.owner.host} pid ${record?.lease?.owner.pid})`,
       };
     }
-    const previous = record.attempts.at(-1);
-    return {
-      action: 'RUN',
-      where: job.where,
-      job,
-      record,
-      reason:
-        record.status === 'failed'
-          ? `retry: attempt ${previous?.n ?? '?'} failed (${record.reason ?? 'unknown'})`
-          : 'retry: the previous runner lost its lease',
-    };
+    const reason =
+      record?.status === 'succeeded'
+        ? 'forced rerun of a succeeded identity'
+        : record?.status === 'failed'
+          ? `retry: attempt ${record.attempts.at(-1)?.n ?? '?'} failed (${record.reason ?? 'unknown'})`
+          : 'retry: the previous runner lost its lease';
+    return { action: 'RUN', where: job.where, job, record, reason };
   });
 }

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { Query } from 'mingo';
-import type { Filter } from '../backends/db/index.ts';
-import { parseObjectUrl } from '../backends/storage/index.ts';
-import { type JobLocation, RecordStatus } from '../models/record.ts';
+import { type Filter, openDatabase } from '../backends/db/index.ts';
+import { openStore, parseObjectUrl } from '../backends/storage/index.ts';
+import { type JobLocation, type MetadataRecord, RecordStatus } from '../models/record.ts';
 
 /** A filter, sort or shortcut the user wrote that no store could run. */
 export class QueryError extends Error {}
@@ -246,4 +246,50 @@ export function resultsPlace(job: JobLocation, options: { fileRoot?: string; s3E
 /** Quotes only what a POSIX shell would split or expand, so plain paths stay readable. */
 export function shellQuote(text: string): string {
   return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Where the records and the results live, as the command line named them. */
+export interface Workspace {
+  home: string;
+  storeUrl: string;
+  dbUrl: string;
+  s3Endpoint?: string;
+}
+
+/** No record, or more than one, for what the user typed: invalid input. */
+export class RecordLookupError extends Error {}
+
+const CANDIDATES = 10;
+
+/**
+ * The one record an identity or unique prefix names, and where its results are. An ambiguous prefix
+ * lists the identities it starts, so the user can give more digits.
+ */
+export async function recordByPrefix(given: string, workspace: Workspace): Promise<{ record: MetadataRecord; place?: ResultsPlace }> {
+  const prefix = given.trim().toLowerCase();
+  if (!/^[0-9a-f]{1,64}$/.test(prefix))
+    throw new RecordLookupError(`"${given}" is not an identity: expected hex digits (an identity or its prefix)`);
+  const db = await openDatabase(workspace.dbUrl, { home: workspace.home, readOnly: true });
+  let record: MetadataRecord | undefined;
+  try {
+    const ids = await db.idsWithPrefix(prefix, CANDIDATES + 1);
+    if (ids.length === 0) throw new RecordLookupError(`no record has an identity starting with ${prefix} (caas query lists the records)`);
+    if (ids.length > 1) {
+      const listed = ids.slice(0, CANDIDATES).map((id) => `  ${id}`);
+      if (ids.length > CANDIDATES) listed.push('  ...');
+      throw new RecordLookupError(`${prefix} is ambiguous; it starts these identities, so give more digits:\n${listed.join('\n')}`);
+    }
+    record = await db.get(ids[0]!);
+  } finally {
+    await db.close();
+  }
+  if (!record) throw new RecordLookupError(`record ${prefix} disappeared while reading it`);
+  if (!record.job) return { record };
+  // file:// results name a bucket and key; the folder holding the buckets is the --store folder, or {home}/buckets.
+  const store = await openStore(workspace.storeUrl.startsWith('file:') ? workspace.storeUrl : 'file:', { home: workspace.home });
+  try {
+    return { record, place: resultsPlace(record.job, { fileRoot: store.root, s3Endpoint: workspace.s3Endpoint }) };
+  } finally {
+    await store.close();
+  }
 }

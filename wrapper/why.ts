@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { claimVerdict, type MetadataStore } from '../backends/db/index.ts';
+import { claimVerdict, type MetadataStore, openDatabase } from '../backends/db/index.ts';
+import { openStore } from '../backends/storage/index.ts';
 import type { MetadataRecord } from '../models/record.ts';
 import { canonicalJson } from './identity.ts';
 import { type JobEntry, readJobEntries } from './job-source.ts';
 import { JobPreparer, type PreparedJob } from './prepare.ts';
-import { isPlainObject, shellQuote } from './provenance.ts';
+import { isPlainObject, shellQuote, type Workspace } from './provenance.ts';
 
 /** The job named to `caas why` cannot be found or read: invalid input. */
 export class WhyError extends Error {}
@@ -50,7 +51,7 @@ export interface WhyOptions {
 }
 
 /** `jobs.jsonl:12` names line 12; a plain path names a file holding a single job. */
-export function parseJobRef(ref: string): { source: string; line?: number } {
+export function parseJobLineRef(ref: string): { source: string; line?: number } {
   const match = /^(.+):(\d+)$/.exec(ref);
   if (match && !existsSync(ref)) return { source: match[1]!, line: Number(match[2]) };
   return { source: ref };
@@ -58,7 +59,7 @@ export function parseJobRef(ref: string): { source: string; line?: number } {
 
 /** The one job a reference names, read with the same reader `caas run` uses. */
 export async function pickJob(ref: string, stdin?: NodeJS.ReadableStream): Promise<JobEntry> {
-  const { source, line } = parseJobRef(ref);
+  const { source, line } = parseJobLineRef(ref);
   let entries: AsyncIterable<JobEntry>;
   try {
     entries = readJobEntries(source, stdin as never);
@@ -157,4 +158,25 @@ export function hintsFor(differences: readonly Difference[], job: PreparedJob): 
   if (differences.some((d) => d.path === 'output')) hints.push('the results go somewhere else (store scheme, bucket or group)');
   if (differences.some((d) => d.path.startsWith('analysis.'))) hints.push('the analysis version changed');
   return hints;
+}
+
+/**
+ * `caas why <ref>`: reads the job first (a bad reference never touches the DB), then explains it
+ * against the workspace's records. The store is opened only for its scheme, which is part of the
+ * output location and so of the identity.
+ */
+export async function explainJobRef(
+  ref: string,
+  workspace: Workspace,
+  options: Omit<WhyOptions, 'db' | 'storeScheme'>,
+): Promise<WhyOutcome> {
+  const entry = await pickJob(ref);
+  const store = await openStore(workspace.storeUrl, { home: workspace.home, s3Endpoint: workspace.s3Endpoint });
+  const db = await openDatabase(workspace.dbUrl, { home: workspace.home, readOnly: true });
+  try {
+    return await explainJob(entry, { ...options, db, storeScheme: store.scheme });
+  } finally {
+    await db.close();
+    await store.close();
+  }
 }

@@ -61,6 +61,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
         if (progress) progress.print(line);
         else process.stdout.write(`${line}\n`);
       };
+      let planPrinted = false;
       const watched = (reporter: RunReporter) => progress?.wrap(reporter) ?? reporter;
       // First Ctrl-C / SIGTERM: start nothing new, cancel what runs, record it; a second one exits now.
       const stop = new AbortController();
@@ -90,8 +91,11 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
           },
           watched({
             plan: (entries) => {
-              if (!json) printPlan(entries, out);
-              else for (const e of entries) out(JSON.stringify(planJson(e)));
+              if (json) for (const e of entries) out(JSON.stringify(planJson(e)));
+              else if (entries.length > 0) {
+                printPlan(entries, out, !planPrinted);
+                planPrinted = true;
+              }
             },
             warn: (message) => process.stderr.write(`warning: ${message}\n`),
             result: (result) => (json ? out(JSON.stringify({ type: 'result', ...result })) : out(resultLine(result))),
@@ -121,10 +125,8 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
     });
 }
 
-let headerPrinted = false;
-
-function printPlan(entries: PlanEntry[], out: (line: string) => void): void {
-  if (entries.length === 0) return;
+/** Prints a chunk of the plan; the header only before the first chunk of a batch. */
+function printPlan(entries: PlanEntry[], out: (line: string) => void, first: boolean): void {
   const rows = entries.map((e) => [
     e.action,
     shortId(e.job?.identity),
@@ -137,8 +139,7 @@ function printPlan(entries: PlanEntry[], out: (line: string) => void): void {
         : (e.reason ?? ''),
   ]);
   const table = formatTable(['ACTION', 'IDENTITY', 'ANALYSIS', 'INPUT', 'DETAIL'], rows).split('\n');
-  for (const line of headerPrinted ? table.slice(1) : table) out(line);
-  headerPrinted = true;
+  for (const line of first ? table : table.slice(1)) out(line);
 }
 
 function inputLabel(entry: PlanEntry): string {

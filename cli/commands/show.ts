@@ -1,12 +1,9 @@
 import type { Command } from 'commander';
-import { openDatabase } from '../../backends/db/index.ts';
-import { openStore } from '../../backends/storage/index.ts';
 import type { MetadataRecord } from '../../models/record.ts';
-import { resultsPlace } from '../../wrapper/provenance.ts';
-import { type Settings, settingsOf, UsageError } from '../settings.ts';
+import { RecordLookupError, type ResultsPlace, recordByPrefix } from '../../wrapper/provenance.ts';
+import { settingsOf, UsageError } from '../settings.ts';
 import { formatTable } from '../table.ts';
 
-const CANDIDATES = 10;
 const MANIFEST_LINES = 20;
 
 export function registerShow(program: Command): void {
@@ -26,28 +23,14 @@ Examples:
 Exit codes: 0 shown, 2 no record or an ambiguous prefix (the candidates are listed).`,
     )
     .action(async (given: string, options, command: Command) => {
-      const settings = settingsOf(command);
-      const prefix = given.trim().toLowerCase();
-      if (!/^[0-9a-f]{1,64}$/.test(prefix))
-        throw new UsageError(`"${given}" is not an identity: expected hex digits (an identity or its prefix)`);
-      const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true });
-      let record: MetadataRecord | undefined;
+      let found: Awaited<ReturnType<typeof recordByPrefix>>;
       try {
-        const ids = await db.idsWithPrefix(prefix, CANDIDATES + 1);
-        if (ids.length === 0) throw new UsageError(`no record has an identity starting with ${prefix} (caas query lists the records)`);
-        if (ids.length > 1) {
-          const listed = ids.slice(0, CANDIDATES).map((id) => `  ${id}`);
-          if (ids.length > CANDIDATES) listed.push('  ...');
-          throw new UsageError(`${prefix} is ambiguous; it starts these identities, so give more digits:\n${listed.join('\n')}`);
-        }
-        record = await db.get(ids[0]!);
-      } finally {
-        await db.close();
+        found = await recordByPrefix(given, settingsOf(command));
+      } catch (error) {
+        if (error instanceof RecordLookupError) throw new UsageError(error.message);
+        throw error;
       }
-      if (!record) throw new UsageError(`record ${prefix} disappeared while reading it`);
-      const place = record.job
-        ? resultsPlace(record.job, { fileRoot: await fileRoot(settings), s3Endpoint: settings.s3Endpoint })
-        : undefined;
+      const { record, place } = found;
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ ...record, ...(place ? { fetch: place.fetch } : {}) })}\n`);
         return;
@@ -56,18 +39,7 @@ Exit codes: 0 shown, 2 no record or an ambiguous prefix (the candidates are list
     });
 }
 
-/** The folder behind file:// result URLs: the --store folder, or {home}/buckets when the store is not a file store. */
-async function fileRoot(settings: Settings): Promise<string | undefined> {
-  const url = settings.storeUrl.startsWith('file:') ? settings.storeUrl : 'file:';
-  const store = await openStore(url, { home: settings.home });
-  try {
-    return store.root;
-  } finally {
-    await store.close();
-  }
-}
-
-function describe(r: MetadataRecord, place: ReturnType<typeof resultsPlace> | undefined): string {
+function describe(r: MetadataRecord, place: ResultsPlace | undefined): string {
   const lines: string[] = [];
   const field = (name: string, value: string) => lines.push(`${name.padEnd(13)} ${value}`);
   const current = r.attempts.at(-1);

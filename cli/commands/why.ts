@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import { openDatabase } from '../../backends/db/index.ts';
-import { openStore } from '../../backends/storage/index.ts';
-import { type Difference, explainJob, hintsFor, pickJob, WhyError, type WhyReport } from '../../wrapper/why.ts';
+import { type Difference, explainJobRef, hintsFor, WhyError, type WhyReport } from '../../wrapper/why.ts';
 import { positiveInt, settingsOf, UsageError } from '../settings.ts';
 import { shortId } from '../table.ts';
 
@@ -30,21 +28,14 @@ Differences are pre-image paths with the recorded value and this job's value, e.
 Exit codes: 0 explained (whether the job would run or not), 2 the job is invalid or cannot be found.`,
     )
     .action(async (ref: string, options, command: Command) => {
-      const settings = settingsOf(command);
-      const store = await openStore(settings.storeUrl, { home: settings.home, s3Endpoint: settings.s3Endpoint });
-      const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true });
       try {
-        const entry = await pickJob(ref);
-        const outcome = await explainJob(entry, { db, storeScheme: store.scheme, allowDirty: options.allowDirty, limit: options.limit });
+        const outcome = await explainJobRef(ref, settingsOf(command), { allowDirty: options.allowDirty, limit: options.limit });
         if (!outcome.ok) throw new UsageError(`${outcome.where}: ${outcome.reason}`);
         const text = options.json ? JSON.stringify(asJson(outcome.report)) : describe(outcome.report, options.allowDirty);
         process.stdout.write(`${text}\n`);
       } catch (error) {
         if (error instanceof WhyError) throw new UsageError(error.message);
         throw error;
-      } finally {
-        await db.close();
-        await store.close();
       }
     });
 }
