@@ -1,17 +1,20 @@
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type _InstanceType,
   DescribeImagesCommand,
   DescribeInstancesCommand,
   type DescribeInstancesCommandInput,
   EC2Client,
+  type Filter,
   type Instance,
   RunInstancesCommand,
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import { jobKeys } from '../../wrapper/bucket-contract.ts';
+import { jobFolder } from '../../wrapper/bucket-contract.ts';
 import { type ObjectStore, openStore } from '../storage/index.ts';
 import type { CaasMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest, MachineEnd } from './index.ts';
 import { USER_DATA_LIMIT, userDataScript } from './user-data.ts';
@@ -158,26 +161,18 @@ export class Ec2Launcher implements Launcher {
   /** Pending and running instances of the analysis, as EC2 lists them plus any it does not list yet. */
   private async liveInstances(client: EC2Client, analysis: string): Promise<number> {
     const ids = new Set(this.oursFor(analysis));
-    const input: DescribeInstancesCommandInput = {
-      Filters: [
-        { Name: 'tag:caas:analysis', Values: [analysis] },
-        { Name: 'instance-state-name', Values: LIVE_STATES },
-      ],
-    };
-    do {
-      const page = await client.send(new DescribeInstancesCommand(input));
-      for (const reservation of page.Reservations ?? []) {
-        for (const instance of reservation.Instances ?? []) if (instance.InstanceId) ids.add(instance.InstanceId);
-      }
-      input.NextToken = page.NextToken;
-    } while (input.NextToken);
+    const filters = [
+      { Name: 'tag:caas:analysis', Values: [analysis] },
+      { Name: 'instance-state-name', Values: LIVE_STATES },
+    ];
+    for await (const instance of describeAll(client, filters)) if (instance.InstanceId) ids.add(instance.InstanceId);
     return ids.size;
   }
 
   private runInstancesInput(request: LaunchRequest, ami: string, rootDevice: string) {
     const { blueprint, spec } = request;
     const analysesDir = this.options.instanceAnalysesDir ?? '/opt/caas/analyses';
-    const instanceSpec = { ...spec, analysis_dir: `${analysesDir.replace(/\/+$/, '')}/${basename(spec.analysis_dir)}` };
+    const instanceSpec = { ...spec, analysis_dir: `${analysesDir.replace(/\/+$/, '')}/${path.posix.basename(spec.analysis_dir)}` };
     const script = userDataScript({
       spec: instanceSpec,
       hardStopS: blueprint.max_runtime_minutes * 60,
@@ -295,9 +290,9 @@ export class Ec2Launcher implements Launcher {
    */
   private async gone(request: LaunchRequest, reason: string): Promise<MachineEnd> {
     const { spec } = request;
-    const keys = jobKeys(spec.bucket, spec.group, spec.timestamp, spec.dataname, spec.configname);
+    const { end } = jobFolder(spec.bucket, spec.group, spec.timestamp);
     this.endStore ??= openStore(this.options.storeUrl, { home: tmpdir(), s3Endpoint: this.options.s3Endpoint });
-    const finished = await (await this.endStore).head(spec.bucket, keys.end).catch(() => undefined);
+    const finished = await (await this.endStore).head(spec.bucket, end).catch(() => undefined);
     return finished ? { exitCode: null } : { exitCode: null, reason };
   }
 
@@ -333,12 +328,14 @@ async function terminate(client: EC2Client, instanceId: string): Promise<void> {
   await client.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
 }
 
-function basename(dir: string): string {
-  return dir.replace(/\/+$/, '').split('/').pop() ?? dir;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Every instance DescribeInstances lists for the filters, paging through NextToken. */
+async function* describeAll(client: EC2Client, filters: Filter[]): AsyncGenerator<Instance> {
+  const input: DescribeInstancesCommandInput = { Filters: filters };
+  do {
+    const page = await client.send(new DescribeInstancesCommand(input));
+    for (const reservation of page.Reservations ?? []) yield* reservation.Instances ?? [];
+    input.NextToken = page.NextToken;
+  } while (input.NextToken);
 }
 
 const TERMINATE_BATCH = 100;
@@ -353,23 +350,15 @@ export class Ec2Fleet implements Fleet {
 
   async list(): Promise<CaasMachine[]> {
     const machines: CaasMachine[] = [];
-    const input: DescribeInstancesCommandInput = {
-      Filters: [
-        { Name: 'tag-key', Values: ['caas:identity'] },
-        { Name: 'instance-state-name', Values: LIVE_STATES },
-      ],
-    };
-    do {
-      const page = await this.client.send(new DescribeInstancesCommand(input));
-      for (const reservation of page.Reservations ?? []) {
-        for (const instance of reservation.Instances ?? []) {
-          if (!instance.InstanceId) continue;
-          const tags = Object.fromEntries((instance.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
-          machines.push({ id: instance.InstanceId, state: instance.State?.Name ?? 'unknown', tags });
-        }
-      }
-      input.NextToken = page.NextToken;
-    } while (input.NextToken);
+    const filters = [
+      { Name: 'tag-key', Values: ['caas:identity'] },
+      { Name: 'instance-state-name', Values: LIVE_STATES },
+    ];
+    for await (const instance of describeAll(this.client, filters)) {
+      if (!instance.InstanceId) continue;
+      const tags = Object.fromEntries((instance.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+      machines.push({ id: instance.InstanceId, state: instance.State?.Name ?? 'unknown', tags });
+    }
     return machines;
   }
 

@@ -73,6 +73,6 @@ CAAS_AGENT_SPEC_FILE="$spec_file" node --import "$tsx_loader" "$caas_root/wrappe
 }
 
 /** One single-quoted shell word: nothing inside is expanded. */
-export function shellWord(value: string): string {
+function shellWord(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }

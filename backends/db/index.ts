@@ -2,6 +2,9 @@ import type { JobLocation, MetadataRecord, Owner } from '../../models/record.ts'
 
 export type Filter = Record<string, unknown>;
 
+/** The database rejected a query filter (the user's input, not a fault of the store). */
+export class InvalidFilterError extends Error {}
+
 export interface QueryOptions {
   sort?: Record<string, 1 | -1>;
   limit?: number;

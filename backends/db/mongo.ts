@@ -8,6 +8,7 @@ import {
   type Database,
   type DbOptions,
   type Filter,
+  InvalidFilterError,
   type QueryOptions,
 } from './index.ts';
 
@@ -33,6 +34,18 @@ export function databaseName(url: string): string {
 /** The URL as it may be printed: without its password. */
 function redacted(url: string): string {
   return url.replace(/^(mongodb(?:\+srv)?:\/\/[^:/@]*):[^@/]*@/, '$1:****@');
+}
+
+/** The documents with these ids, by id: one `$in` query per chunk, the chunks in parallel. */
+async function byIds<T extends { _id: string }>(collection: Collection<T>, ids: readonly string[]): Promise<Map<string, T>> {
+  const chunks: string[][] = [];
+  for (let i = 0; i < ids.length; i += LOOKUP_CHUNK) chunks.push(ids.slice(i, i + LOOKUP_CHUNK));
+  const pages = await Promise.all(
+    chunks.map((chunk) => collection.find({ _id: { $in: chunk } } as MongoFilter<T>, { batchSize: chunk.length }).toArray()),
+  );
+  const found = new Map<string, T>();
+  for (const page of pages) for (const doc of page) found.set(doc._id, doc as T);
+  return found;
 }
 
 /** Matches the record only while `owner` holds its running attempt (fields one by one: key order must not matter). */
@@ -89,39 +102,20 @@ export class MongoDatabase implements Database {
     return database;
   }
 
-  async lookup(ids: readonly string[]): Promise<Map<string, MetadataRecord>> {
-    const chunks: string[][] = [];
-    for (let i = 0; i < ids.length; i += LOOKUP_CHUNK) chunks.push(ids.slice(i, i + LOOKUP_CHUNK));
-    const found = new Map<string, MetadataRecord>();
-    const pages = await Promise.all(
-      chunks.map((chunk) => this.records.find({ _id: { $in: chunk } }, { batchSize: chunk.length }).toArray()),
-    );
-    for (const page of pages) for (const record of page) found.set(record._id, record);
-    return found;
+  lookup(ids: readonly string[]): Promise<Map<string, MetadataRecord>> {
+    return byIds(this.records, ids);
   }
 
   async claim(id: string, request: ClaimRequest): Promise<ClaimOutcome> {
     if (request.draft._id !== id) throw new Error(`claim of ${id} was given the draft of ${request.draft._id}`);
     const now = request.now ?? new Date();
     const fresh = claimedRecord(undefined, request, now);
-    try {
-      await this.records.insertOne(fresh);
-      return { won: true, record: fresh, attempt: 1 };
-    } catch (error) {
-      if (!(error instanceof MongoServerError && error.code === DUPLICATE_KEY)) throw error;
-    }
+    if (await this.insertNew(fresh)) return { won: true, record: fresh, attempt: 1 };
     for (let round = 0; round < CLAIM_ROUNDS; round++) {
       const existing = await this.records.findOne({ _id: id });
       if (!existing) {
         // Deleted since the insert failed: the identity is new again.
-        const inserted = await this.records.insertOne(fresh).then(
-          () => true,
-          (error) => {
-            if (error instanceof MongoServerError && error.code === DUPLICATE_KEY) return false;
-            throw error;
-          },
-        );
-        if (inserted) return { won: true, record: fresh, attempt: 1 };
+        if (await this.insertNew(fresh)) return { won: true, record: fresh, attempt: 1 };
         continue;
       }
       const verdict = claimVerdict(existing, now, request.force);
@@ -131,6 +125,17 @@ export class MongoDatabase implements Database {
       if (replaced.matchedCount === 1) return { won: true, record, attempt: record.attempts.length };
     }
     throw new Error(`claim of ${id} kept losing races with other runners (${CLAIM_ROUNDS} rounds); try again`);
+  }
+
+  /** Inserts a record for a new identity; false when another runner's insert of it came first. */
+  private async insertNew(record: MetadataRecord): Promise<boolean> {
+    try {
+      await this.records.insertOne(record);
+      return true;
+    } catch (error) {
+      if (error instanceof MongoServerError && error.code === DUPLICATE_KEY) return false;
+      throw error;
+    }
   }
 
   async renew(id: string, owner: Owner, leaseMs: number): Promise<boolean> {
@@ -169,7 +174,13 @@ export class MongoDatabase implements Database {
     const cursor = this.records.find(filter as MongoFilter<MetadataRecord>);
     if (options.sort) cursor.sort(options.sort);
     if (options.limit !== undefined) cursor.limit(options.limit);
-    yield* cursor;
+    try {
+      yield* cursor;
+    } catch (error) {
+      // MongoDB rejects what mingo accepted only in corner cases; it is still the caller's filter.
+      if (error instanceof MongoServerError) throw new InvalidFilterError(error.message, { cause: error });
+      throw error;
+    }
   }
 
   async importAssets(assets: AsyncIterable<Record<string, unknown>> | Iterable<Record<string, unknown>>): Promise<number> {
@@ -203,13 +214,8 @@ export class MongoDatabase implements Database {
     yield* this.assets.aggregate<Record<string, unknown>>(pipeline);
   }
 
-  async getAssets(ids: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
-    const found = new Map<string, Record<string, unknown>>();
-    for (let i = 0; i < ids.length; i += LOOKUP_CHUNK) {
-      const chunk = ids.slice(i, i + LOOKUP_CHUNK);
-      for await (const asset of this.assets.find({ _id: { $in: chunk } }, { batchSize: chunk.length })) found.set(asset._id, asset);
-    }
-    return found;
+  getAssets(ids: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
+    return byIds(this.assets, ids);
   }
 
   async close(): Promise<void> {

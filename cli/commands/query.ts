@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { openDatabase } from '../../backends/db/index.ts';
+import { InvalidFilterError, openDatabase } from '../../backends/db/index.ts';
 import type { MetadataRecord } from '../../models/record.ts';
 import { buildFilter, parseFields, parseFilter, parseSort, project, QueryError, valuesAt } from '../../wrapper/provenance.ts';
 import { settingsOf, UsageError } from '../settings.ts';
@@ -86,7 +86,7 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
           process.stderr.write(`(first ${shown.length} records; --limit <n> shows more, --json streams all)\n`);
       } catch (error) {
         // MongoDB rejects what mingo accepted only in corner cases; it is still the user's filter.
-        if ((error as { name?: string }).name === 'MongoServerError') throw new UsageError(`invalid filter: ${(error as Error).message}`);
+        if (error instanceof InvalidFilterError) throw new UsageError(`invalid filter: ${error.message}`);
         throw error;
       } finally {
         await db.close();
