@@ -30,9 +30,9 @@ export function settingsOf(command: Command): Settings {
 export class UsageError extends Error {}
 
 /** Commander argument parsers that fail with the flag's name and what it expects. */
-export function positiveInt(value: string, flag: string): number {
+export function positiveInt(value: string, flag: string, min = 1): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a whole number >= 1, got "${value}"`);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} expects a whole number >= ${min}, got "${value}"`);
   return n;
 }
 

@@ -12,3 +12,8 @@ export function formatTable(header: string[], rows: string[][]): string {
 export function shortId(identity: string | undefined): string {
   return identity ? identity.slice(0, 12) : '-';
 }
+
+/** Cuts a cell to `width` characters, marking the cut with an ellipsis. */
+export function truncate(text: string, width: number): string {
+  return text.length <= width ? text : `${text.slice(0, width - 1)}…`;
+}

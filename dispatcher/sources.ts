@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { Catalog, Filter } from '../backends/db/index.ts';
+import { type Catalog, type Filter, InvalidFilterError } from '../backends/db/index.ts';
 import { type ObjectLocator, parseObjectUrl } from '../backends/storage/index.ts';
 import type { InputFile } from '../models/job-input.ts';
 import { isPlainObject } from '../wrapper/provenance.ts';
@@ -54,19 +54,13 @@ export async function* queryAssets(catalog: Catalog, filter: Filter): AsyncItera
     try {
       next = await iterator.next();
     } catch (error) {
-      if (isFilterError(error)) throw new DispatchError(`--query: ${(error as Error).message}`);
+      if (error instanceof InvalidFilterError) throw new DispatchError(`--query: ${(error as Error).message}`);
       throw error;
     }
     for (; !next.done; next = await iterator.next()) yield { doc: next.value, where: `asset ${String(next.value._id)}` };
   } finally {
     await iterator.return?.();
   }
-}
-
-function isFilterError(error: unknown): boolean {
-  const { name, code } = error as { name?: string; code?: unknown };
-  // mingo (the embedded catalog) throws a MingoError; MongoDB answers a malformed filter with BadValue (2).
-  return (error as object | null)?.constructor?.name === 'MingoError' || (name === 'MongoServerError' && code === 2);
 }
 
 /**

@@ -211,7 +211,13 @@ export class MongoDatabase implements Database {
     // _id breaks ties, so the same query over the same catalog always streams the same way.
     const pipeline: Document[] = [{ $match: filter }, { $sort: { ...options.sort, _id: options.sort?._id ?? 1 } }];
     if (options.limit !== undefined) pipeline.push({ $limit: options.limit });
-    yield* this.assets.aggregate<Record<string, unknown>>(pipeline);
+    try {
+      yield* this.assets.aggregate<Record<string, unknown>>(pipeline);
+    } catch (error) {
+      // BadValue (2): the server's word for a malformed filter.
+      if (error instanceof MongoServerError && error.code === 2) throw new InvalidFilterError(error.message, { cause: error });
+      throw error;
+    }
   }
 
   getAssets(ids: readonly string[]): Promise<Map<string, Record<string, unknown>>> {

@@ -11,6 +11,7 @@ import {
   type Database,
   type DbOptions,
   type Filter,
+  InvalidFilterError,
   type QueryOptions,
   sameOwner,
 } from './index.ts';
@@ -205,7 +206,7 @@ export class SqliteDatabase implements Database {
    * needs the matches in memory; filtering alone does not.
    */
   private async *scan<T>(table: 'records' | 'data_assets', key: 'rowid' | 'id', filter: Filter, options: QueryOptions): AsyncIterable<T> {
-    const query = new Query(filter as never, {});
+    const query = compileFilter(filter);
     const page = this.db.prepare<[string | number], { k: string | number; doc: string }>(
       `SELECT ${key} AS k, doc FROM ${table} WHERE ${key} > ? ORDER BY ${key} LIMIT ${SCAN_PAGE}`,
     );
@@ -237,5 +238,14 @@ export class SqliteDatabase implements Database {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+  }
+}
+
+/** mingo checks a filter when it compiles it: an unknown operator or a malformed value is the caller's error. */
+function compileFilter(filter: Filter): Query {
+  try {
+    return new Query(filter as never, {});
+  } catch (error) {
+    throw new InvalidFilterError((error as Error).message, { cause: error });
   }
 }

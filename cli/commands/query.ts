@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { InvalidFilterError, openDatabase } from '../../backends/db/index.ts';
 import type { MetadataRecord } from '../../models/record.ts';
 import { buildFilter, parseFields, parseFilter, parseSort, project, QueryError, valuesAt } from '../../wrapper/provenance.ts';
-import { settingsOf, UsageError } from '../settings.ts';
-import { formatTable, shortId } from '../table.ts';
+import { positiveInt, settingsOf, UsageError } from '../settings.ts';
+import { formatTable, shortId, truncate } from '../table.ts';
 
 /** A table is laid out in memory, so it stops at this many rows unless --limit says otherwise. */
 const TABLE_LIMIT = 100;
@@ -20,7 +20,7 @@ export function registerQuery(program: Command): void {
     .option('--status <status>', 'claimed, running, succeeded or failed (comma-separated for several)')
     .option('--since <when>', 'records created since an ISO date or a span back from now (30m, 12h, 7d, 2w)')
     .option('--sort <keys>', 'sort keys: field, -field, field:1 or field:-1, comma-separated (table default: -created)')
-    .option('--limit <n>', `at most this many records (table default: ${TABLE_LIMIT})`, (v) => wholeNumber(v, '--limit'))
+    .option('--limit <n>', `at most this many records (table default: ${TABLE_LIMIT})`, (v) => positiveInt(v, '--limit', 0))
     .option('--fields <paths>', 'dotted paths to show instead of the default columns, e.g. status,parameters.wait,code.commit')
     .option('--json', 'one JSON record per line (the whole record, or the --fields projection plus _id)', false)
     .addHelpText(
@@ -142,14 +142,4 @@ function varyingParameters(records: MetadataRecord[]): Map<string, Set<string>> 
 function cell(values: unknown[]): string {
   if (values.length === 0) return '-';
   return values.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(',');
-}
-
-function truncate(text: string, width: number): string {
-  return text.length <= width ? text : `${text.slice(0, width - 1)}…`;
-}
-
-function wholeNumber(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} expects a whole number >= 0, got "${value}"`);
-  return n;
 }

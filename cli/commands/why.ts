@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { type Difference, explainJobRef, hintsFor, WhyError, type WhyReport } from '../../wrapper/why.ts';
 import { positiveInt, settingsOf, UsageError } from '../settings.ts';
-import { shortId } from '../table.ts';
+import { shortId, truncate } from '../table.ts';
 
 const VALUE_WIDTH = 72;
 
@@ -83,7 +83,7 @@ function describe(report: WhyReport, allowDirty: boolean): string {
 function show(value: unknown, path: string): string {
   if (value === undefined) return '(absent)';
   const text = typeof value === 'string' && value !== '' && !path.startsWith('parameters') ? value : JSON.stringify(value);
-  return text.length <= VALUE_WIDTH ? text : `${text.slice(0, VALUE_WIDTH - 1)}…`;
+  return truncate(text, VALUE_WIDTH);
 }
 
 function asJson(report: WhyReport) {
