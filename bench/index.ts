@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatTable } from '../cli/table.ts';
 import { benchDispatch } from './dispatch.ts';
+import { benchGate } from './gate.ts';
 import { benchIdentity } from './identity.ts';
 import { type BenchOptions, type BenchReport, formatNumber } from './report.ts';
 
@@ -18,6 +19,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>> = {
   identity: benchIdentity,
+  gate: benchGate,
   dispatch: benchDispatch,
 };
 

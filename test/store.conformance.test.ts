@@ -9,7 +9,7 @@ import { type ClaimRequest, type Database, openDatabase } from '../backends/db/i
 import { databaseName } from '../backends/db/mongo.ts';
 import { MetadataRecord, type Owner } from '../models/record.ts';
 import { mongoUri, withDatabase } from './support/mongo.ts';
-import { concluded, owner, recordDraft } from './support/records.ts';
+import { concluded, finishedRecord, owner, recordDraft } from './support/records.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const workerScript = path.join(repoRoot, 'test/support/claim-worker.ts');
@@ -85,19 +85,9 @@ function conformance(backend: Backend): void {
     afterAll(() => backend.cleanup());
 
     it('lookup of many ids returns exactly the stored ones', async () => {
-      const stored: string[] = [];
-      for (let start = 0; start < 3000; start += 100) {
-        const seeds = Array.from({ length: 100 }, (_, i) => `stored-${start + i}`);
-        await Promise.all(
-          seeds.map(async (seed) => {
-            const req = request(seed, alice);
-            const outcome = await db.claim(req.draft._id, req);
-            expect(outcome.won).toBe(true);
-            expect(await db.finish(req.draft._id, alice, concluded('succeeded'))).toBe(true);
-            stored.push(req.draft._id);
-          }),
-        );
-      }
+      const records = Array.from({ length: 3000 }, (_, i) => finishedRecord({ seed: `stored-${i}` }));
+      expect(await db.importRecords(records)).toBe(3000);
+      const stored = records.map((r) => r._id);
       const unknown = Array.from({ length: 2000 }, (_, i) => recordDraft({ seed: `absent-${i}` })._id);
       const asked = [...stored, ...unknown].sort();
 
@@ -299,6 +289,23 @@ function conformance(backend: Backend): void {
       expect(await db.idsWithPrefix(prefix, 1)).toEqual(expected.slice(0, 1));
       expect(await db.idsWithPrefix(ids[0] as string, 10)).toEqual([ids[0]]);
       expect(await db.idsWithPrefix('zz', 10)).toEqual([]);
+    });
+
+    it('importRecords inserts new identities as they are and never overwrites a recorded one', async () => {
+      const live = request('live', alice);
+      expect((await db.claim(live.draft._id, live)).won).toBe(true);
+      const before = await db.get(live.draft._id);
+      const imported = [finishedRecord({ seed: 'a' }), finishedRecord({ seed: 'b', status: 'failed' })];
+      const clash = finishedRecord({ seed: 'live' });
+      expect(clash._id).toBe(live.draft._id);
+
+      expect(await db.importRecords([...imported, clash])).toBe(2);
+      expect(await db.importRecords(imported)).toBe(0);
+
+      expect(await db.get(live.draft._id)).toEqual(before);
+      for (const record of imported) expect(await db.get(record._id)).toEqual(record);
+      const verdicts = await db.lookup(imported.map((r) => r._id));
+      expect([...verdicts.values()].map((r) => r.status).sort()).toEqual(['failed', 'succeeded']);
     });
 
     it('importAssets upserts: importing the same _id twice keeps one document with the newer content', async () => {

@@ -41,6 +41,12 @@ export interface MetadataStore {
    */
   finish(id: string, owner: Owner, update: (record: MetadataRecord) => MetadataRecord): Promise<boolean>;
   get(id: string): Promise<MetadataRecord | undefined>;
+  /**
+   * Inserts finished records as they are (a migration from another store, a restore, a benchmark's
+   * fixture). An identity already present is left untouched, never overwritten: importing cannot
+   * undo a run. Returns how many were inserted.
+   */
+  importRecords(records: AsyncIterable<MetadataRecord> | Iterable<MetadataRecord>): Promise<number>;
   /** Identities starting with a prefix (for `caas show <prefix>`), at most `limit`. */
   idsWithPrefix(prefix: string, limit: number): Promise<string[]>;
   /** Records matching a MongoDB filter. */

@@ -1,4 +1,4 @@
-import { type Collection, type Document, MongoClient, type Filter as MongoFilter, MongoServerError } from 'mongodb';
+import { type Collection, type Document, MongoBulkWriteError, MongoClient, type Filter as MongoFilter, MongoServerError } from 'mongodb';
 import type { MetadataRecord, Owner } from '../../models/record.ts';
 import {
   type ClaimOutcome,
@@ -156,6 +156,28 @@ export class MongoDatabase implements Database {
 
   async get(id: string): Promise<MetadataRecord | undefined> {
     return (await this.records.findOne({ _id: id })) ?? undefined;
+  }
+
+  async importRecords(records: AsyncIterable<MetadataRecord> | Iterable<MetadataRecord>): Promise<number> {
+    let inserted = 0;
+    let batch: MetadataRecord[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      // Unordered: a duplicate _id (an identity already recorded) fails alone and the rest go in.
+      try {
+        inserted += (await this.records.insertMany(batch, { ordered: false })).insertedCount;
+      } catch (error) {
+        if (!(error instanceof MongoBulkWriteError) || [error.writeErrors].flat().some((e) => e.code !== DUPLICATE_KEY)) throw error;
+        inserted += error.insertedCount;
+      }
+      batch = [];
+    };
+    for await (const record of records) {
+      batch.push(record);
+      if (batch.length >= IMPORT_BATCH) await flush();
+    }
+    await flush();
+    return inserted;
   }
 
   async idsWithPrefix(prefix: string, limit: number): Promise<string[]> {

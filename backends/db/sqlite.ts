@@ -39,6 +39,8 @@ CREATE INDEX IF NOT EXISTS data_assets_created ON data_assets(created);
 /** SQLite parameters per statement stay far below the limit; one query per chunk of identities. */
 const LOOKUP_CHUNK = 5000;
 const SCAN_PAGE = 2000;
+/** Rows per transaction when importing: one fsync per batch, not per row. */
+const IMPORT_BATCH = 5000;
 
 /**
  * The embedded metadata DB: one row per identity (indexed status, analysis, created) holding the
@@ -143,6 +145,35 @@ export class SqliteDatabase implements Database {
     return this.read(id);
   }
 
+  async importRecords(records: AsyncIterable<MetadataRecord> | Iterable<MetadataRecord>): Promise<number> {
+    const insert = this.db.prepare(
+      'INSERT INTO records (id, status, analysis, created, doc) VALUES (@id, @status, @analysis, @created, @doc) ON CONFLICT(id) DO NOTHING',
+    );
+    const flush = this.db.transaction((rows: MetadataRecord[]) => {
+      let inserted = 0;
+      for (const record of rows) {
+        inserted += insert.run({
+          id: record._id,
+          status: record.status,
+          analysis: record.analysis.name,
+          created: record.created,
+          doc: JSON.stringify(record),
+        }).changes;
+      }
+      return inserted;
+    });
+    let inserted = 0;
+    let batch: MetadataRecord[] = [];
+    for await (const record of records) {
+      batch.push(record);
+      if (batch.length >= IMPORT_BATCH) {
+        inserted += flush(batch);
+        batch = [];
+      }
+    }
+    return inserted + flush(batch);
+  }
+
   async idsWithPrefix(prefix: string, limit: number): Promise<string[]> {
     const rows = this.db
       .prepare<[string, string, number], { id: string }>('SELECT id FROM records WHERE id >= ? AND id < ? ORDER BY id LIMIT ?')
@@ -172,7 +203,7 @@ export class SqliteDatabase implements Database {
     let batch: Record<string, unknown>[] = [];
     for await (const asset of assets) {
       batch.push(asset);
-      if (batch.length >= 5000) {
+      if (batch.length >= IMPORT_BATCH) {
         flush(batch);
         count += batch.length;
         batch = [];

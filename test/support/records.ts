@@ -1,3 +1,4 @@
+import { claimedRecord } from '../../backends/db/index.ts';
 import type { JobInputAsset } from '../../models/job-input.ts';
 import { MetadataRecord, type Owner, type RecordStatus } from '../../models/record.ts';
 import { buildPreImage, identityOf } from '../../wrapper/identity.ts';
@@ -72,4 +73,14 @@ export function concluded(
     );
     return MetadataRecord.parse({ ...record, status, attempts, exit_code: exitCode, reason, end: ended });
   };
+}
+
+/** A record as a runner leaves it after a finished attempt (lease dropped), made without any store. */
+export function finishedRecord(
+  options: DraftOptions & { status?: Extract<RecordStatus, 'succeeded' | 'failed'> } = {},
+  who: Owner = owner('import'),
+): MetadataRecord {
+  const draft = recordDraft(options);
+  const claimed = claimedRecord(undefined, { draft, owner: who, leaseMs: 60_000 }, new Date(draft.created));
+  return MetadataRecord.parse({ ...concluded(options.status ?? 'succeeded')(claimed), lease: null });
 }
