@@ -13,7 +13,9 @@ import { formatTable } from '../cli/table.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchGate } from './gate.ts';
 import { benchIdentity } from './identity.ts';
+import { benchPerJob } from './per-job.ts';
 import { type BenchOptions, type BenchReport, formatNumber } from './report.ts';
+import { benchUpload } from './upload.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -21,6 +23,8 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>
   identity: benchIdentity,
   gate: benchGate,
   dispatch: benchDispatch,
+  'per-job': benchPerJob,
+  upload: benchUpload,
 };
 
 const { values } = parseArgs({

@@ -40,7 +40,7 @@ const REFRACTORY_S = 0.002;
 const ASSET_NAMESPACE = '4d7c1f0e-8a53-4c2b-9b1e-6f2d3a5c7e90';
 
 /** mulberry32: a tiny 32-bit PRNG, good enough for simulated spikes and identical everywhere. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;

@@ -1,26 +1,49 @@
 // Entry point of the agent process: `node --import tsx wrapper/agent-main.ts`, spec in CAAS_AGENT_SPEC
-// (JSON) or in the file named by CAAS_AGENT_SPEC_FILE. Runs in the folder it is started in.
+// (JSON), in the file named by CAAS_AGENT_SPEC_FILE, or on standard input with CAAS_AGENT_SPEC_STDIN=1
+// (a process started ahead of its job, waiting for it). Runs in the folder it is started in.
 import { readFileSync } from 'node:fs';
-import { AgentSpec } from '../models/agent-spec.ts';
-import { describeIssues } from '../models/issues.ts';
+import type { AgentSpec } from '../models/agent-spec.ts';
 import { runAgent } from './agent.ts';
 
-const text =
-  process.env.CAAS_AGENT_SPEC ?? (process.env.CAAS_AGENT_SPEC_FILE ? readFileSync(process.env.CAAS_AGENT_SPEC_FILE, 'utf8') : undefined);
-if (!text) {
-  console.error('caas agent: set CAAS_AGENT_SPEC (JSON) or CAAS_AGENT_SPEC_FILE');
-  process.exit(2);
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
-const spec = AgentSpec.safeParse(JSON.parse(text));
-if (!spec.success) {
-  console.error(`caas agent: invalid spec: ${describeIssues(spec.error)}`);
-  process.exit(2);
+
+/**
+ * The spec is checked against its schema here unless the local launcher, running this same build,
+ * has just checked it: loading zod would then cost a job some 50 ms for nothing. An agent started
+ * any other way (EC2 UserData, by hand) always checks.
+ */
+async function validated(raw: unknown): Promise<AgentSpec> {
+  if (process.env.CAAS_AGENT_SPEC_VALIDATED === '1') return raw as AgentSpec;
+  const [{ AgentSpec }, { describeIssues }] = await Promise.all([import('../models/agent-spec.ts'), import('../models/issues.ts')]);
+  const spec = AgentSpec.safeParse(raw);
+  if (!spec.success) {
+    console.error(`caas agent: invalid spec: ${describeIssues(spec.error)}`);
+    process.exit(2);
+  }
+  return spec.data;
 }
+
 // A runner shutting down (or Ctrl-C) stops the analysis too, and the job still ends with end.txt.
 const cancel = new AbortController();
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => cancel.abort(`received ${signal}`));
+
+const fromStdin = process.env.CAAS_AGENT_SPEC_STDIN === '1';
+const text =
+  process.env.CAAS_AGENT_SPEC ??
+  (process.env.CAAS_AGENT_SPEC_FILE ? readFileSync(process.env.CAAS_AGENT_SPEC_FILE, 'utf8') : fromStdin ? await readStdin() : undefined);
+// A process started ahead of a job that never came (the runner finished): nothing to do.
+if (fromStdin && (text === '' || cancel.signal.aborted)) process.exit(0);
+if (!text) {
+  console.error('caas agent: set CAAS_AGENT_SPEC (JSON), CAAS_AGENT_SPEC_FILE or CAAS_AGENT_SPEC_STDIN=1');
+  process.exit(2);
+}
+const spec = await validated(JSON.parse(text));
 try {
-  process.exitCode = await runAgent(spec.data, process.cwd(), cancel.signal);
+  process.exitCode = await runAgent(spec, process.cwd(), cancel.signal);
 } catch (error) {
   console.error(`caas agent: ${(error as Error).stack ?? error}`);
   process.exitCode = 70;

@@ -1,7 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +11,7 @@ import type { AgentSpec } from '../models/agent-spec.ts';
 import type { ManifestEntry } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
 import { jobKeys } from './bucket-contract.ts';
+import { uploadFolder } from './upload.ts';
 
 const STD_LINES = 20;
 
@@ -185,14 +186,9 @@ export async function runAgent(spec: AgentSpec, workDir: string, cancel?: AbortS
 
   async function finish(): Promise<number> {
     try {
-      const manifest: ManifestEntry[] = [];
-      for (const file of await filesUnder(outputDir)) {
-        const rel = path.relative(outputDir, file).split(path.sep).join('/');
-        if (rel === 'end.txt') continue;
-        const key = keys.process + rel;
-        await store.putFile(spec.bucket, key, file);
-        manifest.push({ key, size: (await stat(file)).size, sha256: await sha256File(file) });
-      }
+      const manifest: ManifestEntry[] = await uploadFolder(store, spec.bucket, keys.process, outputDir, {
+        skip: (rel) => rel === 'end.txt',
+      });
       if (await stat(configPath).catch(() => undefined)) {
         const copyKey = spec.config_copy ? keys.process + path.posix.basename(spec.config_copy) : keys.configCopy;
         await store.putFile(spec.bucket, copyKey, configPath);
@@ -286,12 +282,17 @@ export function expandPlaceholders(token: string, analysisDir: string): string {
   );
 }
 
-/** The analysis sees PATH, HOME, locale and cloud credentials, not the runner's caas settings. */
+/**
+ * The analysis sees PATH, HOME, locale and cloud credentials, not the runner's caas settings; and
+ * the host's extra CA certificates, which the local launcher kept from an agent that needed none.
+ */
 function inheritedEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(process.env)) {
     if (value !== undefined && !name.startsWith('CAAS_AGENT')) env[name] = value;
   }
+  const kept = process.env.CAAS_AGENT_NODE_EXTRA_CA_CERTS;
+  if (kept !== undefined && env.NODE_EXTRA_CA_CERTS === undefined) env.NODE_EXTRA_CA_CERTS = kept;
   return env;
 }
 
@@ -300,14 +301,6 @@ function uniqueName(name: string, taken: string[]): string {
   let candidate = base;
   for (let n = 2; taken.some((t) => path.basename(t) === candidate); n++) candidate = `${n}_${base}`;
   return candidate;
-}
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  return entries
-    .filter((e) => e.isFile())
-    .map((e) => path.join(e.parentPath, e.name))
-    .sort();
 }
 
 async function sha256File(file: string): Promise<string> {

@@ -1,42 +1,59 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { AgentSpec } from '../../models/agent-spec.ts';
 import { agentEntry } from '../../wrapper/agent.ts';
 import type { LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 
+/** An agent process started ahead of its job, waiting for a spec on standard input. */
+interface Agent {
+  child: ChildProcess;
+  workDir: string;
+  /** Whether it was started with the host's extra CA certificates (needed for TLS only). */
+  tls: boolean;
+  stderr: () => string;
+  closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
 /**
  * One fresh child process per job, in a fresh temporary folder that is removed afterwards: nothing
- * is shared between jobs, as with one instance per job in the cloud.
+ * is shared between jobs, as with one instance per job in the cloud. The next job's process is
+ * started while the current one runs (it waits for its spec on stdin), so its start-up is not on
+ * any job's critical path; every process still serves exactly one job.
  */
 export class LocalLauncher implements Launcher {
   readonly name = 'local';
+  private spare: Promise<Agent> | undefined;
+  private closing = false;
 
   async launch(request: LaunchRequest): Promise<LaunchedJob> {
-    const workDir = await mkdtemp(path.join(tmpdir(), 'caas-job-'));
-    const child = spawn(process.execPath, await agentArgs(), {
-      cwd: workDir,
-      env: { ...process.env, CAAS_AGENT_SPEC: JSON.stringify(request.spec) },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-4000);
-    });
+    // The runner checked this spec with the same build the agent runs, so the agent need not load zod.
+    const spec = AgentSpec.parse(request.spec);
+    const tls = needsTls(spec);
+    // Taken before any await, so concurrent launches never share one process.
+    const waiting = this.spare;
+    this.spare = this.closing ? undefined : startAgent(tls);
+    // A spare that fails to start is simply not used: the next launch starts its own.
+    this.spare?.catch(() => {});
+    let agent = await waiting?.catch(() => undefined);
+    if (!agent || agent.tls !== tls || agent.child.exitCode !== null || agent.child.signalCode !== null) {
+      if (agent) void discard(agent);
+      agent = await startAgent(tls);
+    }
+    agent.child.stdin?.end(JSON.stringify(spec));
+
     let cancelled: string | undefined;
-    const ended = new Promise<MachineEnd>((resolve) => {
-      child.on('error', (error) => resolve({ exitCode: null, reason: `agent could not start: ${error.message}` }));
-      child.on('close', (code, signal) => {
-        void rm(workDir, { recursive: true, force: true }).finally(() => {
-          if (cancelled) resolve({ exitCode: code, reason: cancelled });
-          else if (signal) resolve({ exitCode: null, reason: `agent killed by ${signal}` });
-          else if (code === 70) resolve({ exitCode: code, reason: `agent crashed: ${stderr.trim().split('\n').slice(-3).join(' | ')}` });
-          else resolve({ exitCode: code });
-        });
-      });
+    const { child, workDir, stderr } = agent;
+    const ended = agent.closed.then(async ({ code, signal }): Promise<MachineEnd> => {
+      await rm(workDir, { recursive: true, force: true });
+      if (cancelled) return { exitCode: code, reason: cancelled };
+      if (signal) return { exitCode: null, reason: `agent killed by ${signal}` };
+      if (code === 70) return { exitCode: code, reason: `agent crashed: ${stderr().trim().split('\n').slice(-3).join(' | ')}` };
+      return { exitCode: code };
     });
     return {
       instance: `local:${child.pid ?? 'unknown'}`,
@@ -48,7 +65,54 @@ export class LocalLauncher implements Launcher {
     };
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.closing = true;
+    const spare = await this.spare?.catch(() => undefined);
+    this.spare = undefined;
+    if (spare) await discard(spare);
+  }
+}
+
+/**
+ * An agent that talks to no TLS endpoint (file store, file inputs) starts without
+ * NODE_EXTRA_CA_CERTS: Node 20 parses that bundle at every start, ~80 ms on hosts with a large
+ * one. The agent hands it back to the analysis, which may well use the network.
+ */
+function needsTls(spec: AgentSpec): boolean {
+  return !spec.store.startsWith('file:') || spec.inputs.some((url) => !url.startsWith('file:'));
+}
+
+async function startAgent(tls: boolean): Promise<Agent> {
+  const workDir = await mkdtemp(path.join(tmpdir(), 'caas-job-'));
+  const env: NodeJS.ProcessEnv = { ...process.env, CAAS_AGENT_SPEC_STDIN: '1', CAAS_AGENT_SPEC_VALIDATED: '1' };
+  delete env.CAAS_AGENT_SPEC;
+  delete env.CAAS_AGENT_SPEC_FILE;
+  if (!tls && env.NODE_EXTRA_CA_CERTS !== undefined) {
+    env.CAAS_AGENT_NODE_EXTRA_CA_CERTS = env.NODE_EXTRA_CA_CERTS;
+    delete env.NODE_EXTRA_CA_CERTS;
+  }
+  const child = spawn(process.execPath, await agentArgs(), { cwd: workDir, env, stdio: ['pipe', 'ignore', 'pipe'] });
+  // A runner that dies without close() leaves the spare's stdin at EOF, and the spare exits.
+  child.stdin?.on('error', () => {});
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+  });
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('error', (error) => {
+      stderr += `agent could not start: ${error.message}`;
+      resolve({ code: 70, signal: null });
+    });
+    child.on('close', (code, signal) => resolve({ code, signal }));
+  });
+  return { child, workDir, tls, stderr: () => stderr, closed };
+}
+
+/** Ends a spare that will get no job: an empty stdin makes it exit at once. */
+async function discard(agent: Agent): Promise<void> {
+  agent.child.stdin?.end();
+  await agent.closed;
+  await rm(agent.workDir, { recursive: true, force: true });
 }
 
 const CACHE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../node_modules/.cache/caas');
@@ -57,15 +121,19 @@ let agentArgsOnce: Promise<string[]> | undefined;
 /**
  * How to start the agent. Through tsx it takes ~0.9 s of CPU to start, which dominates short jobs
  * by the hundred; so each runner bundles the agent once with esbuild (~0.1 s), from the sources as
- * they are now, into a content-addressed file, and falls back to tsx if that fails.
+ * they are now, into a content-addressed folder, and falls back to tsx if that fails. Code split:
+ * what a job may not need (the S3 client, zod for a spec that needs no second check) stays in
+ * chunks loaded on first use, so an agent on the file store starts in a few tens of ms.
  */
 function agentArgs(): Promise<string[]> {
   agentArgsOnce ??= (async () => {
     try {
       const { build } = await import('esbuild');
       const result = await build({
-        entryPoints: [agentEntry],
+        entryPoints: { agent: agentEntry },
         bundle: true,
+        splitting: true,
+        outdir: CACHE,
         platform: 'node',
         format: 'esm',
         target: 'node20',
@@ -75,15 +143,21 @@ function agentArgs(): Promise<string[]> {
         // The agent finds caas files (the TypeScript loader) relative to its own source, not the bundle.
         define: { 'import.meta.url': JSON.stringify(pathToFileURL(agentEntry).href) },
       });
-      const code = result.outputFiles[0]!.contents;
-      const file = path.join(CACHE, `agent-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`);
-      if (!existsSync(file)) {
-        await mkdir(CACHE, { recursive: true });
-        const tmp = `${file}.${process.pid}.tmp`;
-        await writeFile(tmp, code);
-        await rename(tmp, file);
+      const digest = createHash('sha256');
+      for (const file of result.outputFiles) digest.update(file.path).update(file.contents);
+      const dir = path.join(CACHE, `agent-${digest.digest('hex').slice(0, 16)}`);
+      if (!existsSync(path.join(dir, 'agent.js'))) {
+        // Written whole to a temporary folder and renamed, so a concurrent runner never sees half a bundle.
+        const tmp = `${dir}.${process.pid}.tmp`;
+        await mkdir(tmp, { recursive: true });
+        for (const file of result.outputFiles) await writeFile(path.join(tmp, path.relative(CACHE, file.path)), file.contents);
+        await rename(tmp, dir).catch(async (error: NodeJS.ErrnoException) => {
+          // Another runner renamed the same bundle into place first.
+          await rm(tmp, { recursive: true, force: true });
+          if (!existsSync(path.join(dir, 'agent.js'))) throw error;
+        });
       }
-      return [file];
+      return [path.join(dir, 'agent.js')];
     } catch {
       return ['--import', import.meta.resolve('tsx'), agentEntry];
     }

@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { link, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Body, ObjectInfo, ObjectStore, StoreOptions } from './index.ts';
+import { type Body, type ObjectInfo, type ObjectStore, Sha256PassThrough, type StoredFile, type StoreOptions } from './index.ts';
 
 const TMP_DIR = '.caas-tmp';
 
@@ -72,8 +72,10 @@ export class FileStore implements ObjectStore {
     return this.place(bucket, key, (tmp) => writeFile(tmp, body), true);
   }
 
-  async putFile(bucket: string, key: string, localPath: string): Promise<void> {
-    await this.place(bucket, key, (tmp) => copyFile(localPath, tmp), false);
+  async putFile(bucket: string, key: string, localPath: string): Promise<StoredFile> {
+    const measure = new Sha256PassThrough();
+    await this.place(bucket, key, (tmp) => pipeline(createReadStream(localPath), measure, createWriteStream(tmp)), false);
+    return measure.stored();
   }
 
   async get(bucket: string, key: string): Promise<Buffer> {
@@ -94,7 +96,7 @@ export class FileStore implements ObjectStore {
 
   async getToFile(bucket: string, key: string, localPath: string): Promise<void> {
     await mkdir(path.dirname(localPath), { recursive: true });
-    await pipeline(await this.getStream(bucket, key), (await import('node:fs')).createWriteStream(localPath));
+    await pipeline(await this.getStream(bucket, key), createWriteStream(localPath));
   }
 
   async head(bucket: string, key: string): Promise<ObjectInfo | undefined> {

@@ -1,4 +1,5 @@
-import type { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 
 export interface ObjectInfo {
   key: string;
@@ -8,6 +9,12 @@ export interface ObjectInfo {
 }
 
 export type Body = string | Uint8Array;
+
+/** What putFile stored: the bytes it read from the local file, counted and hashed as they were sent. */
+export interface StoredFile {
+  size: number;
+  sha256: string;
+}
 
 /**
  * The object store the bucket contract lives in. Keys never start with "/"; a "prefix" is a plain
@@ -23,7 +30,8 @@ export interface ObjectStore {
   put(bucket: string, key: string, body: Body): Promise<void>;
   /** Writes only if the key does not exist yet; returns false when it already did. */
   putIfAbsent(bucket: string, key: string, body: Body): Promise<boolean>;
-  putFile(bucket: string, key: string, localPath: string): Promise<void>;
+  /** Reads the file once; what it returns describes the bytes stored, even if the file changes later. */
+  putFile(bucket: string, key: string, localPath: string): Promise<StoredFile>;
   get(bucket: string, key: string): Promise<Buffer>;
   getStream(bucket: string, key: string): Promise<Readable>;
   getToFile(bucket: string, key: string, localPath: string): Promise<void>;
@@ -35,6 +43,34 @@ export interface ObjectStore {
   bucketExists(bucket: string): Promise<boolean>;
   createBucket(bucket: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * A pass-through that measures what flows through it, so a backend can report the size and sha256
+ * of the bytes it stored from the same read that sent them (a second read could see other bytes).
+ */
+export class Sha256PassThrough extends Transform {
+  private readonly hash = createHash('sha256');
+  // Not "size": lib-storage's Upload takes a body's numeric `size` property for its total length.
+  private bytesPassed = 0;
+  private sha256: string | undefined;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytesPassed += chunk.length;
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    this.sha256 = this.hash.digest('hex');
+    done();
+  }
+
+  /** The measure of everything that passed; only once the stream has ended. */
+  stored(): StoredFile {
+    if (this.sha256 === undefined) throw new Error('Sha256PassThrough.stored() was called before the stream ended');
+    return { size: this.bytesPassed, sha256: this.sha256 };
+  }
 }
 
 export interface StoreOptions {

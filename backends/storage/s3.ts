@@ -1,7 +1,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, pipeline as streamPipeline } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   type BucketLocationConstraint,
@@ -16,7 +16,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { Body, ObjectInfo, ObjectStore, StoreOptions } from './index.ts';
+import { type Body, type ObjectInfo, type ObjectStore, Sha256PassThrough, type StoredFile, type StoreOptions } from './index.ts';
 
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 4;
@@ -70,14 +70,23 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async putFile(bucket: string, key: string, localPath: string): Promise<void> {
+  async putFile(bucket: string, key: string, localPath: string): Promise<StoredFile> {
+    // The callback form of pipeline hands a read error on to the measure, so the upload fails with
+    // it; the error itself is reported by upload.done(), not here.
+    const measure = streamPipeline(createReadStream(localPath), new Sha256PassThrough(), () => {});
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: bucket, Key: key, Body: createReadStream(localPath) },
+      params: { Bucket: bucket, Key: key, Body: measure },
       partSize: PART_SIZE,
       queueSize: PARTS_IN_FLIGHT,
     });
-    await upload.done();
+    try {
+      await upload.done();
+    } finally {
+      // A failed upload stops reading; this closes the file rather than leaving it to the collector.
+      measure.destroy();
+    }
+    return measure.stored();
   }
 
   async get(bucket: string, key: string): Promise<Buffer> {

@@ -1,0 +1,198 @@
+/**
+ * Per-job overhead: what caas adds around an analysis that does nothing (`true`), with local compute
+ * and the embedded defaults, through the real CLI. Latency: jobs one at a time, each timed from its
+ * claim to its record (from the record itself) less the analysis' own run. Throughput: 1,000 jobs
+ * at --concurrency 4.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openDatabase } from '../backends/db/index.ts';
+import type { MetadataRecord } from '../models/record.ts';
+import { type BenchOptions, type BenchReport, check, formatNumber, median, verify } from './report.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const NOOP_ANALYSIS = `import { defineAnalysis } from 'caas/analysis';
+import { z } from 'zod';
+
+export default defineAnalysis({
+  name: 'noop',
+  version: '1.0.0',
+  description: 'Does nothing: the benchmark of what caas adds around an analysis.',
+  parameters: z.object({ n: z.number().int() }).strict(),
+  command: ['true'],
+  blueprint: {
+    bucket: 'bench-noop',
+    ami: 'ami-0123456789abcdef0',
+    instance_type: 't3.micro',
+    allowed_instance_types: ['t3.micro'],
+    max_runtime_minutes: 5,
+    deploy_limit: 4,
+    groups: [{ name: 'caas' }],
+  },
+});
+`;
+
+/** The analyses repository: a real git checkout, as the identity requires. */
+async function analysisRepo(dir: string): Promise<void> {
+  await mkdir(path.join(dir, 'noop'), { recursive: true });
+  await writeFile(path.join(dir, 'noop/index.ts'), NOOP_ANALYSIS);
+  await writeFile(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+  const git = (...args: string[]) => execFileSync('git', ['-C', dir, ...args], { stdio: 'ignore' });
+  git('init', '-q');
+  git('add', '-A');
+  git('-c', 'user.name=bench', '-c', 'user.email=bench@example.org', 'commit', '-q', '-m', 'noop analysis');
+}
+
+/** One small input file per job in the workspace's file store, listed with its etag and size. */
+async function jobFile(home: string, file: string, count: number, offset: number): Promise<void> {
+  const lines: string[] = [];
+  for (let i = offset; i < offset + count; i++) {
+    const body = `input ${i}\n`;
+    const folder = path.join(home, 'buckets/bench-data', `asset-${i}`);
+    await mkdir(folder, { recursive: true });
+    await writeFile(path.join(folder, 'data.txt'), body);
+    const url = `file://bench-data/asset-${i}/data.txt`;
+    lines.push(
+      JSON.stringify({
+        analysis: 'noop',
+        inputs: [
+          {
+            asset_id: `asset-${i}`,
+            name: `asset-${i}`,
+            location: `file://bench-data/asset-${i}/`,
+            files: [{ url, etag: createHash('md5').update(body).digest('hex'), size: body.length }],
+          },
+        ],
+        parameters: { n: i },
+      }),
+    );
+  }
+  await writeFile(file, `${lines.join('\n')}\n`);
+}
+
+function caas(args: string[], env: NodeJS.ProcessEnv): Promise<{ wallS: number; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/caas.js'), ...args], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`caas ${args.join(' ')} exited ${code}: ${stderr.trim().slice(-2000)}`));
+      else resolve({ wallS: (performance.now() - started) / 1000, stderr });
+    });
+  });
+}
+
+/** The analysis' own run as the agent sees it: spawning `true` and waiting for it to exit. */
+async function analysisMs(samples: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const started = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn('true', [], { stdio: 'ignore', detached: true });
+      child.on('error', reject);
+      child.on('close', () => resolve());
+    });
+    times.push(performance.now() - started);
+  }
+  return median(times);
+}
+
+async function records(home: string): Promise<MetadataRecord[]> {
+  const db = await openDatabase('sqlite:', { home, readOnly: true, mustExist: true });
+  try {
+    const out: MetadataRecord[] = [];
+    for await (const record of db.find({})) out.push(record);
+    return out;
+  } finally {
+    await db.close();
+  }
+}
+
+export async function benchPerJob(options: BenchOptions): Promise<BenchReport> {
+  const latencyJobs = options.quick ? 20 : 100;
+  const batchJobs = options.quick ? 100 : 1000;
+  const repo = path.join(options.workDir, 'analyses');
+  await analysisRepo(repo);
+  const env = { ...process.env, CAAS_ANALYSES: repo, NO_COLOR: '1' };
+
+  // Latency: one job at a time, each measured from its own record.
+  const home1 = path.join(options.workDir, 'latency');
+  const jobs1 = path.join(options.workDir, 'latency.jsonl');
+  await jobFile(home1, jobs1, latencyJobs, 0);
+  // Planning cost per job: a dry run of all of them less a dry run of one (start-up cancels out).
+  const one = path.join(options.workDir, 'one.jsonl');
+  await jobFile(path.join(options.workDir, 'one'), one, 1, 0);
+  const dryOne = await caas(['--home', home1, 'run', one, '--quiet'], env);
+  const dryAll = await caas(['--home', home1, 'run', jobs1, '--quiet'], env);
+  await caas(['--home', home1, 'run', jobs1, '--execute', '--concurrency', '1', '--quiet'], env);
+  const done1 = await records(home1);
+  const claimToRecordMs = done1.map((r) => Date.parse(r.updated) - Date.parse(r.attempts[0]!.started));
+  const analysis = await analysisMs(30);
+  const planMs = (Math.max(0, dryAll.wallS - dryOne.wallS) * 1000) / (latencyJobs - 1);
+  const overheadMs = median(claimToRecordMs) - analysis + planMs;
+
+  // Throughput: a batch at --concurrency 4.
+  const home2 = path.join(options.workDir, 'batch');
+  const jobs2 = path.join(options.workDir, 'batch.jsonl');
+  await jobFile(home2, jobs2, batchJobs, 0);
+  const batch = await caas(['--home', home2, 'run', jobs2, '--execute', '--concurrency', '4', '--quiet'], env);
+  const done2 = await records(home2);
+  const succeeded1 = done1.filter((r) => r.status === 'succeeded').length;
+  const succeeded2 = done2.filter((r) => r.status === 'succeeded').length;
+  const batchTarget = 30 * (batchJobs / 1000);
+
+  const sorted = [...claimToRecordMs].sort((a, b) => a - b);
+  const p90 = sorted[Math.floor(sorted.length * 0.9)] ?? Number.NaN;
+  return {
+    name: 'per-job',
+    title: `per-job overhead: a no-op analysis, local compute, file store, SQLite (${latencyJobs} jobs one at a time; ${formatNumber(batchJobs)} at --concurrency 4)`,
+    measurements: [
+      {
+        subject: 'claim to record, per job (median)',
+        value: median(claimToRecordMs),
+        unit: 'ms',
+        detail: `p90 ${formatNumber(p90)} ms, from the records' own timestamps`,
+      },
+      { subject: 'the analysis itself (spawn `true`, wait)', value: analysis, unit: 'ms', detail: 'median of 30, measured apart' },
+      {
+        subject: 'plan (validate, identity, gate) per job',
+        value: planMs,
+        unit: 'ms',
+        detail: 'dry run of all jobs less a dry run of one',
+      },
+      { subject: 'caas overhead per job (median)', value: overheadMs, unit: 'ms', detail: 'claim to record - analysis + plan' },
+      {
+        subject: `${formatNumber(batchJobs)} jobs at --concurrency 4`,
+        value: batch.wallS,
+        unit: 's',
+        detail: 'the whole `caas run --execute`, start-up included',
+      },
+      { subject: 'throughput', value: batchJobs / batch.wallS, unit: 'jobs/s' },
+    ],
+    targets: [
+      verify(
+        'every job recorded as succeeded',
+        `${succeeded1 + succeeded2} of ${latencyJobs + batchJobs}`,
+        succeeded1 + succeeded2 === latencyJobs + batchJobs,
+      ),
+      check('overhead per job <= 50 ms (median)', `${formatNumber(overheadMs)} ms`, overheadMs <= 50),
+      check(
+        `${formatNumber(batchJobs)} jobs at --concurrency 4 <= ${formatNumber(batchTarget)} s`,
+        `${formatNumber(batch.wallS)} s`,
+        batch.wallS <= batchTarget,
+      ),
+    ],
+  };
+}

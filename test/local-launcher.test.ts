@@ -1,0 +1,86 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from './support/workspace.ts';
+
+const ENV_ECHO = `import { defineAnalysis } from 'caas/analysis';
+import { z } from 'zod';
+import blueprint from '../mock-wait/blueprint.json' with { type: 'json' };
+
+export default defineAnalysis({
+  name: 'env-echo',
+  version: '1.0.0',
+  parameters: z.object({}).strict(),
+  command: ['bash', '-c', 'printf "%s" "$NODE_EXTRA_CA_CERTS" > "$CAAS_OUTPUT_DIR/ca.txt"'],
+  blueprint: { ...blueprint, bucket: 'env-echo' },
+});
+`;
+
+describe('local compute: one fresh process per job', () => {
+  let base: string;
+  let repo: AnalysisRepo;
+  let data: string;
+  let tmp: string;
+
+  beforeAll(() => {
+    base = scratchDir('local-launcher');
+    repo = new AnalysisRepo(base);
+    mkdirSync(path.join(repo.dir, 'env-echo'), { recursive: true });
+    repo.write('env-echo/index.ts', ENV_ECHO);
+    repo.commit('env-echo');
+    data = path.join(base, 'data', 'session.json');
+    mkdirSync(path.dirname(data), { recursive: true });
+    writeFileSync(data, '{"units": []}\n');
+    tmp = path.join(base, 'tmp');
+    mkdirSync(tmp);
+  });
+  afterAll(() => removeDir(base));
+
+  it('runs 8 jobs at --concurrency 4 each in its own agent process, and leaves no process or job folder behind', async () => {
+    const home = path.join(base, 'home-concurrent');
+    const jobs = path.join(base, 'concurrent.jsonl');
+    writeFileSync(jobs, `${Array.from({ length: 8 }, (_, i) => mockJob(`c${i}`, { wait: 0.2 }, data)).join('\n')}\n`);
+
+    const run = await runCli(['--home', home, 'run', jobs, '--execute', '--concurrency', '4'], {
+      env: { CAAS_ANALYSES: repo.dir, TMPDIR: tmp },
+    });
+
+    expect(run.code, run.stderr).toBe(0);
+    const records = await readRecords(home);
+    expect(records.map((r) => r.status)).toEqual(Array(8).fill('succeeded'));
+    const instances = new Set(records.map((r) => r.compute.instance));
+    expect(instances.size).toBe(8);
+    // The agent started ahead for a ninth job was ended and its folder removed with the rest.
+    expect(readdirSync(tmp).filter((name) => name.startsWith('caas-job-'))).toEqual([]);
+  });
+
+  it('hands the host CA bundle to the analysis even when its agent started without one', async () => {
+    const home = path.join(base, 'home-ca');
+    const bundle = path.join(base, 'extra-ca.pem');
+    writeFileSync(bundle, '');
+    const jobs = path.join(base, 'ca.jsonl');
+    writeFileSync(
+      jobs,
+      `${JSON.stringify({ analysis: 'env-echo', inputs: [{ asset_id: 'a', name: 'a', location: `file://${path.dirname(data)}/`, files: [{ url: `file://${data}` }] }] })}\n`,
+    );
+
+    const run = await runCli(['--home', home, 'run', jobs, '--execute'], { env: { CAAS_ANALYSES: repo.dir, NODE_EXTRA_CA_CERTS: bundle } });
+
+    expect(run.code, run.stderr).toBe(0);
+    const [record] = await readRecords(home);
+    const results = record!.job!.results.replace(/^file:\/\/env-echo\//, '');
+    expect(readFileSync(path.join(home, 'buckets/env-echo', results, 'ca.txt'), 'utf8')).toBe(bundle);
+  });
+
+  it('an agent started by hand checks its spec against the schema', () => {
+    const started = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'wrapper/agent-main.ts')], {
+      cwd: base,
+      env: { ...process.env, CAAS_AGENT_SPEC: JSON.stringify({ bucket: 7 }) },
+      encoding: 'utf8',
+    });
+
+    expect(started.status).toBe(2);
+    expect(started.stderr).toMatch(/caas agent: invalid spec: .*bucket/);
+  });
+});

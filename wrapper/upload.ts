@@ -1,0 +1,67 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { ObjectStore } from '../backends/storage/index.ts';
+import type { ManifestEntry } from '../models/record.ts';
+
+/**
+ * Files uploaded at once. Results folders are mostly many small files, where one request after
+ * another leaves the connection idle between round trips; a large file is multipart inside putFile
+ * as well, so the worst case holds this many files' part buffers (8 x 4 x 8 MiB on S3).
+ */
+const FILES_IN_FLIGHT = 8;
+
+export interface UploadFolderOptions {
+  /** Files uploaded at once (default 8). */
+  concurrency?: number;
+  /** Leaves out the files it returns true for, given their path relative to the folder with '/' separators. */
+  skip?: (relativePath: string) => boolean;
+}
+
+/**
+ * Uploads every file under `dir` (recursively) to `prefix` + its relative path, several at once, and
+ * returns their manifest entries in key order. Size and sha256 are those of the bytes uploaded, from
+ * the same read. When an upload fails this rejects with an error naming the file, but only after the
+ * uploads still in flight have settled, so nothing of this folder lands after the caller moves on
+ * (the agent writes end.txt next).
+ */
+export async function uploadFolder(
+  store: ObjectStore,
+  bucket: string,
+  prefix: string,
+  dir: string,
+  options: UploadFolderOptions = {},
+): Promise<ManifestEntry[]> {
+  const concurrency = options.concurrency ?? FILES_IN_FLIGHT;
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new Error(`upload concurrency must be a whole number >= 1, got ${concurrency}`);
+  const files = (await relativeFiles(dir)).filter((relativePath) => !options.skip?.(relativePath));
+
+  const manifest: ManifestEntry[] = [];
+  let failure: Error | undefined;
+  let next = 0;
+  const uploadNext = async (): Promise<void> => {
+    // Once one upload has failed the result is a rejection anyway; starting more would only add objects.
+    while (failure === undefined && next < files.length) {
+      const relativePath = files[next++]!;
+      const key = prefix + relativePath;
+      const localPath = path.join(dir, ...relativePath.split('/'));
+      try {
+        const { size, sha256 } = await store.putFile(bucket, key, localPath);
+        manifest.push({ key, size, sha256 });
+      } catch (error) {
+        failure ??= new Error(`could not upload ${localPath} to ${key} in bucket ${bucket}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, uploadNext));
+  if (failure) throw failure;
+  return manifest.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/** Regular files only, as the agent always uploaded: a symlink or socket in the results is not an output. */
+async function relativeFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'));
+}
