@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from './support/workspace.ts';
@@ -71,6 +71,50 @@ describe('local compute: one fresh process per job', () => {
     const [record] = await readRecords(home);
     const results = record!.job!.results.replace(/^file:\/\/env-echo\//, '');
     expect(readFileSync(path.join(home, 'buckets/env-echo', results, 'ca.txt'), 'utf8')).toBe(bundle);
+  });
+
+  it('an agent refuses code other than the identity names: another commit, or changes the identity does not record', () => {
+    const bucketRoot = path.join(base, 'agent-store');
+    const config = path.join(bucketRoot, 'mock-wait/caas/configs/c.json');
+    mkdirSync(path.dirname(config), { recursive: true });
+    writeFileSync(config, '{}\n');
+    const agent = (timestamp: string, commit: string) => {
+      const spec = {
+        store: `file://${bucketRoot}`,
+        bucket: 'mock-wait',
+        group: 'caas',
+        timestamp,
+        dataname: `file://${data}`,
+        inputs: [`file://${data}`],
+        code: { commit },
+        configname: 'c.json',
+        command: ['true'],
+        analysis_dir: path.join(repo.dir, 'mock-wait'),
+        instance: 'test',
+        max_runtime_s: 60,
+      };
+      const ran = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'wrapper/agent-main.ts')], {
+        cwd: mkdtempSync(path.join(tmp, 'agent-')),
+        env: { ...process.env, CAAS_AGENT_SPEC: JSON.stringify(spec) },
+        encoding: 'utf8',
+      });
+      const end = readFileSync(path.join(bucketRoot, `mock-wait/caas/results/job__mock-wait_${timestamp}/process_results/end.txt`), 'utf8');
+      return { status: ran.status, end };
+    };
+
+    const other = agent('other-commit', 'b'.repeat(40));
+    expect(other.status).toBe(1);
+    expect(other.end).toMatch(/^FAILED\n.*is at commit [0-9a-f]{40}, but the job's identity records b{40}/);
+
+    writeFileSync(path.join(repo.dir, 'mock-wait/scratch.txt'), 'uncommitted\n');
+    try {
+      const dirty = agent('dirty', repo.head());
+      expect(dirty.status).toBe(1);
+      expect(dirty.end).toMatch(/uncommitted changes that the job's identity does not record/);
+    } finally {
+      rmSync(path.join(repo.dir, 'mock-wait/scratch.txt'));
+    }
+    expect(agent('clean', repo.head())).toEqual({ status: 0, end: expect.stringMatching(/^SUCCESS\n/) });
   });
 
   it('an agent started by hand checks its spec against the schema', () => {

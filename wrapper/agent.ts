@@ -250,18 +250,20 @@ async function checkCode(spec: AgentSpec): Promise<{ refusal?: string; note?: st
         error ? reject(error) : resolve(stdout.trim()),
       ),
     );
-  let head: string;
+  // One git call for both questions: the header names the commit, any other line is a change.
+  let status: string[];
   try {
-    head = await git('rev-parse', 'HEAD');
+    status = (await git('status', '--porcelain=v2', '--branch', '--', '.')).split('\n');
   } catch {
     return { note: `code version not checked: ${spec.analysis_dir} is not a git checkout` };
   }
+  const head = status.find((line) => line.startsWith('# branch.oid '))?.slice('# branch.oid '.length) ?? '(no commit)';
   if (head !== spec.code.commit) {
     return {
       refusal: `the analysis code at ${spec.analysis_dir} is at commit ${head}, but the job's identity records ${spec.code.commit}`,
     };
   }
-  if (!spec.code.dirty && (await git('status', '--porcelain', '--', '.')) !== '') {
+  if (!spec.code.dirty && status.some((line) => line !== '' && !line.startsWith('# '))) {
     return { refusal: `the analysis folder ${spec.analysis_dir} has uncommitted changes that the job's identity does not record` };
   }
   return { note: `code version checked: commit ${head}${spec.code.dirty ? ' (with the recorded uncommitted diff)' : ''}` };
