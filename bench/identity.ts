@@ -11,7 +11,7 @@ import { buildPreImage, identityOf, type PreImageParts } from '../wrapper/identi
 import { type BenchOptions, type BenchReport, check, formatNumber, median } from './report.ts';
 
 /** A job as dispatch makes it for a sorted session: three files, a handful of parameters. */
-function jobParts(i: number): PreImageParts {
+export function jobParts(i: number): PreImageParts {
   const session = `ecephys_${600000 + (i % 5000)}_2025-01-${String(1 + (i % 28)).padStart(2, '0')}_12-00-00_sorted_${i}`;
   const files = ['units.spikes.json', 'probe-a.spikes.json', 'probe-b.spikes.json'].map((name, k) => ({
     url: `s3://aind-open-data/${session}/spikes/${name}`,

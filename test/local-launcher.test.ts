@@ -55,6 +55,25 @@ describe('local compute: one fresh process per job', () => {
     expect(readdirSync(tmp).filter((name) => name.startsWith('caas-job-'))).toEqual([]);
   });
 
+  it('--compute inline runs the agent in the runner and the analysis in its own process; the identities are the same as local', async () => {
+    const home = path.join(base, 'home-inline');
+    const jobs = path.join(base, 'inline.jsonl');
+    writeFileSync(jobs, `${Array.from({ length: 4 }, (_, i) => mockJob(`i${i}`, { wait: 0 }, data)).join('\n')}\n`);
+
+    const inline = await runCli(['--home', home, 'run', jobs, '--execute', '--concurrency', '2', '--compute', 'inline'], {
+      env: { CAAS_ANALYSES: repo.dir, TMPDIR: tmp },
+    });
+
+    expect(inline.code, inline.stderr).toBe(0);
+    const records = await readRecords(home);
+    expect(records.map((r) => [r.status, r.compute.backend])).toEqual(Array(4).fill(['succeeded', 'inline']));
+    expect(new Set(records.map((r) => r.compute.instance)).size).toBe(1);
+    expect(readdirSync(tmp).filter((name) => name.startsWith('caas-job-'))).toEqual([]);
+    // Where a job ran is not part of what it is: local compute finds every identity done.
+    const local = await runCli(['--home', home, 'run', jobs, '--execute'], { env: { CAAS_ANALYSES: repo.dir } });
+    expect(local.stdout + local.stderr).toMatch(/plan: 0 to run, 4 skipped/);
+  });
+
   it('hands the host CA bundle to the analysis even when its agent started without one', async () => {
     const home = path.join(base, 'home-ca');
     const bundle = path.join(base, 'extra-ca.pem');

@@ -151,36 +151,39 @@ describe('caas run on the embedded defaults', () => {
     expect(record!.reason).toMatch(/input file:\/\/.*changing\.json changed since it was dispatched: etag .*; dispatch again/);
   });
 
-  it('on SIGTERM, cancels the running analysis, records it as failed with end.txt, and starts nothing new', async () => {
-    const home = path.join(base, 'home-sigterm');
-    const jobs = jobsFile('sigterm.jsonl', [mockJob('s1', { wait: 30 }, data), mockJob('s2', { wait: 30 }, data)]);
-    const started = Date.now();
-    const child = spawn(
-      process.execPath,
-      [path.join(ROOT, 'bin/caas.js'), '--home', home, 'run', jobs, '--execute', '--concurrency', '1'],
-      {
-        env: { ...process.env, ...env() },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    const bucket = path.join(home, 'buckets', 'mock-wait', 'caas', 'results');
-    for (let i = 0; i < 150; i++) {
-      const folders = existsSync(bucket) ? readdirSync(bucket) : [];
-      const status = folders.length ? path.join(bucket, folders[0]!, 'logs', 'DATASET_NAME-session.json_STATUS.json') : '';
-      if (status && existsSync(status) && readFileSync(status, 'utf8').includes('IN PROGRESS')) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    child.kill('SIGTERM');
-    const code = await new Promise((resolve) => child.on('close', resolve));
-    expect(code).toBe(1);
-    expect(Date.now() - started).toBeLessThan(25_000);
-    const stored = await readRecords(home);
-    expect(stored).toHaveLength(1);
-    expect(stored[0]!.status).toBe('failed');
-    expect(stored[0]!.reason).toMatch(/runner interrupted \(SIGTERM\).*cancelled/);
-    const results = stored[0]!.job!.results.replace(/^file:\/\//, '');
-    expect(readFileSync(path.join(home, 'buckets', results, 'end.txt'), 'utf8')).toMatch(/^FAILED/);
-  });
+  it.each(['local', 'inline'])(
+    'on SIGTERM (--compute %s), cancels the running analysis, records it as failed with end.txt, and starts nothing new',
+    async (compute) => {
+      const home = path.join(base, `home-sigterm-${compute}`);
+      const jobs = jobsFile(`sigterm-${compute}.jsonl`, [mockJob('s1', { wait: 30 }, data), mockJob('s2', { wait: 30 }, data)]);
+      const started = Date.now();
+      const child = spawn(
+        process.execPath,
+        [path.join(ROOT, 'bin/caas.js'), '--home', home, 'run', jobs, '--execute', '--concurrency', '1', '--compute', compute],
+        {
+          env: { ...process.env, ...env() },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      const bucket = path.join(home, 'buckets', 'mock-wait', 'caas', 'results');
+      for (let i = 0; i < 150; i++) {
+        const folders = existsSync(bucket) ? readdirSync(bucket) : [];
+        const status = folders.length ? path.join(bucket, folders[0]!, 'logs', 'DATASET_NAME-session.json_STATUS.json') : '';
+        if (status && existsSync(status) && readFileSync(status, 'utf8').includes('IN PROGRESS')) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      child.kill('SIGTERM');
+      const code = await new Promise((resolve) => child.on('close', resolve));
+      expect(code).toBe(1);
+      expect(Date.now() - started).toBeLessThan(25_000);
+      const stored = await readRecords(home);
+      expect(stored).toHaveLength(1);
+      expect(stored[0]!.status).toBe('failed');
+      expect(stored[0]!.reason).toMatch(/runner interrupted \(SIGTERM\).*cancelled/);
+      const results = stored[0]!.job!.results.replace(/^file:\/\//, '');
+      expect(readFileSync(path.join(home, 'buckets', results, 'end.txt'), 'utf8')).toMatch(/^FAILED/);
+    },
+  );
 
   it('refuses --execute from a dirty analysis folder and names the dirty files; --allow-dirty changes the identity', async () => {
     const home = path.join(base, 'home-dirty');

@@ -47,11 +47,17 @@ export async function openLauncher(name: string, options: LauncherOptions): Prom
     const { LocalLauncher } = await import('./local.ts');
     return new LocalLauncher();
   }
+  if (name === 'inline') {
+    const { InlineLauncher } = await import('./inline.ts');
+    return new InlineLauncher();
+  }
   if (name === 'ec2') {
     const { Ec2Launcher } = await import('./ec2.ts');
     return new Ec2Launcher(options);
   }
-  throw new Error(`--compute "${name}" is not supported: use local (a child process per job) or ec2 (an instance per job)`);
+  throw new Error(
+    `--compute "${name}" is not supported: use local (an agent process per job), inline (the agent in this process, the analysis in its own) or ec2 (an instance per job)`,
+  );
 }
 
 /** A machine caas started, as its tags (caas:identity, caas:deadline, ...) describe it. */

@@ -16,7 +16,7 @@ export function registerRun(program: Command): void {
     .option('--no-dry-run', 'same as --execute')
     .option(
       '--compute <name>',
-      'where jobs run: local (a child process per job) or ec2 (an instance per job)',
+      'where jobs run: local (an agent process per job), inline (agent in this process: for many short jobs) or ec2 (an instance per job)',
       process.env.CAAS_COMPUTE ?? 'local',
     )
     .option('--concurrency <n>', 'jobs at a time', (v) => positiveInt(v, '--concurrency'), 2)
