@@ -191,8 +191,7 @@ export async function runAgent(spec: AgentSpec, workDir: string, cancel?: AbortS
       });
       if (await stat(configPath).catch(() => undefined)) {
         const copyKey = spec.config_copy ? keys.process + path.posix.basename(spec.config_copy) : keys.configCopy;
-        await store.putFile(spec.bucket, copyKey, configPath);
-        manifest.push({ key: copyKey, size: (await stat(configPath)).size, sha256: await sha256File(configPath) });
+        manifest.push({ key: copyKey, ...(await store.putFile(spec.bucket, copyKey, configPath)) });
       }
       for (const [file, key] of [
         [stdoutFile, keys.stdout],
@@ -303,12 +302,6 @@ function uniqueName(name: string, taken: string[]): string {
   let candidate = base;
   for (let n = 2; taken.some((t) => path.basename(t) === candidate); n++) candidate = `${n}_${base}`;
   return candidate;
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file), hash);
-  return hash.digest('hex');
 }
 
 /** CPU seconds and resident memory of the analysis process, from /proc (Linux; elsewhere none). */
