@@ -86,7 +86,9 @@ export class JobPreparer {
         where,
         job,
         analysis,
-        parameters: preimage.parameters,
+        // The same values as the pre-image's, in the model's own order: what the config file and
+        // the record show people (the pre-image keeps canonical order for hashing).
+        parameters: JSON.parse(JSON.stringify(parameters.data)) as Record<string, unknown>,
         preimage,
         identity: identityOf(preimage),
         bucket,
