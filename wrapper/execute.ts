@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { Launcher } from '../backends/compute/index.ts';
 import type { MetadataStore } from '../backends/db/index.ts';
 import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
-import type { AgentSpec } from '../models/agent-spec.ts';
+import { AgentSpec } from '../models/agent-spec.ts';
 import type { JobLocation, MetadataRecord, Owner } from '../models/record.ts';
 import { type JobKeys, jobKeys, parseJobRef } from './bucket-contract.ts';
 import { CAAS_VERSION } from './caas-version.ts';
@@ -101,7 +101,8 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
       }
     }
     const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
-    const spec: AgentSpec = {
+    // Checked here once, for every launcher: an agent of this same build then need not check again.
+    const spec = AgentSpec.parse({
       store: ctx.store.url,
       ...(ctx.s3Endpoint ? { s3_endpoint: ctx.s3Endpoint } : {}),
       bucket: job.bucket,
@@ -125,7 +126,7 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
       instance: `${ctx.launcher.name}@${hostname()}`,
       max_runtime_s: maxRuntimeS,
       status_interval_ms: ctx.statusIntervalMs ?? 2000,
-    };
+    } satisfies AgentSpec);
     const launched = await ctx.launcher.launch({
       spec,
       identity: job.identity,

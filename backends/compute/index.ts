@@ -2,6 +2,7 @@ import type { AgentSpec } from '../../models/agent-spec.ts';
 import type { Blueprint } from '../../models/blueprint.ts';
 
 export interface LaunchRequest {
+  /** Already checked against its schema by the runner (wrapper/execute.ts). */
   spec: AgentSpec;
   identity: string;
   attempt: number;

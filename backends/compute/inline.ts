@@ -1,7 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AgentSpec } from '../../models/agent-spec.ts';
 import { runAgent } from '../../wrapper/agent.ts';
 import type { LaunchedJob, Launcher, LaunchRequest } from './index.ts';
 
@@ -15,7 +14,7 @@ export class InlineLauncher implements Launcher {
   readonly name = 'inline';
 
   async launch(request: LaunchRequest): Promise<LaunchedJob> {
-    const spec = AgentSpec.parse(request.spec);
+    const { spec } = request;
     const workDir = await mkdtemp(path.join(tmpdir(), 'caas-job-'));
     const stop = new AbortController();
     let cancelled: string | undefined;

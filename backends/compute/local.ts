@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { AgentSpec } from '../../models/agent-spec.ts';
+import type { AgentSpec } from '../../models/agent-spec.ts';
 import { agentEntry } from '../../wrapper/agent.ts';
 import type { LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 
@@ -31,8 +31,7 @@ export class LocalLauncher implements Launcher {
   private closing = false;
 
   async launch(request: LaunchRequest): Promise<LaunchedJob> {
-    // The runner checked this spec with the same build the agent runs, so the agent need not load zod.
-    const spec = AgentSpec.parse(request.spec);
+    const { spec } = request;
     const tls = needsTls(spec);
     // Taken before any await, so concurrent launches never share one process.
     const waiting = this.spare;
