@@ -1,6 +1,6 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import type { JobResult } from '../wrapper/execute.ts';
 import type { PlanEntry } from '../wrapper/gate.ts';
 import type { PreparedJob } from '../wrapper/prepare.ts';
 import type { RunReporter } from '../wrapper/run.ts';
+import { AnalysisRepo } from './support/workspace.ts';
 
 /** A stream that records what was written and says whether it is a terminal. */
 class Sink extends Writable {
@@ -194,16 +195,7 @@ describe('caas run --execute off a terminal', () => {
   });
 
   it('prints periodic progress lines on stderr and a summary table; --quiet keeps only failures and the counts', () => {
-    const repo = path.join(base, 'analyses');
-    cpSync(path.join(root, 'analyses/mock-wait'), path.join(repo, 'mock-wait'), { recursive: true });
-    const env = {
-      ...process.env,
-      GIT_AUTHOR_NAME: 't',
-      GIT_AUTHOR_EMAIL: 't@example.org',
-      GIT_COMMITTER_NAME: 't',
-      GIT_COMMITTER_EMAIL: 't@example.org',
-    };
-    execFileSync('sh', ['-c', 'git init -q && git add -A && git commit -q -m mock-wait'], { cwd: repo, env });
+    const repo = new AnalysisRepo(base).dir;
     mkdirSync(path.join(base, 'data'));
     const job = (asset: string, parameters: Record<string, unknown>) =>
       JSON.stringify({ analysis: 'mock-wait', inputs: [{ asset_id: asset, name: asset, location: `file://${base}/data/` }], parameters });

@@ -12,6 +12,7 @@ import { registerWhy } from '../cli/commands/why.ts';
 import { addGlobalOptions, UsageError } from '../cli/settings.ts';
 import type { JobLocation } from '../models/record.ts';
 import { concluded, owner, recordDraft } from './support/records.ts';
+import { git } from './support/workspace.ts';
 
 /**
  * The provenance commands on records made the real way: a git repository holding mock-wait, jobs
@@ -90,17 +91,6 @@ async function caas(args: string[], options: { home?: string } = {}): Promise<Cl
   return { code, stdout, stderr };
 }
 
-function git(...args: string[]): string {
-  const env = {
-    ...process.env,
-    GIT_AUTHOR_NAME: 't',
-    GIT_AUTHOR_EMAIL: 't@example.org',
-    GIT_COMMITTER_NAME: 't',
-    GIT_COMMITTER_EMAIL: 't@example.org',
-  };
-  return execFileSync('git', args, { cwd: REPO, env, encoding: 'utf8' }).trim();
-}
-
 const md5 = (file: string) => createHash('md5').update(readFileSync(file)).digest('hex');
 
 /** A mock-wait job over one local file, with the file's etag and size as the dispatcher lists them. */
@@ -130,10 +120,10 @@ beforeAll(async () => {
   process.env.CAAS_ANALYSES = REPO;
   mkdirSync(DATA, { recursive: true });
   cpSync(path.join(ROOT, 'analyses/mock-wait'), path.join(REPO, 'mock-wait'), { recursive: true });
-  git('init', '-q');
-  git('add', '-A');
-  git('commit', '-q', '-m', 'mock-wait');
-  firstCommit = git('rev-parse', 'HEAD');
+  git(REPO, 'init', '-q');
+  git(REPO, 'add', '-A');
+  git(REPO, 'commit', '-q', '-m', 'mock-wait');
+  firstCommit = git(REPO, 'rev-parse', 'HEAD');
   writeFileSync(path.join(DATA, 'a.bin'), 'spikes-a');
   writeFileSync(path.join(DATA, 'b.bin'), 'spikes-b');
   writeFileSync(
@@ -362,8 +352,8 @@ describe('caas why', () => {
 
   it('names a changed commit after the analysis changed, with the git log to read', async () => {
     appendFileSync(path.join(REPO, 'mock-wait/run.sh'), '# tuned\n');
-    git('commit', '-q', '-am', 'tune mock-wait');
-    const second = git('rev-parse', 'HEAD');
+    git(REPO, 'commit', '-q', '-am', 'tune mock-wait');
+    const second = git(REPO, 'rev-parse', 'HEAD');
     const out = await caas(['why', 'jobs.jsonl:3']);
     expect(out.code, out.stderr).toBe(0);
     expect(out.stdout).toContain(`code.commit: ${firstCommit} (recorded) → ${second} (this job)`);

@@ -23,7 +23,8 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-function git(cwd: string, ...args: string[]): string {
+/** git in `cwd` with a fixed author, so commits work on a machine with no git identity. */
+export function git(cwd: string, ...args: string[]): string {
   return execFileSync('git', args, {
     cwd,
     encoding: 'utf8',
