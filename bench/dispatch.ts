@@ -3,18 +3,15 @@
  * Setup (the catalog import) is untimed; the timed part is the real `caas dispatch` command in a
  * child process, so wall time includes its start-up and peak RSS is its own.
  */
-import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { openDatabase } from '../backends/db/index.ts';
 import { aindDatetime } from '../dispatcher/sample-data.ts';
 import { JobInput } from '../models/job-input.ts';
+import { runCaas } from './caas-cli.ts';
 import { type BenchOptions, type BenchReport, check, formatNumber, verify } from './report.ts';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** A data-asset document shaped like AIND's, with the nested metadata that makes real ones heavy. */
 function assetDocument(i: number): Record<string, unknown> {
@@ -52,23 +49,6 @@ async function importCatalog(home: string, assets: number): Promise<void> {
   }
 }
 
-function runMeasured(args: string[], probe: string): Promise<{ wallMs: number; stderr: string; code: number | null }> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(process.execPath, ['--import', path.join(ROOT, 'bench/rss-probe.mjs'), path.join(ROOT, 'bin/caas.js'), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, CAAS_BENCH_PROBE: probe },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ wallMs: performance.now() - started, stderr, code }));
-  });
-}
-
 /** Counts the lines and checks the first and last against the JobInput schema. */
 async function checkOutput(file: string): Promise<number> {
   let lines = 0;
@@ -101,7 +81,7 @@ export async function benchDispatch(options: BenchOptions): Promise<BenchReport>
     );
     const output = path.join(work, 'jobs.jsonl');
     const probe = path.join(work, 'probe.json');
-    const run = await runMeasured(
+    const run = await runCaas(
       [
         '--home',
         home,
@@ -117,11 +97,10 @@ export async function benchDispatch(options: BenchOptions): Promise<BenchReport>
         '-o',
         output,
       ],
-      probe,
+      { probe },
     );
-    if (run.code !== 0) throw new Error(`caas dispatch exited ${run.code}: ${run.stderr.trim()}`);
     const { maxRssKiB, cpuUs } = JSON.parse(await readFile(probe, 'utf8')) as { maxRssKiB: number; cpuUs: number };
-    const wallS = run.wallMs / 1000;
+    const { wallS } = run;
     const peakMiB = maxRssKiB / 1024;
     const lines = await checkOutput(output);
     const expected = assets * sets;

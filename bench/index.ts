@@ -7,17 +7,15 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatTable } from '../cli/table.ts';
+import { ROOT } from './caas-cli.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchGate } from './gate.ts';
 import { benchIdentity } from './identity.ts';
 import { benchPerJob } from './per-job.ts';
 import { type BenchOptions, type BenchReport, formatNumber } from './report.ts';
 import { benchUpload } from './upload.ts';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>> = {
   identity: benchIdentity,

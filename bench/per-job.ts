@@ -8,12 +8,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openDatabase } from '../backends/db/index.ts';
 import type { MetadataRecord } from '../models/record.ts';
+import { runCaas } from './caas-cli.ts';
 import { type BenchOptions, type BenchReport, check, formatNumber, type Measurement, median, type TargetCheck, verify } from './report.ts';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const NOOP_ANALYSIS = `import { defineAnalysis } from 'caas/analysis';
 import { z } from 'zod';
@@ -74,26 +72,6 @@ async function jobFile(home: string, file: string, count: number, offset: number
   await writeFile(file, `${lines.join('\n')}\n`);
 }
 
-function caas(args: string[], env: NodeJS.ProcessEnv): Promise<{ wallS: number; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/caas.js'), ...args], {
-      cwd: ROOT,
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) reject(new Error(`caas ${args.join(' ')} exited ${code}: ${stderr.trim().slice(-2000)}`));
-      else resolve({ wallS: (performance.now() - started) / 1000, stderr });
-    });
-  });
-}
-
 /** The analysis' own run as the agent sees it: spawning `true` and waiting for it to exit. */
 async function analysisMs(samples: number): Promise<number> {
   const times: number[] = [];
@@ -138,7 +116,7 @@ async function measureCompute(
   const home1 = path.join(dir, 'latency');
   const jobs1 = path.join(dir, 'latency.jsonl');
   await jobFile(home1, jobs1, latencyJobs, 0);
-  await caas(['--home', home1, 'run', jobs1, '--execute', '--concurrency', '1', '--compute', compute, '--quiet'], env);
+  await runCaas(['--home', home1, 'run', jobs1, '--execute', '--concurrency', '1', '--compute', compute, '--quiet'], { env });
   const done1 = await records(home1);
   const at = (iso: string | null) => Date.parse(iso ?? '');
   const claimToRecordMs = done1.map((r) => at(r.updated) - at(r.attempts[0]!.started));
@@ -153,11 +131,11 @@ async function measureCompute(
   // Planning cost per job: a dry run of the batch less a dry run of one job (start-up cancels out).
   const one = path.join(dir, 'one.jsonl');
   await jobFile(path.join(dir, 'one'), one, 1, 0);
-  const dryOne = await caas(['--home', home2, 'run', one, '--quiet'], env);
-  const dryAll = await caas(['--home', home2, 'run', jobs2, '--quiet'], env);
+  const dryOne = await runCaas(['--home', home2, 'run', one, '--quiet'], { env });
+  const dryAll = await runCaas(['--home', home2, 'run', jobs2, '--quiet'], { env });
   const planMs = (Math.max(0, dryAll.wallS - dryOne.wallS) * 1000) / (batchJobs - 1);
   const overheadMs = median(claimToRecordMs) - analysis + planMs;
-  const batch = await caas(['--home', home2, 'run', jobs2, '--execute', '--concurrency', '4', '--compute', compute, '--quiet'], env);
+  const batch = await runCaas(['--home', home2, 'run', jobs2, '--execute', '--concurrency', '4', '--compute', compute, '--quiet'], { env });
   const done2 = await records(home2);
   const succeeded = [...done1, ...done2].filter((r) => r.status === 'succeeded').length;
   const batchTarget = 30 * (batchJobs / 1000);
