@@ -117,9 +117,7 @@ async function measure(
   // Half the jobs are recorded already (spread over the whole DB), half are new.
   const jobs: Prepared[] = Array.from({ length: sizes.jobs }, (_, k) => {
     const identity =
-      k % 2 === 0
-        ? identityOf(record(Math.floor((k * sizes.records) / sizes.jobs)).preimage)
-        : createHash('sha256').update(`new-${k}`).digest('hex');
+      k % 2 === 0 ? record(Math.floor((k * sizes.records) / sizes.jobs))._id : createHash('sha256').update(`new-${k}`).digest('hex');
     return { ok: true, job: { identity, where: `jobs.jsonl:${k + 1}` } as PreparedJob };
   });
   const ours: GateRun[] = [];
