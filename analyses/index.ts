@@ -3,6 +3,7 @@ import { register } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Analysis, AnalysisDefinition } from '../models/analysis.ts';
+import { describeIssues } from '../models/issues.ts';
 
 const BUILT_IN = path.dirname(fileURLToPath(import.meta.url));
 
@@ -30,7 +31,9 @@ export function listAnalysisNames(roots = analysisRoots()): string[] {
   return [...names].sort();
 }
 
-export class UnknownAnalysisError extends Error {}
+/** An analysis that cannot be used, unknown or failing to load: the user's input (exit code 2), not a fault of caas. */
+export class AnalysisError extends Error {}
+export class UnknownAnalysisError extends AnalysisError {}
 
 const loaded = new Map<string, Promise<Analysis>>();
 let resolverRegistered = false;
@@ -54,17 +57,16 @@ export function loadAnalysis(name: string, roots = analysisRoots()): Promise<Ana
     analysis = import(pathToFileURL(path.join(dir, 'index.ts')).href).then(
       (module: { default: unknown }) => {
         const definition = AnalysisDefinition.safeParse(module.default);
-        if (!definition.success) throw new Error(`${dir}/index.ts does not export a valid analysis: ${definition.error.message}`);
-        if (definition.data.name !== name) throw new Error(`${dir}/index.ts names itself "${definition.data.name}", expected "${name}"`);
+        if (!definition.success)
+          throw new AnalysisError(`${dir}/index.ts does not export a valid analysis: ${describeIssues(definition.error)}`);
+        if (definition.data.name !== name)
+          throw new AnalysisError(`${dir}/index.ts names itself "${definition.data.name}", expected "${name}"`);
         return { ...definition.data, dir };
       },
-      (error: Error) => {
-        if (/require\(\) ES Module|ERR_REQUIRE_CYCLE_MODULE|Cannot use import statement outside a module/.test(String(error))) {
-          throw new Error(
-            `${dir}/index.ts could not be loaded as an ES module: add a package.json with {"type": "module"} to the repository holding it (${error.message})`,
-          );
-        }
-        throw error;
+      (error: unknown) => {
+        // One line, as every input error is (a syntax error arrives with a code frame).
+        const reason = String((error as Error)?.message ?? error).replace(/\s*\n\s*/g, ' ');
+        throw new AnalysisError(`${dir}/index.ts could not be loaded: ${reason}`, { cause: error });
       },
     );
     loaded.set(dir, analysis);

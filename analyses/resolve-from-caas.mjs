@@ -1,6 +1,6 @@
 // Module resolution hook for analyses that live outside the caas tree (CAAS_ANALYSES): their bare
 // imports (zod, caas/analysis) resolve from the caas install when their own folder has no
-// node_modules, so an analysis repository needs nothing but its code and a package.json.
+// node_modules, so an analysis repository needs nothing but its code (typescript-esm.mjs does the rest).
 const CAAS_PACKAGE = new URL('../package.json', import.meta.url).href;
 
 export async function resolve(specifier, context, next) {

@@ -30,6 +30,10 @@ interface Counts {
   invalid: number;
 }
 
+/** The bar at its widest, and the narrowest still worth drawing. */
+const BAR_WIDTH = 24;
+const MIN_BAR_WIDTH = 10;
+
 const zero = (): Counts => ({ toRun: 0, succeeded: 0, failed: 0, lost: 0, skipped: 0, elsewhere: 0, invalid: 0 });
 
 /** The options both progress displays share, with their defaults. */
@@ -112,10 +116,17 @@ export class BatchProgress {
   result(result: JobResult): void {
     this.active = Math.max(0, this.active - 1);
     const name = this.analysisOf.get(result.identity) ?? '-';
-    if (result.outcome === 'skipped' || result.outcome === 'running') this.takenByOthers++;
-    const key = ({ succeeded: 'succeeded', failed: 'failed', lost: 'lost', skipped: 'skipped', running: 'elsewhere' } as const)[
-      result.outcome
-    ];
+    if (result.outcome === 'skipped' || result.outcome === 'running' || result.outcome === 'failed-elsewhere') this.takenByOthers++;
+    const key = (
+      {
+        succeeded: 'succeeded',
+        failed: 'failed',
+        lost: 'lost',
+        skipped: 'skipped',
+        running: 'elsewhere',
+        'failed-elsewhere': 'elsewhere',
+      } as const
+    )[result.outcome];
     this.count(name, key);
     this.redraw();
   }
@@ -194,8 +205,8 @@ export class BatchProgress {
     if (this.status.isTTY) {
       this.multibar = new MultiBar({
         stream: this.status,
-        format: (_options, params) => this.barText(params.progress),
-        barsize: 24,
+        format: (_options, params) => this.barText(params.progress, params.maxWidth),
+        barsize: BAR_WIDTH,
         fps: 5,
         forceRedraw: true,
         // Line wrapping stays on and the cursor visible: an interrupted run must not leave the terminal altered.
@@ -215,23 +226,51 @@ export class BatchProgress {
     this.bar?.update(this.done);
   }
 
-  private barText(progress: number): string {
+  /**
+   * One frame, fitted to the terminal: cli-progress cuts a longer line at the right edge, which
+   * would take the ETA and the elsewhere count first. So the least telling parts go first instead
+   * (skipped, running, ran, then the bar, then failed), the bar shrinks before anything goes, and
+   * colour goes before a field does: cli-progress counts its escape codes as characters.
+   */
+  private barText(progress: number, columns = 80): string {
     const t = this.total;
-    const colour = this.colour(this.status);
-    const width = 24;
-    const full = Math.round(Math.min(1, Math.max(0, progress)) * width);
-    const bar = `${'█'.repeat(full)}${'░'.repeat(width - full)}`;
     const failed = t.failed + t.lost;
     const eta = this.etaMs();
-    return [
-      `${colour ? paint(bar, '36') : bar} ${this.done}/${t.toRun}`,
-      colour && t.succeeded ? paint(`ran ${t.succeeded}`, '32') : `ran ${t.succeeded}`,
-      colour && failed ? paint(`failed ${failed}`, '31') : `failed ${failed}`,
-      `running ${this.active}`,
-      `skipped ${t.skipped}`,
-      `elsewhere ${t.elsewhere}`,
-      `ETA ${eta === undefined ? '-' : duration(eta)}`,
-    ].join(' | ');
+    const always = [`elsewhere ${t.elsewhere}`, `ETA ${eta === undefined ? '-' : duration(eta)}`];
+    type Field = 'ran' | 'failed' | 'running' | 'skipped';
+    const field = (name: Field, colour: boolean): string => {
+      if (name === 'ran') return colour && t.succeeded ? paint(`ran ${t.succeeded}`, '32') : `ran ${t.succeeded}`;
+      if (name === 'failed') return colour && failed ? paint(`failed ${failed}`, '31') : `failed ${failed}`;
+      return name === 'running' ? `running ${this.active}` : `skipped ${t.skipped}`;
+    };
+    const text = (shown: Field[], colour: boolean, barWidth: number) => {
+      const full = Math.round(Math.min(1, Math.max(0, progress)) * barWidth);
+      const bar = `${'█'.repeat(full)}${'░'.repeat(barWidth - full)}`;
+      const head = barWidth > 0 ? `${colour ? paint(bar, '36') : bar} ${this.done}/${t.toRun}` : `${this.done}/${t.toRun}`;
+      return [head, ...shown.map((name) => field(name, colour)), ...always].join(' | ');
+    };
+    const layouts: { shown: Field[]; bar: boolean }[] = [
+      { shown: ['ran', 'failed', 'running', 'skipped'], bar: true },
+      { shown: ['ran', 'failed', 'running'], bar: true },
+      { shown: ['ran', 'failed'], bar: true },
+      { shown: ['failed'], bar: true },
+      { shown: ['failed'], bar: false },
+      { shown: [], bar: false },
+    ];
+    // The last column stays free: some terminals wrap as soon as it is written.
+    const room = Math.max(0, columns - 1);
+    for (const { shown, bar } of layouts) {
+      for (const colour of this.colour(this.status) ? [true, false] : [false]) {
+        const rest = text(shown, colour, 0).length;
+        if (!bar) {
+          if (rest <= room) return text(shown, colour, 0);
+          continue;
+        }
+        const barWidth = Math.min(BAR_WIDTH, room - rest - 1 - (colour ? paint('', '36').length : 0));
+        if (barWidth >= MIN_BAR_WIDTH) return text(shown, colour, barWidth);
+      }
+    }
+    return text([], false, 0);
   }
 
   private colour(stream: OutputStream): boolean {

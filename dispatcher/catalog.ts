@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
-import { openDatabase } from '../backends/db/index.ts';
+import { type Filter, openDatabase } from '../backends/db/index.ts';
 import { openStore } from '../backends/storage/index.ts';
 import { describeIssues } from '../models/issues.ts';
 import { DispatchError } from './dispatch-error.ts';
@@ -55,6 +55,19 @@ async function* readAssetDocuments(input: Readable, name: string): AsyncIterable
     const parsed = AssetDocument.safeParse(parseJsonText(line, name, lineNo));
     if (!parsed.success) throw new DispatchError(`${name}:${lineNo}: ${describeIssues(parsed.error)}`);
     yield parsed.data;
+  }
+}
+
+/**
+ * `caas catalog query`: the catalog documents a filter matches, in catalog order, as `caas dispatch
+ * --query` reads them. The store checks the filter before the first document.
+ */
+export async function* queryCatalog(backends: Backends, filter: Filter, limit?: number): AsyncIterable<Record<string, unknown>> {
+  const db = await openDatabase(backends.dbUrl, { home: backends.home, readOnly: true });
+  try {
+    yield* db.findAssets(filter, { limit });
+  } finally {
+    await db.close();
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import { loadAnalysis, UnknownAnalysisError } from '../analyses/index.ts';
+import { AnalysisError, loadAnalysis } from '../analyses/index.ts';
 import { type Database, type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { ObjectLocator, type ObjectStore, openStore } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
@@ -192,7 +192,7 @@ async function planOf(request: DispatchRequest): Promise<Plan> {
   try {
     analysis = await loadAnalysis(request.analysis);
   } catch (error) {
-    if (error instanceof UnknownAnalysisError) throw new DispatchError(`--analysis: ${error.message}`);
+    if (error instanceof AnalysisError) throw new DispatchError(`--analysis: ${error.message}`);
     throw error;
   }
   const sets = parameterSets(analysis, request.params === undefined ? undefined : await readParametersFile(request.params), request.params);

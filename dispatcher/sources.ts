@@ -2,8 +2,9 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { type Catalog, type Filter, InvalidFilterError } from '../backends/db/index.ts';
+import type { Catalog } from '../backends/db/index.ts';
 import { type ObjectLocator, parseObjectUrl } from '../backends/storage/index.ts';
+import { checkFilter, type Filter, InvalidFilterError } from '../models/filter.ts';
 import type { InputFile } from '../models/job-input.ts';
 import { isPlainObject } from '../wrapper/provenance.ts';
 import { DispatchError } from './dispatch-error.ts';
@@ -39,6 +40,13 @@ export async function readQuery(argument: string): Promise<{ filter: Filter; tex
   if (!isPlainObject(filter)) {
     throw new DispatchError(`${name}: a query is a JSON object, a MongoDB filter such as {"subject.subject_id":"774659"}`);
   }
+  try {
+    checkFilter(filter);
+  } catch (error) {
+    // Inline, the message is word for word what `caas query` says; a file is named, as a line of it would be.
+    if (error instanceof InvalidFilterError) throw new DispatchError(name === '--query' ? error.message : `${name}: ${error.message}`);
+    throw error;
+  }
   // The compact form is what provenance records: the same filter reads the same however it was typed.
   return { filter, text: JSON.stringify(filter) };
 }
@@ -54,7 +62,7 @@ export async function* queryAssets(catalog: Catalog, filter: Filter): AsyncItera
     try {
       next = await iterator.next();
     } catch (error) {
-      if (error instanceof InvalidFilterError) throw new DispatchError(`--query: ${(error as Error).message}`);
+      if (error instanceof InvalidFilterError) throw new DispatchError(error.message);
       throw error;
     }
     for (; !next.done; next = await iterator.next()) yield { doc: next.value, where: `asset ${String(next.value._id)}` };

@@ -65,6 +65,8 @@ describe.skipIf(!mongo.uri)(mongo.uri ? 'dispatch on MongoDB' : `dispatch on Mon
   });
 
   it('refuses an unknown operator as a usage error', async () => {
-    await expect(lines(mongoUrl, { query: '{"created":{"$newerThan":"2024"}}' })).rejects.toThrow(/^--query: .*\$newerThan/);
+    await expect(lines(mongoUrl, { query: '{"created":{"$newerThan":"2024"}}' })).rejects.toThrow(
+      /^invalid filter: created: unknown query operator \$newerThan;/,
+    );
   });
 });

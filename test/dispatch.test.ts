@@ -140,7 +140,7 @@ describe('--query over the embedded catalog', () => {
     const file = path.join(tmp, 'broken-query.json');
     await writeFile(file, '{\n  "a": 1,\n  "b": ,\n}\n');
     await expectRefused({ query: file }, new RegExp(`^${file}:3:8: invalid JSON`));
-    await expectRefused({ query: '{"created":{"$newerThan":"2024"}}' }, /--query: .*\$newerThan/);
+    await expectRefused({ query: '{"created":{"$newerThan":"2024"}}' }, /^invalid filter: created: unknown query operator \$newerThan;/);
     await expectRefused({ query: '["not", "a filter"]' }, /a query is a JSON object/);
     await expectRefused({ query: path.join(tmp, 'missing.json') }, /neither a JSON filter nor a readable file/);
   });

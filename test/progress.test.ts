@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import type { JobResult } from '../wrapper/execute.ts';
 import type { PlanEntry } from '../wrapper/gate.ts';
 import type { PreparedJob } from '../wrapper/prepare.ts';
 import type { RunReporter } from '../wrapper/run.ts';
-import { AnalysisRepo } from './support/workspace.ts';
+import { AnalysisRepo, ROOT, removeDir, scratchDir } from './support/workspace.ts';
 
 /** A stream that records what was written and says whether it is a terminal. */
 class Sink extends Writable {
@@ -36,6 +36,7 @@ const result = (identity: string, outcome: JobResult['outcome']): JobResult => (
 
 const ESC = `${String.fromCharCode(27)}[`;
 const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g');
+const CSI = `${String.fromCharCode(27)}\\[`;
 const plain = (text: string) => text.replaceAll('\r', '\n').replace(ANSI, '');
 
 afterEach(() => {
@@ -181,6 +182,37 @@ describe('BatchProgress on a terminal', () => {
   });
 });
 
+describe('BatchProgress in a narrow terminal', () => {
+  function lastFrame(columns: number, colour: boolean): string {
+    const status = Object.assign(new Sink(true), { columns });
+    let now = 0;
+    const progress = new BatchProgress({ status, out: new Sink(true), env: colour ? {} : { NO_COLOR: '1' }, now: () => now });
+    progress.plan([entry('RUN', 'mock-wait', 'a'), entry('RUN', 'mock-wait', 'b'), entry('RUNNING', 'mock-wait', 'c')]);
+    progress.plan(Array.from({ length: 1234 }, (_, i) => entry('SKIP', 'mock-wait', `s${i}`)));
+    progress.started();
+    progress.started();
+    now = 95_000;
+    progress.result(result('a', 'failed'));
+    progress.stop();
+    // cli-progress cuts each frame at the terminal's width, escapes included: what it wrote is what shows.
+    const frames = status.text.split(new RegExp(`\\r|\\n|${CSI}\\d*G`)).filter((f) => f.includes('/2'));
+    return frames[frames.length - 1]!.replace(new RegExp(`${CSI}0K$`), '');
+  }
+
+  it.each([120, 80, 60, 40, 30])('keeps the elsewhere count and the ETA at %i columns, in colour or not', (columns) => {
+    for (const colour of [true, false]) {
+      const frame = lastFrame(columns, colour);
+      expect(frame.length, frame).toBeLessThan(columns);
+      expect(plain(frame)).toMatch(/1\/2 .*\| elsewhere 1 \| ETA 1m35s$/);
+    }
+    const frame = plain(lastFrame(columns, false));
+    if (columns >= 120) expect(frame).toMatch(/^[█░]{24} 1\/2 \| ran 0 \| failed 1 \| running 1 \| skipped 1234 \| elsewhere 1/);
+    if (columns === 80) expect(frame).toMatch(/^[█░]{10,24} 1\/2 \| ran 0 \| failed 1 \| running 1 \| elsewhere 1/);
+    if (columns === 60) expect(frame).toMatch(/^[█░]{10,24} 1\/2 \| ran 0 \| failed 1 \| elsewhere 1/);
+    if (columns <= 40) expect(frame).toMatch(/^1\/2 \| (failed 1 \| )?elsewhere 1/);
+  });
+});
+
 it('durations read short', () => {
   expect([duration(0), duration(59_400), duration(75_000), duration(3_600_000 + 120_000)]).toEqual(['0s', '59s', '1m15s', '1h02m']);
 });
@@ -272,5 +304,57 @@ describe('dispatch progress', () => {
     silent.update({ assets: 1, jobs: 2 });
     silent.stop();
     expect(quiet.text()).toBe('');
+  });
+});
+
+describe('caas run --execute in a real terminal', () => {
+  let base: string;
+  afterEach(() => {
+    if (base) removeDir(base);
+  });
+
+  /** Runs a command in a detached tmux pane of the given size until it prints its exit marker; returns the screen and scrollback. */
+  function inTmux(columns: number, command: string): string {
+    // A server of our own, its socket in the scratch folder, so the user's tmux sessions are never touched.
+    const socket = path.join(base, 'tmux.sock');
+    const tmux = (...args: string[]) => execFileSync('tmux', ['-S', socket, '-f', '/dev/null', ...args], { encoding: 'utf8' });
+    tmux('new-session', '-d', '-x', String(columns), '-y', '24', '-s', 'run', `${command}; echo "[exit $?]"; sleep 600`);
+    try {
+      // A loaded machine only makes this take longer; the deadline is a hang guard, not a measure.
+      const deadline = Date.now() + 150_000;
+      for (;;) {
+        const screen = tmux('capture-pane', '-p', '-t', 'run', '-S', '-');
+        if (/^\[exit \d+\]$/m.test(screen) || Date.now() > deadline) return screen;
+        spawnSync('sleep', ['0.2']);
+      }
+    } finally {
+      tmux('kill-server');
+    }
+  }
+
+  it.each([80, 60])('shows the ETA and the elsewhere count at %i columns', { timeout: 180_000 }, (columns) => {
+    base = scratchDir(`progress-tty-${columns}`);
+    const repo = new AnalysisRepo(base).dir;
+    mkdirSync(path.join(base, 'data'));
+    const job = (asset: string, parameters: Record<string, unknown>) =>
+      JSON.stringify({ analysis: 'mock-wait', inputs: [{ asset_id: asset, name: asset, location: `file://${base}/data/` }], parameters });
+    writeFileSync(
+      path.join(base, 'jobs.jsonl'),
+      `${job('a1', { wait: 1 })}\n${job('a2', { wait: 1, fail: true })}\n${job('a3', { wait: 0 })}\n`,
+    );
+    // Colour on (no NO_COLOR): its escape codes must not push the ETA off the line either.
+    const screen = inTmux(
+      columns,
+      `cd '${base}' && env -u NO_COLOR CAAS_ANALYSES='${repo}' '${process.execPath}' '${path.join(ROOT, 'bin/caas.js')}' --home '${base}/home' run jobs.jsonl --execute`,
+    );
+    expect(screen).toMatch(/^\[exit 1\]$/m);
+    const frames = screen.split('\n').filter((line) => / \| ETA /.test(line));
+    expect(frames.length, screen).toBeGreaterThan(0);
+    for (const frame of frames) {
+      expect(frame.trimEnd().length).toBeLessThan(columns);
+      expect(frame).toMatch(/\d\/3 .*\| elsewhere 0 \| ETA (\d+s|-)\s*$/);
+    }
+    // The last frame stays on screen above the summary.
+    expect(screen).toMatch(/3\/3 .*\| failed 1 .*\| elsewhere 0 \| ETA 0s\s*\n/);
   });
 });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../backends/db/index.ts';
+import { InvalidFilterError } from '../models/filter.ts';
 import {
   buildFilter,
   parseFields,
@@ -25,7 +26,7 @@ describe('query building', () => {
     expect(() => parseFilter('{"status":')).toThrow(QueryError);
     expect(() => parseFilter('[1]')).toThrow(/must be a JSON object/);
     expect(() => parseFilter('{"status":{"$almost":1}}')).toThrow(/unknown query operator \$almost/);
-    expect(() => parseFilter('{"$nor2":[]}')).toThrow(QueryError);
+    expect(() => parseFilter('{"$nor2":[]}')).toThrow(InvalidFilterError);
     expect(() => parseFilter('{"status":{"$in":"failed"}}')).toThrow(/\$in needs an array/);
     expect(() => parseFilter('{"$or":{"status":"failed"}}')).toThrow(/\$or (needs|expects) .*array/i);
     expect(() => parseFilter('{"$and":[{"inputs":{"$elemMatch":{"name":{"$nin":"x"}}}}]}')).toThrow(/\$nin needs an array/);

@@ -216,7 +216,7 @@ describe('caas query', () => {
   it('the real CLI exits 2 with one line on an invalid filter', async () => {
     const out = await spawnCaas(['query', '{"status":{"$almost":"failed"}}']);
     expect(out).toMatchObject({ code: 2, stdout: '' });
-    expect(out.stderr).toMatch(/^caas: invalid filter .*unknown query operator \$almost\n$/);
+    expect(out.stderr).toMatch(/^caas: invalid filter: status: unknown query operator \$almost; expected one of \$eq, .*\n$/);
   });
 
   it('rejects invalid JSON, unknown operators and bad shortcuts with exit 2 and one line', async () => {

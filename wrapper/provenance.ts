@@ -1,7 +1,7 @@
 import path from 'node:path';
-import { Query } from 'mingo';
 import { type Filter, openDatabase } from '../backends/db/index.ts';
 import { openStore, parseObjectUrl } from '../backends/storage/index.ts';
+import { checkFilter } from '../models/filter.ts';
 import { type JobLocation, type MetadataRecord, RecordStatus } from '../models/record.ts';
 
 /** A filter, sort or shortcut the user wrote that no store could run. */
@@ -20,8 +20,8 @@ export interface QueryShortcuts {
 }
 
 /**
- * Parses a MongoDB filter and checks it with mingo, the engine of the SQLite store. Checking up front
- * means an unknown operator fails the same way on SQLite and MongoDB, before any store is asked.
+ * Parses a MongoDB filter and checks it (models/filter.ts) before any store is asked, so a mistake
+ * fails the same way on SQLite and MongoDB, and in `caas query` as in `caas dispatch`.
  */
 export function parseFilter(text: string): Filter {
   let value: unknown;
@@ -33,36 +33,7 @@ export function parseFilter(text: string): Filter {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new QueryError(`the filter must be a JSON object such as '{"analysis.name":"unit-filter"}', got ${JSON.stringify(value)}`);
   }
-  return checkFilter(value as Filter);
-}
-
-export function checkFilter(filter: Filter): Filter {
-  try {
-    new Query(filter as never);
-  } catch (error) {
-    throw new QueryError(`invalid filter ${JSON.stringify(filter)}: ${(error as Error).message}`);
-  }
-  checkOperands(filter);
-  return filter;
-}
-
-/** Operators MongoDB rejects without an array; mingo would only fail on the first record, with a cryptic message. */
-const ARRAY_OPERATORS = new Set(['$in', '$nin', '$all', '$and', '$or', '$nor']);
-
-function checkOperands(value: unknown): void {
-  if (Array.isArray(value)) {
-    value.forEach(checkOperands);
-    return;
-  }
-  if (!isPlainObject(value)) return;
-  for (const [key, operand] of Object.entries(value)) {
-    if (ARRAY_OPERATORS.has(key) && !Array.isArray(operand)) {
-      throw new QueryError(
-        `invalid filter: ${key} needs an array, got ${JSON.stringify(operand)} (e.g. {"status":{"$in":["failed","running"]}})`,
-      );
-    }
-    checkOperands(operand);
-  }
+  return checkFilter(value);
 }
 
 /** The filter and the shortcuts, all of which must hold. */

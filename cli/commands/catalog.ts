@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
-import { generateSampleCatalog, importCatalog } from '../../dispatcher/catalog.ts';
-import { positiveInt, settingsOf } from '../settings.ts';
+import { generateSampleCatalog, importCatalog, queryCatalog } from '../../dispatcher/catalog.ts';
+import { InvalidFilterError } from '../../models/filter.ts';
+import { parseFilter, QueryError } from '../../wrapper/provenance.ts';
+import { positiveInt, settingsOf, UsageError } from '../settings.ts';
+import { formatTable } from '../table.ts';
+
+/** A table is laid out in memory, so it stops at this many rows unless --limit says otherwise. */
+const TABLE_LIMIT = 100;
 
 export function registerCatalog(program: Command): void {
   const catalog = program
@@ -11,8 +17,52 @@ export function registerCatalog(program: Command): void {
       `
 Examples:
   $ caas catalog generate-sample               # the demo's spike trains, in the store and the catalog
-  $ caas catalog import assets.jsonl           # AIND-shaped documents, one per line`,
+  $ caas catalog import assets.jsonl           # AIND-shaped documents, one per line
+  $ caas catalog query '{"subject.subject_id":"774659"}'   # the assets a dispatch --query would read`,
     );
+
+  catalog
+    .command('query')
+    .description('List the catalog documents a MongoDB filter matches: the assets `caas dispatch --query` would read')
+    .argument('[filter]', 'MongoDB filter as JSON, e.g. \'{"subject.subject_id":"774659"}\' (default: every document)')
+    .option('--limit <n>', `at most this many documents (table default: ${TABLE_LIMIT})`, (v) => positiveInt(v, '--limit', 0))
+    .option('--json', 'one whole document per line, in catalog order', false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ caas catalog query '{"subject.subject_id":"774659"}'
+  $ caas catalog query '{"data_description.modality.abbreviation":{"$in":["ecephys"]}}' --json | jq -r .location
+
+Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
+    )
+    .action(async (filterText: string | undefined, options, command: Command) => {
+      let filter: Record<string, unknown>;
+      try {
+        filter = parseFilter(filterText ?? '{}');
+      } catch (error) {
+        if (error instanceof QueryError || error instanceof InvalidFilterError) throw new UsageError(error.message);
+        throw error;
+      }
+      const json = Boolean(options.json);
+      const limit: number | undefined = options.limit ?? (json ? undefined : TABLE_LIMIT);
+      // One more than the limit tells the table whether documents were left out.
+      const documents = queryCatalog(settingsOf(command), filter, json || limit === undefined ? limit : limit + 1);
+      if (json) {
+        for await (const doc of documents) process.stdout.write(`${JSON.stringify(doc)}\n`);
+        return;
+      }
+      const rows: string[][] = [];
+      for await (const doc of documents) rows.push([String(doc._id), String(doc.name), String(doc.location)]);
+      if (rows.length === 0) {
+        process.stderr.write(`no catalog documents match ${JSON.stringify(filter)}\n`);
+        return;
+      }
+      const shown = limit !== undefined ? rows.slice(0, limit) : rows;
+      process.stdout.write(`${formatTable(['ID', 'NAME', 'LOCATION'], shown)}\n`);
+      if (shown.length < rows.length && options.limit === undefined)
+        process.stderr.write(`(first ${shown.length} documents; --limit <n> shows more, --json streams all)\n`);
+    });
 
   catalog
     .command('import')

@@ -54,7 +54,7 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
         sort = options.sort ? parseSort(options.sort) : json ? undefined : { created: -1 };
         fields = options.fields ? parseFields(options.fields) : undefined;
       } catch (error) {
-        if (error instanceof QueryError) throw new UsageError(error.message);
+        if (error instanceof QueryError || error instanceof InvalidFilterError) throw new UsageError(error.message);
         throw error;
       }
       const limit: number | undefined = options.limit ?? (json ? undefined : TABLE_LIMIT);
@@ -85,8 +85,8 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
         if (shown.length < rows.length && options.limit === undefined)
           process.stderr.write(`(first ${shown.length} records; --limit <n> shows more, --json streams all)\n`);
       } catch (error) {
-        // MongoDB rejects what mingo accepted only in corner cases; it is still the user's filter.
-        if (error instanceof InvalidFilterError) throw new UsageError(`invalid filter: ${error.message}`);
+        // MongoDB rejects what the shared check accepted only in corner cases; it is still the user's filter.
+        if (error instanceof InvalidFilterError) throw new UsageError(error.message);
         throw error;
       } finally {
         await db.close();
