@@ -1,9 +1,17 @@
 import { z } from 'zod';
 
+/**
+ * Names and URLs end up in paths, object keys, log lines and certificates: a NUL or a newline in
+ * one truncates a path or forges a line, so C0 and C1 control characters are refused outright.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+const NO_CONTROL = /^[^\u0000-\u001f\u007f-\u009f]*$/;
+const plainText = () => z.string().regex(NO_CONTROL, 'no control characters (NUL, newline, tab, ...)');
+
 /** One file of an input, as listed from its location. etag and size enter the identity. */
 export const InputFile = z
   .object({
-    url: z.string().min(1).describe('Object URL: s3://bucket/key, file://bucket/key or file:///abs/path'),
+    url: plainText().min(1).describe('Object URL: s3://bucket/key, file://bucket/key or file:///abs/path'),
     etag: z.string().optional(),
     size: z.number().int().nonnegative().optional(),
   })
@@ -13,9 +21,9 @@ export type InputFile = z.infer<typeof InputFile>;
 /** One data asset a job reads (a session, or some files of it). */
 export const JobInputAsset = z
   .object({
-    asset_id: z.string().min(1),
-    name: z.string().min(1),
-    location: z.string().min(1).describe('URL of the asset folder'),
+    asset_id: plainText().min(1),
+    name: plainText().min(1),
+    location: plainText().min(1).describe('URL of the asset folder'),
     files: z.array(InputFile).optional(),
   })
   .strict();
@@ -35,7 +43,7 @@ export type Provenance = z.infer<typeof Provenance>;
 /** What `caas dispatch` emits and `caas run` consumes: one line of JSONL per job. */
 export const JobInput = z
   .object({
-    analysis: z.string().min(1).describe('Name of an analysis under analyses/'),
+    analysis: plainText().min(1).describe('Name of an analysis under analyses/'),
     inputs: z.array(JobInputAsset).min(1),
     parameters: z.record(z.string(), z.unknown()).default({}).describe('Validated by the analysis parameter model'),
     group: z
@@ -48,7 +56,7 @@ export const JobInput = z
       .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (lowercase, digits, "." and "-")')
       .optional()
       .describe('Analysis bucket; defaults to the blueprint bucket'),
-    instance_type: z.string().optional(),
+    instance_type: plainText().optional(),
     group_metadata: z.record(z.string(), z.unknown()).optional(),
     provenance: Provenance.optional(),
   })

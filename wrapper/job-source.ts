@@ -1,8 +1,13 @@
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+import { parseJsonText } from '../models/untrusted-json.ts';
+
+/** One job (a JSONL line, or a .json file of a folder) is at most this long: 8 MiB. */
+export const MAX_JOB_BYTES = 8 * 1024 * 1024;
+/** A JSON array of jobs is parsed whole, so it is at most this long: 64 MiB (JSONL streams, with no limit). */
+export const MAX_ARRAY_BYTES = 64 * 1024 * 1024;
 
 /** The job source itself cannot be read (missing file, unreadable folder): invalid input, exit 2. */
 export class JobSourceError extends Error {}
@@ -11,7 +16,7 @@ export class JobSourceError extends Error {}
 export interface JobEntry {
   where: string;
   value?: unknown;
-  /** Set when the text could not even be parsed as JSON. */
+  /** Set when the text could not even be parsed as JSON (or was too long, or not UTF-8). */
   error?: string;
 }
 
@@ -29,44 +34,89 @@ export async function* readJobEntries(source: string, stdin: Readable = process.
     throw new JobSourceError(`${source}: no such file or folder (expected JSONL, a JSON array, a folder of .json files, or - for stdin)`);
   if (info.isDirectory()) {
     const files = (await readdir(source)).filter((f) => f.endsWith('.json')).sort();
-    for (const file of files) {
-      const where = path.join(source, file);
-      yield parseOne(await readFile(where, 'utf8'), where);
-    }
+    for (const file of files) yield await readJobFile(path.join(source, file));
     return;
   }
   yield* readStream(createReadStream(source), source);
 }
 
+/**
+ * JSONL, or a JSON array when line 1 opens one. Lines are split on bytes rather than with readline,
+ * whose line strings hit V8's string limit (about 512 MiB): a line over MAX_JOB_BYTES is skipped as
+ * it streams by, never held, and reported as invalid like any other bad line. A one-line array
+ * followed by more lines is JSONL whose line 1 is invalid; an array spanning lines is the file.
+ */
 async function* readStream(stream: Readable, name: string): AsyncIterable<JobEntry> {
-  const lines = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
-  let lineNo = 0;
-  let arrayText: string[] | undefined;
-  for await (const line of lines) {
-    lineNo++;
-    if (arrayText) {
-      arrayText.push(line);
-      continue;
+  let array: { parts: Buffer[]; bytes: number } | undefined;
+  let oneLineArray: JobEntry | undefined;
+  for await (const lines of splitLines(stream)) {
+    for (const line of lines) {
+      if (array) {
+        if (line.bytes === undefined || array.bytes + line.bytes.length + 1 > MAX_ARRAY_BYTES) {
+          yield { where: name, error: arrayTooLong() };
+          return;
+        }
+        array.parts.push(NEWLINE, line.bytes);
+        array.bytes += line.bytes.length + 1;
+        continue;
+      }
+      const where = `${name}:${line.n}`;
+      if (line.bytes === undefined) {
+        if (line.limit === MAX_ARRAY_BYTES) {
+          yield { where: name, error: arrayTooLong() };
+          return;
+        }
+        yield { where, error: tooLong(line.length) };
+        continue;
+      }
+      const text = decodeUtf8(line.bytes);
+      if (text === undefined) {
+        yield { where, error: 'not UTF-8 text: expected JSON encoded as UTF-8' };
+        continue;
+      }
+      if (text.trim() === '') continue;
+      if (oneLineArray) {
+        yield {
+          where: `${name}:1`,
+          error:
+            'a JSON array on line 1 followed by more lines: expected one job object per line (JSONL), or a file holding only a JSON array',
+        };
+        oneLineArray = undefined;
+      }
+      if (line.n === 1 && text.trimStart().startsWith('[')) {
+        const parsed = parseJsonText(text);
+        if (parsed.ok) oneLineArray = { where: name, value: parsed.value };
+        else array = { parts: [line.bytes], bytes: line.bytes.length };
+        continue;
+      }
+      if (line.bytes.length > MAX_JOB_BYTES) {
+        yield { where, error: tooLong(line.bytes.length) };
+        continue;
+      }
+      yield parseOne(text, where);
     }
-    const trimmed = line.trim();
-    if (trimmed === '') continue;
-    if (lineNo === 1 && trimmed.startsWith('[')) {
-      arrayText = [line];
-      continue;
-    }
-    yield parseOne(line, `${name}:${lineNo}`);
   }
-  if (arrayText) yield* parseArray(arrayText.join('\n'), name);
+  if (oneLineArray) yield* arrayEntries(oneLineArray.value, name);
+  if (array) {
+    const text = decodeUtf8(Buffer.concat(array.parts));
+    if (text === undefined) yield { where: name, error: 'not UTF-8 text: expected JSON encoded as UTF-8' };
+    else {
+      const parsed = parseJsonText(text);
+      if (parsed.ok) yield* arrayEntries(parsed.value, name);
+      else yield { where: name, error: parsed.reason };
+    }
+  }
 }
 
-function* parseArray(text: string, name: string): Iterable<JobEntry> {
-  let values: unknown;
-  try {
-    values = JSON.parse(text);
-  } catch (error) {
-    yield { where: name, error: `invalid JSON: ${(error as Error).message}` };
-    return;
-  }
+function tooLong(bytes: number): string {
+  return `the line is ${bytes} bytes long: expected one job of at most ${MAX_JOB_BYTES} bytes (8 MiB) per line`;
+}
+
+function arrayTooLong(): string {
+  return `a JSON array of jobs longer than ${MAX_ARRAY_BYTES} bytes (64 MiB): split it, or write JSONL (one job per line), which streams`;
+}
+
+function* arrayEntries(values: unknown, name: string): Iterable<JobEntry> {
   if (!Array.isArray(values)) {
     yield { where: name, error: 'expected a JSON array of jobs' };
     return;
@@ -74,10 +124,111 @@ function* parseArray(text: string, name: string): Iterable<JobEntry> {
   for (const [i, value] of values.entries()) yield { where: `${name}[${i}]`, value };
 }
 
-function parseOne(text: string, where: string): JobEntry {
+/** One job file of a folder; its size is checked before anything is read. */
+async function readJobFile(where: string): Promise<JobEntry> {
+  const file = await open(where, 'r');
   try {
-    return { where, value: JSON.parse(text) };
-  } catch (error) {
-    return { where, error: `invalid JSON: ${(error as Error).message}` };
+    const { size } = await file.stat();
+    if (size > MAX_JOB_BYTES)
+      return { where, error: `the file is ${size} bytes long: expected one job of at most ${MAX_JOB_BYTES} bytes (8 MiB)` };
+    const text = decodeUtf8(await file.readFile());
+    if (text === undefined) return { where, error: 'not UTF-8 text: expected JSON encoded as UTF-8' };
+    return parseOne(text, where);
+  } finally {
+    await file.close();
   }
+}
+
+function parseOne(text: string, where: string): JobEntry {
+  const parsed = parseJsonText(text);
+  return parsed.ok ? { where, value: parsed.value } : { where, error: parsed.reason };
+}
+
+// fatal: a byte that is not UTF-8 makes the job invalid instead of quietly becoming U+FFFD in a
+// name or URL. The decoder drops a leading byte order mark itself.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+const NEWLINE = Buffer.from('\n');
+const OPEN_BRACKET = 0x5b;
+
+/** A line's bytes (without its "\n" or "\r\n"), or only its length and limit when it was over that limit. */
+interface RawLine {
+  n: number;
+  bytes?: Buffer;
+  length: number;
+  limit?: number;
+}
+
+/**
+ * Splits a byte stream into lines, a chunk's worth at a time (one await per chunk, not per line).
+ * A line holds at most MAX_JOB_BYTES, or MAX_ARRAY_BYTES when line 1 opens a JSON array (then the
+ * caller bounds the array as a whole); past its limit the rest of a line is counted as it streams
+ * by, not kept.
+ */
+async function* splitLines(stream: Readable): AsyncIterable<RawLine[]> {
+  let n = 1;
+  let pieces: Buffer[] = [];
+  let held = 0;
+  let skipped: number | undefined;
+  let limit = MAX_JOB_BYTES;
+  const take = (piece: Buffer) => {
+    if (skipped !== undefined) {
+      skipped += piece.length;
+      return;
+    }
+    pieces.push(piece);
+    held += piece.length;
+    if (held <= MAX_JOB_BYTES) return;
+    if (n === 1 && firstNonBlank(pieces) === OPEN_BRACKET) limit = MAX_ARRAY_BYTES;
+    if (held > limit) {
+      skipped = held;
+      pieces = [];
+      held = 0;
+    }
+  };
+  const finish = (): RawLine => {
+    let line: RawLine;
+    if (skipped !== undefined) line = { n, length: skipped, limit };
+    else {
+      let bytes = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, held);
+      if (bytes.at(-1) === CR) bytes = bytes.subarray(0, -1);
+      line = { n, bytes, length: bytes.length };
+      if (n === 1 && firstNonBlank([bytes]) === OPEN_BRACKET) limit = MAX_ARRAY_BYTES;
+    }
+    n++;
+    pieces = [];
+    held = 0;
+    skipped = undefined;
+    return line;
+  };
+  for await (const data of stream) {
+    const chunk = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
+    const lines: RawLine[] = [];
+    let at = 0;
+    for (let newline = chunk.indexOf(LF, at); newline !== -1; newline = chunk.indexOf(LF, at)) {
+      take(chunk.subarray(at, newline));
+      lines.push(finish());
+      at = newline + 1;
+    }
+    if (at < chunk.length) take(chunk.subarray(at));
+    if (lines.length > 0) yield lines;
+  }
+  if (held > 0 || skipped !== undefined) yield [finish()];
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const BLANK = new Set([0x20, 0x09, CR, 0xef, 0xbb, 0xbf]);
+
+function firstNonBlank(pieces: Buffer[]): number | undefined {
+  for (const piece of pieces) for (const byte of piece) if (!BLANK.has(byte)) return byte;
+  return undefined;
 }

@@ -1,9 +1,10 @@
 import type { z } from 'zod';
-import { loadAnalysis, UnknownAnalysisError } from '../analyses/index.ts';
+import { AnalysisError, loadAnalysis } from '../analyses/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import type { PreImage } from '../models/identity.ts';
 import { describeIssues } from '../models/issues.ts';
 import { JobInput } from '../models/job-input.ts';
+import { untrustedJsonProblem } from '../models/untrusted-json.ts';
 import { type CodeState, readCodeVersion } from './code-version.ts';
 import { buildPreImage, identityOf } from './identity.ts';
 import type { JobEntry } from './job-source.ts';
@@ -34,9 +35,10 @@ export interface PrepareOptions {
 }
 
 /**
- * Validates job inputs and computes their identities: job schema, then the analysis' own parameter
- * model (defaults applied, unknown keys rejected), then the pre-image. Validation always comes before
- * hashing, so equal meaning gives equal identity.
+ * Validates job inputs and computes their identities: the checks on untrusted JSON (depth, lone
+ * surrogates, forbidden keys), job schema, then the analysis' own parameter model (defaults
+ * applied, unknown keys rejected), then the pre-image. Validation always comes before hashing, so
+ * equal meaning gives equal identity.
  */
 export class JobPreparer {
   private readonly codeStates = new Map<string, Promise<CodeState>>();
@@ -46,6 +48,8 @@ export class JobPreparer {
   async prepare(entry: JobEntry): Promise<Prepared> {
     const { where } = entry;
     if (entry.error !== undefined) return { ok: false, where, reason: entry.error };
+    const problem = untrustedJsonProblem(entry.value);
+    if (problem !== undefined) return { ok: false, where, reason: problem, analysis: analysisName(entry.value) };
     const parsed = JobInput.safeParse(entry.value);
     if (!parsed.success) return { ok: false, where, reason: describeIssues(parsed.error), analysis: analysisName(entry.value) };
     const job = parsed.data;
@@ -53,13 +57,16 @@ export class JobPreparer {
     try {
       analysis = await loadAnalysis(job.analysis, this.options.roots);
     } catch (error) {
-      if (error instanceof UnknownAnalysisError) return { ok: false, where, reason: `analysis: ${error.message}`, analysis: job.analysis };
+      if (error instanceof AnalysisError) return { ok: false, where, reason: `analysis: ${error.message}`, analysis: job.analysis };
       throw error;
     }
     return this.prepareValid(where, job, analysis);
   }
 
   async prepareValid(where: string, job: JobInput, analysis: Analysis): Promise<Prepared> {
+    // Jobs built by code (dispatch from catalog documents, submissions) carry untrusted text too.
+    const problem = untrustedJsonProblem(job);
+    if (problem !== undefined) return { ok: false, where, reason: problem, analysis: analysis.name };
     const parameters = (analysis.parameters as z.ZodType).safeParse(job.parameters);
     if (!parameters.success) return { ok: false, where, reason: describeIssues(parameters.error, 'parameters'), analysis: analysis.name };
     if (job.instance_type && !instanceTypeAllowed(analysis, job.instance_type)) {

@@ -20,7 +20,8 @@ Examples:
 
 Instances are found by their caas:identity tag; the metadata DB says whether a runner still holds
 their job. Run it against the same --db the runners use.
-Exit codes: 0 (also when nothing is found), 1 when AWS or the DB could not be read.`,
+Exit codes: 0 (also when nothing is found), 1 when AWS or the DB could not be read, 2 when --db names no metadata DB
+(missing, empty, or not caas's).`,
     )
     .action(async (options, command: Command) => {
       const settings = settingsOf(command);
