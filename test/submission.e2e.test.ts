@@ -111,8 +111,10 @@ describe.concurrent.each(Object.keys(backends))('submission mode end to end on %
         (await import('node:fs')).mkdirSync(path.dirname(target), { recursive: true });
         writeFileSync(target, `${JSON.stringify(body)}\n`);
       }
-      watcher = await startWatcher(['--home', home, ...backend.flags, 'watch', '--bucket', BUCKET, '--interval', '0.3'], env);
       store = await backend.open(home);
+      // Deployed with the analysis: a watcher makes a missing folder bucket, never a missing S3 bucket.
+      await store.createBucket(BUCKET);
+      watcher = await startWatcher(['--home', home, ...backend.flags, 'watch', '--bucket', BUCKET, '--interval', '0.3'], env);
     });
     afterAll(async () => {
       if (watcher?.child.exitCode === null) {

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { getText, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import { StatusFile } from '../models/status.ts';
 import type { JobRef } from './bucket-contract.ts';
-import { type FolderKeys, folderKeys, parseMarker, rejectionNoteKey } from './submission.ts';
+import { type FolderKeys, folderKeys, parseMarker, rejectionNoteKey, UNREADABLE_MARKER } from './submission.ts';
 
 export type FollowOutcome = 'succeeded' | 'failed' | 'rejected' | 'conflict';
 
@@ -33,8 +33,20 @@ export async function followJob(options: FollowOptions): Promise<FollowResult> {
   const view = new FolderView(options.store, options.job, options.out);
   let announced = false;
   let failures = 0;
+  let unrecognised: { text: string; since: number } | undefined;
+  const over = (ended: string | undefined): ended is string => {
+    if (ended === undefined) return false;
+    if (isCompleteEnd(ended)) return true;
+    // Some S3-compatible servers (s3rver) show an object while its bytes are still being written:
+    // such a read is looked at again. What stays the same is what someone really wrote.
+    if (unrecognised?.text !== ended) unrecognised = { text: ended, since: Date.now() };
+    return Date.now() - unrecognised.since >= UNRECOGNISED_END_SETTLE_MS;
+  };
   const look = async (): Promise<FollowResult | undefined> => {
-    const marker = parseMarker(await view.text(view.keys.marker));
+    const read = parseMarker(await view.text(view.keys.marker));
+    // Likewise a marker caught mid-write. One that stays unreadable is answered by the watcher with
+    // a rejection note, read below.
+    const marker = read?.submit_key === UNREADABLE_MARKER ? undefined : read;
     if (marker && !announced) {
       announced = true;
       options.out(`job folder ${view.url(view.keys.prefix)} appeared`);
@@ -50,8 +62,10 @@ export async function followJob(options: FollowOptions): Promise<FollowResult> {
       }
     }
     const ended = await view.text(view.keys.end);
-    await view.printNew();
-    return ended === undefined ? undefined : view.finish(ended);
+    const final = over(ended);
+    // Until the end, a line still being written is left for the next look.
+    await view.printNew(undefined, final);
+    return final ? view.finish(ended) : undefined;
   };
   for (;;) {
     options.signal?.throwIfAborted();
@@ -68,6 +82,12 @@ export async function followJob(options: FollowOptions): Promise<FollowResult> {
 }
 
 const MAX_FAILED_LOOKS = 20;
+const UNRECOGNISED_END_SETTLE_MS = 10_000;
+
+/** end.txt as caas writes it: a verdict line, then the reason, every line ending in a newline. */
+function isCompleteEnd(text: string): boolean {
+  return /^(SUCCESS|FAILED|REJECTED)\n/.test(text) && text.endsWith('\n');
+}
 
 /** `caas logs` without --follow: certificate, status files, the tail of stdout, and the outcome if over. */
 export async function showJob(store: ObjectStore, job: JobRef, out: (line: string) => void, tail = 20): Promise<FollowResult | undefined> {
@@ -116,9 +136,12 @@ class FolderView {
     return keys;
   }
 
-  /** Prints what is new since the last call; `listed` is logs/ as the caller already listed it. */
-  async printNew(listed?: string[]): Promise<void> {
-    const certificate = lines(await this.text(this.keys.certificate));
+  /**
+   * Prints what is new since the last call; `listed` is logs/ as the caller already listed it.
+   * Unless `final`, a last line without its newline is not printed yet: it may be half written.
+   */
+  async printNew(listed?: string[], final = true): Promise<void> {
+    const certificate = lines(await this.text(this.keys.certificate), final);
     // The agent rewrites the certificate whole; a shorter one is a new attempt starting over.
     if (certificate.length < this.certificateLines) this.certificateLines = 0;
     for (const line of certificate.slice(this.certificateLines)) this.out(line);
@@ -135,7 +158,7 @@ class FolderView {
       this.statuses.set(name, summary);
     }
 
-    const stdout = lines(await this.text(this.keys.stdout));
+    const stdout = lines(await this.text(this.keys.stdout), final);
     if (stdout.length < this.stdoutLines) this.stdoutLines = 0;
     const from = this.stdoutTail !== undefined ? Math.max(this.stdoutLines, stdout.length - this.stdoutTail) : this.stdoutLines;
     for (const line of stdout.slice(from)) this.out(`  | ${line}`);
@@ -160,8 +183,11 @@ class FolderView {
   }
 }
 
-function lines(text: string | undefined): string[] {
-  return (text ?? '').split('\n').filter((line) => line.trim() !== '');
+function lines(text: string | undefined, withUnfinished: boolean): string[] {
+  const all = (text ?? '').split('\n');
+  // split leaves what follows the last newline last: "" for a finished text, else an unfinished line.
+  if (!withUnfinished) all.pop();
+  return all.filter((line) => line.trim() !== '');
 }
 
 function safeJson(text: string | undefined): unknown {

@@ -3,12 +3,13 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { z } from 'zod';
-import { type ObjectInfo, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
+import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
 import type { Owner } from '../models/record.ts';
 import { SubmitFile } from '../models/submit.ts';
+import { parseJsonText, untrustedJsonProblem } from '../models/untrusted-json.ts';
 import { datasetName, type JobFolder, jobFolder, submitKey } from './bucket-contract.ts';
 import { sha256Hex } from './identity.ts';
 import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepare.ts';
@@ -73,6 +74,9 @@ export interface SubmissionMarker {
   lease_expires: string;
 }
 
+/** The submit_key parseMarker gives a marker it cannot read. */
+export const UNREADABLE_MARKER = '(unreadable marker)';
+
 export function parseMarker(text: string | undefined): SubmissionMarker | undefined {
   if (text === undefined) return undefined;
   try {
@@ -82,7 +86,7 @@ export function parseMarker(text: string | undefined): SubmissionMarker | undefi
     }
   } catch {}
   // An unreadable marker still claims the folder, for nobody we can name.
-  return { submit_key: '(unreadable marker)', submit_sha256: '', owner: { host: '', pid: 0, run: '' }, claimed: '', lease_expires: '' };
+  return { submit_key: UNREADABLE_MARKER, submit_sha256: '', owner: { host: '', pid: 0, run: '' }, claimed: '', lease_expires: '' };
 }
 
 /** A submit file as read, before any validation: enough to find the job folder its answer goes to. */
@@ -93,22 +97,22 @@ export interface SubmitRead {
   /** The parsed JSON, or undefined with `jsonError` set. */
   value?: unknown;
   jsonError?: string;
+  /** Why the parsed JSON may not go further (too deep, lone surrogates, forbidden keys): see models/untrusted-json.ts. */
+  problem?: string;
   /** The timestamp field when it is usable, else one derived from the file name. */
   timestamp: string;
 }
 
 export function readSubmit(key: string, group: string, body: Uint8Array): SubmitRead {
   const sha256 = sha256Hex(body);
-  let value: unknown;
-  let jsonError: string | undefined;
-  try {
-    value = JSON.parse(Buffer.from(body).toString('utf8'));
-  } catch (error) {
-    jsonError = (error as Error).message;
-  }
+  const parsed = parseJsonText(Buffer.from(body).toString('utf8'));
+  const value = parsed.ok ? parsed.value : undefined;
+  const jsonError = parsed.ok ? undefined : parsed.reason.replace(/^invalid JSON: /, '');
+  const problem = parsed.ok ? untrustedJsonProblem(value) : undefined;
+  // The timestamp still names the folder of a refused file, when it is usable (a plain string).
   const field = (value as { timestamp?: unknown } | null | undefined)?.timestamp;
   const timestamp = typeof field === 'string' && usableTimestamp(field) ? field : fallbackTimestamp(key);
-  return { key, group, sha256, value, jsonError, timestamp };
+  return { key, group, sha256, value, jsonError, ...(problem === undefined ? {} : { problem }), timestamp };
 }
 
 function usableTimestamp(value: string): boolean {
@@ -169,6 +173,7 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
     return reject(`group "${read.group}" may not use ${analysis.name}: the blueprint lists ${groups.join(', ')}`);
   }
   if (read.jsonError !== undefined) return reject(`the submit file is not JSON (${read.jsonError})`);
+  if (read.problem !== undefined) return reject(`the submit file ${read.key}: ${read.problem}`);
   const parsed = SubmitFile.safeParse(read.value);
   if (!parsed.success) {
     return reject(
@@ -184,16 +189,16 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
 
   const config = confineKey(submit.configname, { bucket, group: read.group, area: 'configs' });
   if (!config.ok) return reject(`configname: ${config.reason}`);
-  const configInfo = await store.head(bucket, config.key);
+  const configInfo = await headOrRefusal(store, bucket, config.key);
+  if (typeof configInfo === 'string') return reject(`configname: ${configInfo}`);
   if (!configInfo) return reject(`configname: ${config.key} does not exist; upload the config to ${read.group}/configs/ first`);
   if (configInfo.size > MAX_CONFIG_BYTES) return reject(`configname: ${config.key} is larger than ${MAX_CONFIG_BYTES} bytes`);
   const configBytes = await store.get(bucket, config.key);
-  let parameters: unknown;
-  try {
-    parameters = JSON.parse(configBytes.toString('utf8'));
-  } catch (error) {
-    return reject(`config ${config.key} is not JSON (${(error as Error).message})`);
-  }
+  const parsedConfig = parseJsonText(configBytes.toString('utf8'));
+  if (!parsedConfig.ok) return reject(`config ${config.key} is not JSON (${parsedConfig.reason.replace(/^invalid JSON: /, '')})`);
+  const parameters = parsedConfig.value;
+  const problem = untrustedJsonProblem(parameters);
+  if (problem !== undefined) return reject(`config ${config.key}: ${problem}`);
   if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
     return reject(`config ${config.key} must be a JSON object of ${analysis.name} parameters`);
   }
@@ -332,7 +337,8 @@ async function describeAsset(store: ObjectStore, bucket: string, key: string): P
     if (files.length === 0) return undefined;
     return { asset_id: key, name: datasetName(key), location: objectUrl(store.scheme, bucket, key), files };
   }
-  const info = await store.head(bucket, key);
+  const info = await headOrRefusal(store, bucket, key);
+  if (typeof info === 'string') return info;
   if (!info) return undefined;
   return {
     asset_id: key,
@@ -340,6 +346,16 @@ async function describeAsset(store: ObjectStore, bucket: string, key: string): P
     location: objectUrl(store.scheme, bucket, `${path.posix.dirname(key)}/`),
     files: [file(info)],
   };
+}
+
+/** An object's head, or why the store refuses the key (a link out of the group folder): the user's to fix. */
+async function headOrRefusal(store: ObjectStore, bucket: string, key: string): Promise<ObjectInfo | string | undefined> {
+  try {
+    return await store.head(bucket, key);
+  } catch (error) {
+    if (error instanceof KeyRefused) return error.message;
+    throw error;
+  }
 }
 
 /** The client side (`caas submit`): refused before anything is written. */
@@ -374,7 +390,11 @@ export async function submitFiles(store: ObjectStore, request: ClientSubmission,
   const { bucket, group } = request;
   if (!GROUP.test(group)) throw new SubmitRefused(`--group "${group}" is not a group name: letters, digits, ".", "_" or "-"`);
   if (!(await store.bucketExists(bucket))) {
-    throw new SubmitRefused(`bucket ${bucket} does not exist: is the analysis deployed? (\`caas watch --bucket ${bucket}\` creates it)`);
+    const how =
+      store.scheme === 'file'
+        ? `\`caas watch --bucket ${bucket}\` creates it`
+        : `it is created with the analysis: aws s3 mb s3://${bucket}, then \`caas watch --bucket ${bucket}\``;
+    throw new SubmitRefused(`bucket ${bucket} does not exist: is the analysis deployed? (${how})`);
   }
   const timestamp = request.timestamp ?? newTimestamp();
   if (!usableTimestamp(timestamp)) {

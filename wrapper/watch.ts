@@ -1,16 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { analysisRoots, listAnalysisNames, loadAnalysis } from '../analyses/index.ts';
-import { type Launcher, openLauncher } from '../backends/compute/index.ts';
+import { checkComputeName, type Launcher, openLauncher } from '../backends/compute/index.ts';
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { getText, type ObjectInfo, type ObjectStore, objectUrl, openStore } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import type { MetadataRecord, Owner } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
-import { statusKey } from './bucket-contract.ts';
+import { provideAnalysisBucket, statusKey } from './bucket-contract.ts';
 import { readCodeVersion } from './code-version.ts';
-import { type ExecuteContext, executeJob, type JobPlacement } from './execute.ts';
+import { type ExecuteContext, executeJob, type JobPlacement, leaseProblem } from './execute.ts';
 import { planChunk } from './gate.ts';
 import { JobPreparer } from './prepare.ts';
 import {
@@ -45,6 +46,8 @@ export interface WatchOptions {
   log?: (line: string) => void;
   /** Use this launcher instead of opening `compute` (tests count launches with it). */
   launcher?: Launcher;
+  /** Use this store instead of opening `storeUrl` (tests interleave another watcher's writes with it). */
+  store?: ObjectStore;
   /** How long to wait before asking again about a job another runner holds. */
   retryMs?: number;
 }
@@ -127,8 +130,12 @@ export class SubmissionWatcher {
     return this.options.bucket;
   }
 
-  /** Opens the store, the DB and the launcher; creates the analysis bucket when it is missing. */
+  /** Opens the store, the DB and the launcher; makes a missing folder bucket, refuses a missing S3 bucket (as `caas run` does). */
   static async open(options: WatchOptions): Promise<SubmissionWatcher> {
+    // Before the bucket and the DB are created below.
+    if (!options.launcher) checkComputeName(options.compute);
+    const tooShort = leaseProblem(options.leaseMs, options.statusIntervalMs);
+    if (tooShort) throw new WatchRefused(`--lease-seconds: ${tooShort}`);
     const analysis = await analysisForBucket(options.bucket, options.roots);
     const code = await readCodeVersion(analysis.dir, { allowDirty: options.allowDirty });
     if (code.dirtyFiles.length > 0 && !options.allowDirty) {
@@ -137,14 +144,15 @@ export class SubmissionWatcher {
           'Commit them (the identity records the commit), or pass --allow-dirty to run with a hash of the diff in the identity.',
       );
     }
-    const store = await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint });
+    const store = options.store ?? (await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint }));
     try {
-      if (!(await store.bucketExists(options.bucket))) await store.createBucket(options.bucket);
+      const refusal = await provideAnalysisBucket(store, options.bucket);
+      if (refusal) throw new WatchRefused(refusal);
       const db = await openDatabase(options.dbUrl, { home: options.home });
       const launcher = options.launcher ?? (await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint }));
       return new SubmissionWatcher(analysis, store, db, launcher, options);
     } catch (error) {
-      await store.close();
+      if (!options.store) await store.close();
       throw error;
     }
   }
@@ -152,7 +160,7 @@ export class SubmissionWatcher {
   async close(): Promise<void> {
     if (!this.options.launcher) await this.launcher.close();
     await this.db.close();
-    await this.store.close();
+    if (!this.options.store) await this.store.close();
   }
 
   /** Submit files not settled in this process yet, in key order. */
@@ -348,12 +356,21 @@ export class SubmissionWatcher {
         await this.writeMarker(folder, marker);
         return { kind: 'won' };
       }
-      for await (const other of this.store.list(this.bucket, folder.prefix)) {
-        return { kind: 'conflict', reason: `timestamp ${folder.timestamp} is already used by another job (${other.key} exists)` };
+      const other = await this.firstKey(folder.prefix);
+      if (other !== undefined) {
+        // Every writer puts the marker first, so objects in the folder may be those of a watcher that
+        // claimed it since the marker was read above: only a folder still without one is another job's.
+        if ((await this.text(folder.marker)) !== undefined) continue;
+        return { kind: 'conflict', reason: `timestamp ${folder.timestamp} is already used by another job (${other} exists)` };
       }
       if (await this.store.putIfAbsent(this.bucket, folder.marker, `${JSON.stringify(marker, null, 2)}\n`)) return { kind: 'won' };
     }
     return { kind: 'elsewhere', until: Date.now() + this.options.leaseMs };
+  }
+
+  private async firstKey(prefix: string): Promise<string | undefined> {
+    for await (const info of this.store.list(this.bucket, prefix)) return info.key;
+    return undefined;
   }
 
   private writeMarker(folder: FolderKeys, marker: SubmissionMarker): Promise<void> {
@@ -379,6 +396,8 @@ export class SubmissionWatcher {
   private async runDataset(submission: ValidSubmission, dataset: SubmittedDataset, folder: FolderKeys): Promise<DatasetResult> {
     const placement: JobPlacement = { timestamp: folder.timestamp, submitExists: true, configCopyName: submission.configname };
     const job = dataset.prepared;
+    // A failure recorded after this moment is another job's of the same wave, not one to retry now.
+    const plannedAt = new Date();
     for (;;) {
       const [entry] = await planChunk([{ ok: true, job }], this.db, {});
       if (entry?.action === 'SKIP' && entry.record) {
@@ -392,8 +411,15 @@ export class SubmissionWatcher {
         await sleep(this.options.retryMs ?? 2000);
         continue;
       }
-      const result = await executeJob(job, this.ctx, placement);
+      const result = await executeJob(job, { ...this.ctx, plannedAt }, placement);
       if (result.outcome === 'skipped') continue;
+      if (result.outcome === 'failed-elsewhere') {
+        // The same data and config failed just now in another job: this submission gets that answer.
+        await this.note(folder, `identical data and config ${result.reason}`);
+        await this.writeStatus(folder, dataset, 'FAILED', result.reason);
+        await this.store.put(this.bucket, folder.end, `FAILED\n${oneLine(result.reason)}\n`);
+        return { outcome: 'failed', reason: result.reason, results: result.results };
+      }
       // 'lost': another runner took the identity over; wait for its answer and link it here.
       if (result.outcome === 'running' || result.outcome === 'lost') {
         await sleep(this.options.retryMs ?? 2000);
@@ -574,18 +600,19 @@ export async function handleS3Event(event: S3EventLike, watcher: SubmissionWatch
 
 /**
  * Entry point for a function runtime: settings from the environment (CAAS_STORE default s3://,
- * CAAS_DB, CAAS_COMPUTE default ec2, CAAS_HOME default /tmp/caas). The bucket is the event's.
+ * CAAS_DB required, CAAS_COMPUTE default ec2, CAAS_HOME default /tmp/caas). The bucket is the event's.
  * The call returns when the job is over, so the function's timeout must cover the analysis'
  * max runtime; if it is cut off, the submission's lease runs out and a polling watcher takes over.
  */
 export async function handler(event: S3EventLike): Promise<SubmissionOutcome[]> {
+  const dbUrl = durableDbUrl(process.env.CAAS_DB);
   const bucket = event.Records?.find((r) => r.s3?.bucket?.name)?.s3?.bucket?.name;
   if (!bucket) return [];
   const watcher = await SubmissionWatcher.open({
     bucket,
     home: process.env.CAAS_HOME ?? '/tmp/caas',
     storeUrl: process.env.CAAS_STORE ?? 's3://',
-    dbUrl: process.env.CAAS_DB ?? 'sqlite:',
+    dbUrl,
     compute: process.env.CAAS_COMPUTE ?? 'ec2',
     s3Endpoint: process.env.AWS_ENDPOINT_URL,
     concurrency: 1,
@@ -597,4 +624,26 @@ export async function handler(event: S3EventLike): Promise<SubmissionOutcome[]> 
   } finally {
     await watcher.close();
   }
+}
+
+/**
+ * The event handler's metadata DB, which must be named and durable. A function runtime's /tmp
+ * (where CAAS_HOME points by default) lives as long as one execution environment: records written
+ * there are lost, and every environment would gate on its own file, so nothing would stop two
+ * invocations from running the same identity twice.
+ */
+export function durableDbUrl(value: string | undefined): string {
+  const how =
+    'set CAAS_DB to mongodb://user:pass@host/caas (the DB every watcher and `caas run` of this analysis share), ' +
+    'or to sqlite:<file> on durable storage such as an EFS mount';
+  if (value === undefined || value.trim() === '') {
+    throw new WatchRefused(`CAAS_DB is not set: the S3 event handler keeps no records in a throwaway SQLite file under /tmp; ${how}`);
+  }
+  if (!value.startsWith('sqlite:')) return value;
+  const given = value.replace(/^sqlite:(\/\/)?/, '');
+  if (given === '') throw new WatchRefused(`CAAS_DB=${value} names no file (it would be under CAAS_HOME, /tmp/caas by default); ${how}`);
+  const file = path.resolve(given);
+  const temporary = [...new Set(['/tmp', tmpdir()])].find((dir) => file.startsWith(`${dir}${path.sep}`));
+  if (temporary) throw new WatchRefused(`CAAS_DB=${value}: ${file} is under ${temporary}, which a function runtime discards; ${how}`);
+  return value;
 }
