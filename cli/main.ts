@@ -1,5 +1,11 @@
 import { Command, CommanderError } from 'commander';
+import { AnalysisError } from '../analyses/index.ts';
+import { condenseAwsSdkNodeNotice } from '../backends/aws-sdk-notice.ts';
+import { UnknownComputeError } from '../backends/compute/index.ts';
+import { DatabaseUrlError } from '../backends/db/index.ts';
+import { StoreUrlError } from '../backends/storage/index.ts';
 import { DispatchError } from '../dispatcher/dispatch-error.ts';
+import { InvalidFilterError } from '../models/filter.ts';
 import { CAAS_VERSION } from '../wrapper/caas-version.ts';
 import { CodeVersionError } from '../wrapper/code-version.ts';
 import { registerBlueprint } from './commands/blueprint.ts';
@@ -15,6 +21,8 @@ import { registerSubmit } from './commands/submit.ts';
 import { registerWatch } from './commands/watch.ts';
 import { registerWhy } from './commands/why.ts';
 import { addGlobalOptions, UsageError } from './settings.ts';
+
+condenseAwsSdkNodeNotice((line) => process.stderr.write(`${line}\n`));
 
 // `caas ... | head` closes the pipe early; that is not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
@@ -57,7 +65,16 @@ try {
 } catch (error) {
   if (error instanceof CommanderError) {
     process.exitCode = error.exitCode === 0 ? 0 : 2;
-  } else if (error instanceof UsageError || error instanceof CodeVersionError || error instanceof DispatchError) {
+  } else if (
+    error instanceof UsageError ||
+    error instanceof CodeVersionError ||
+    error instanceof DispatchError ||
+    error instanceof InvalidFilterError ||
+    error instanceof AnalysisError ||
+    error instanceof DatabaseUrlError ||
+    error instanceof StoreUrlError ||
+    error instanceof UnknownComputeError
+  ) {
     process.stderr.write(`caas: ${error.message}\n`);
     process.exitCode = 2;
   } else {

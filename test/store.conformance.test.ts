@@ -207,6 +207,36 @@ function conformance(backend: Backend): void {
       expect(await db.finish(req.draft._id, alice, concluded('succeeded'))).toBe(false);
     });
 
+    it('a failure recorded after a runner planned is not retried by it: the claim says failed, the next plan retries', async () => {
+      const req = request('failed-meanwhile', alice);
+      const plannedAt = new Date();
+      await db.claim(req.draft._id, req);
+      await db.finish(req.draft._id, alice, concluded('failed', { reason: 'exit code 3', exitCode: 3 }));
+
+      const sameWave = await db.claim(req.draft._id, { ...req, owner: bob, plannedAt: new Date(plannedAt.getTime() - 1) });
+      expect(sameWave).toMatchObject({ won: false, state: 'failed' });
+      expect((await db.get(req.draft._id))?.attempts).toHaveLength(1);
+
+      const nextRun = await db.claim(req.draft._id, { ...req, owner: bob, plannedAt: new Date(Date.now() + 1000) });
+      expect(nextRun).toMatchObject({ won: true, attempt: 2 });
+    });
+
+    it('update rewrites a held record and keeps its lease; nobody else can update it', async () => {
+      const req = request('amended', alice);
+      await db.claim(req.draft._id, req);
+      const before = MetadataRecord.parse(await db.get(req.draft._id));
+
+      expect(await db.update(req.draft._id, bob, (r) => ({ ...r, reason: 'impostor' }))).toBe(false);
+      expect(await db.update(req.draft._id, alice, (r) => ({ ...r, reason: 'adopting' }))).toBe(true);
+
+      const after = MetadataRecord.parse(await db.get(req.draft._id));
+      expect(after.reason).toBe('adopting');
+      expect(after.lease).toEqual(before.lease);
+      expect(after.status).toBe('running');
+      expect(await db.renew(req.draft._id, alice, LEASE)).toBe(true);
+      expect(await db.finish(req.draft._id, alice, concluded('succeeded'))).toBe(true);
+    });
+
     it('renew by the owner extends the lease', async () => {
       const req = request('renewed', alice);
       await db.claim(req.draft._id, { ...req, leaseMs: 1000 });

@@ -1,9 +1,8 @@
+import type { Filter } from '../../models/filter.ts';
 import type { JobLocation, MetadataRecord, Owner } from '../../models/record.ts';
 
-export type Filter = Record<string, unknown>;
-
-/** The database rejected a query filter (the user's input, not a fault of the store). */
-export class InvalidFilterError extends Error {}
+// A filter is checked the same way by every store (models/filter.ts); a store adds only what its server rejects.
+export { type Filter, InvalidFilterError } from '../../models/filter.ts';
 
 export interface QueryOptions {
   sort?: Record<string, 1 | -1>;
@@ -13,7 +12,8 @@ export interface QueryOptions {
 /** What a claim attempt found. `won` only when this runner now holds the lease. */
 export type ClaimOutcome =
   | { won: true; record: MetadataRecord; attempt: number }
-  | { won: false; record: MetadataRecord; state: 'succeeded' | 'running' };
+  /** `failed`: another runner recorded a failure after this one planned; the next run retries it. */
+  | { won: false; record: MetadataRecord; state: 'succeeded' | 'running' | 'failed' };
 
 export interface ClaimRequest {
   /** The record to insert when the identity is new (status and attempts are set by the store). */
@@ -24,6 +24,11 @@ export interface ClaimRequest {
   force?: string;
   /** Where the new attempt will write (its own job folder); recorded with the attempt at claim time. */
   job?: JobLocation;
+  /**
+   * When this runner planned: a failure recorded after it was another runner's attempt in the same
+   * wave, and is left to the next run rather than retried at once (no retry storms between runners).
+   */
+  plannedAt?: Date;
   now?: Date;
 }
 
@@ -35,6 +40,11 @@ export interface MetadataStore {
   claim(id: string, request: ClaimRequest): Promise<ClaimOutcome>;
   /** Extends the lease while the owner still holds it; false when the claim was lost. */
   renew(id: string, owner: Owner, leaseMs: number): Promise<boolean>;
+  /**
+   * Rewrites the record while the owner holds its lease, which it keeps (an adoption reopens an
+   * earlier attempt). False when another runner has taken the record over (nothing is written).
+   */
+  update(id: string, owner: Owner, change: (record: MetadataRecord) => MetadataRecord): Promise<boolean>;
   /**
    * Writes the outcome of the owner's current attempt (status, outputs, ...) and drops the lease.
    * False when another runner has taken the record over meanwhile (nothing is written then).
@@ -74,6 +84,12 @@ export interface DbOptions {
   mustExist?: boolean;
 }
 
+/**
+ * --db names nothing caas can use: an unknown scheme, or a file that is not a caas metadata DB.
+ * The user's input, not a fault of the store: exit 2, nothing touched.
+ */
+export class DatabaseUrlError extends Error {}
+
 /** Opens the metadata DB a URL names: sqlite:<file> (default under the workspace) or mongodb://. */
 export async function openDatabase(url: string, options: DbOptions): Promise<Database> {
   if (url === 'sqlite:' || url.startsWith('sqlite:')) {
@@ -84,7 +100,9 @@ export async function openDatabase(url: string, options: DbOptions): Promise<Dat
     const { MongoDatabase } = await import('./mongo.ts');
     return MongoDatabase.open(url, options);
   }
-  throw new Error(`--db "${url}" is not supported: use sqlite:<file> (the default is sqlite: under the workspace) or mongodb://host/db`);
+  throw new DatabaseUrlError(
+    `--db "${url}" is not supported: use sqlite:<file> (the default is sqlite: under the workspace) or mongodb://host/db`,
+  );
 }
 
 /** The pure rule of the gate, shared by every store so they cannot disagree. */
@@ -92,10 +110,11 @@ export function claimVerdict(
   existing: MetadataRecord | undefined,
   now: Date,
   force: string | undefined,
-): 'insert' | 'takeover' | 'succeeded' | 'running' {
+  plannedAt?: Date,
+): 'insert' | 'takeover' | 'succeeded' | 'running' | 'failed' {
   if (!existing) return 'insert';
   if (existing.status === 'succeeded') return force ? 'takeover' : 'succeeded';
-  if (existing.status === 'failed') return 'takeover';
+  if (existing.status === 'failed') return plannedAt && Date.parse(existing.updated) > plannedAt.getTime() ? 'failed' : 'takeover';
   const expires = existing.lease ? Date.parse(existing.lease.expires) : 0;
   return expires > now.getTime() ? 'running' : 'takeover';
 }

@@ -1,4 +1,5 @@
 import { type Collection, type Document, MongoBulkWriteError, MongoClient, type Filter as MongoFilter, MongoServerError } from 'mongodb';
+import { checkFilter } from '../../models/filter.ts';
 import type { MetadataRecord, Owner } from '../../models/record.ts';
 import {
   type ClaimOutcome,
@@ -118,8 +119,8 @@ export class MongoDatabase implements Database {
         if (await this.insertNew(fresh)) return { won: true, record: fresh, attempt: 1 };
         continue;
       }
-      const verdict = claimVerdict(existing, now, request.force);
-      if (verdict === 'succeeded' || verdict === 'running') return { won: false, record: existing, state: verdict };
+      const verdict = claimVerdict(existing, now, request.force, request.plannedAt);
+      if (verdict !== 'insert' && verdict !== 'takeover') return { won: false, record: existing, state: verdict };
       const record = claimedRecord(existing, request, now);
       const replaced = await this.records.replaceOne(unchangedSince(existing), record);
       if (replaced.matchedCount === 1) return { won: true, record, attempt: record.attempts.length };
@@ -144,11 +145,21 @@ export class MongoDatabase implements Database {
     return result.matchedCount === 1;
   }
 
-  async finish(id: string, owner: Owner, update: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
+  update(id: string, owner: Owner, change: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
+    return this.rewrite(id, owner, (record) => ({ ...change(record), lease: record.lease }));
+  }
+
+  finish(id: string, owner: Owner, update: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
+    return this.rewrite(id, owner, (record) => ({ ...update(record), lease: null }));
+  }
+
+  /** Replaces a record its owner holds, unless another runner wrote it since it was read. */
+  private async rewrite(id: string, owner: Owner, change: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
     const record = await this.records.findOne(heldBy(id, owner));
     if (!record) return false;
-    const finished = { ...update(record), lease: null, updated: new Date().toISOString() };
-    // A renewal by the owner meanwhile is harmless (the lease is dropped anyway); a takeover is not.
+    const finished = { ...change(record), updated: new Date().toISOString() };
+    // A renewal by the owner meanwhile is harmless (at worst a lease one renewal older is written
+    // back, and renewed again within a third of its length); a takeover is not.
     const filter = { ...heldBy(id, owner), updated: record.updated, attempts: { $size: record.attempts.length } };
     const result = await this.records.replaceOne(filter, finished);
     return result.matchedCount === 1;
@@ -192,6 +203,7 @@ export class MongoDatabase implements Database {
   }
 
   async *find(filter: Filter, options: QueryOptions = {}): AsyncIterable<MetadataRecord> {
+    checkFilter(filter);
     if (options.limit === 0) return;
     const cursor = this.records.find(filter as MongoFilter<MetadataRecord>);
     if (options.sort) cursor.sort(options.sort);
@@ -229,6 +241,7 @@ export class MongoDatabase implements Database {
   }
 
   async *findAssets(filter: Filter, options: QueryOptions = {}): AsyncIterable<Record<string, unknown>> {
+    checkFilter(filter);
     if (options.limit === 0) return;
     // _id breaks ties, so the same query over the same catalog always streams the same way.
     const pipeline: Document[] = [{ $match: filter }, { $sort: { ...options.sort, _id: options.sort?._id ?? 1 } }];

@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { find as mingoFind, Query } from 'mingo';
+import { find as mingoFind } from 'mingo';
+import { compileFilter } from '../../models/filter.ts';
 import type { MetadataRecord, Owner } from '../../models/record.ts';
 import {
   type ClaimOutcome,
@@ -9,9 +10,9 @@ import {
   claimedRecord,
   claimVerdict,
   type Database,
+  DatabaseUrlError,
   type DbOptions,
   type Filter,
-  InvalidFilterError,
   type QueryOptions,
   sameOwner,
 } from './index.ts';
@@ -36,6 +37,33 @@ CREATE TABLE IF NOT EXISTS data_assets (
 CREATE INDEX IF NOT EXISTS data_assets_created ON data_assets(created);
 `;
 
+const COLUMNS = ['id', 'status', 'analysis', 'created', 'doc'];
+
+/**
+ * Whether a database is caas's ('caas': it has the records table) or still empty ('empty': no
+ * tables). Anything else is someone else's file, and closed and refused (DatabaseUrlError).
+ */
+function ownTables(db: BetterSqlite3.Database, file: string): 'caas' | 'empty' {
+  const refuse = (what: string): never => {
+    db.close();
+    throw new DatabaseUrlError(
+      `${file} ${what}: expected a caas metadata DB (tables records and data_assets, made by caas), or a new file; point --db (or CAAS_DB) at another file`,
+    );
+  };
+  let tables: string[];
+  try {
+    tables = db.prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").pluck().all();
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return refuse('is not an SQLite database');
+    throw error;
+  }
+  if (tables.length === 0) return 'empty';
+  const columns = tables.includes('records') ? db.prepare<[], string>("SELECT name FROM pragma_table_info('records')").pluck().all() : [];
+  if (COLUMNS.every((c) => columns.includes(c))) return 'caas';
+  return refuse(`is an SQLite database of something else (tables ${tables.slice(0, 5).join(', ')}${tables.length > 5 ? ', ...' : ''})`);
+}
+
 /** SQLite parameters per statement stay far below the limit; one query per chunk of identities. */
 const LOOKUP_CHUNK = 5000;
 const SCAN_PAGE = 2000;
@@ -54,20 +82,37 @@ export class SqliteDatabase implements Database {
     private readonly db: BetterSqlite3.Database,
   ) {}
 
+  /**
+   * A file with no tables (new, or 0 bytes, which SQLite itself reads as an empty database) is an
+   * empty metadata DB: read-only it reads as no records, like a missing file; opened for writing it
+   * gets caas's tables. A file that is not SQLite, or an SQLite DB with other tables, is refused
+   * (DatabaseUrlError) before anything is written to it.
+   */
   static open(url: string, options: DbOptions): SqliteDatabase {
     const given = url.replace(/^sqlite:(\/\/)?/, '');
     const file = path.resolve(given === '' ? path.join(options.home, 'metadata.sqlite') : given);
     if (options.readOnly) {
-      if (!existsSync(file)) {
-        if (options.mustExist) throw new Error(`no metadata DB at ${file}: point --db (or CAAS_DB) at the database the runners use`);
-        const empty = new BetterSqlite3(':memory:');
-        empty.exec(SCHEMA);
-        return new SqliteDatabase(`sqlite:${file}`, empty);
+      const size = statSync(file, { throwIfNoEntry: false })?.size;
+      let db: BetterSqlite3.Database | undefined;
+      if (size !== undefined && size > 0) {
+        db = new BetterSqlite3(file, { readonly: true, fileMustExist: true, timeout: 30_000 });
+        if (ownTables(db, file) === 'caas') return new SqliteDatabase(`sqlite:${file}`, db);
+        db.close();
       }
-      return new SqliteDatabase(`sqlite:${file}`, new BetterSqlite3(file, { readonly: true, fileMustExist: true, timeout: 30_000 }));
+      if (options.mustExist) {
+        throw new DatabaseUrlError(
+          size === undefined
+            ? `no metadata DB at ${file}: point --db (or CAAS_DB) at the database the runners use`
+            : `${file} is an empty database (${size === 0 ? '0 bytes' : 'no tables'}), not the one the runners use: point --db (or CAAS_DB) at that`,
+        );
+      }
+      const empty = new BetterSqlite3(':memory:');
+      empty.exec(SCHEMA);
+      return new SqliteDatabase(`sqlite:${file}`, empty);
     }
     mkdirSync(path.dirname(file), { recursive: true });
     const db = new BetterSqlite3(file, { timeout: 30_000 });
+    ownTables(db, file);
     db.pragma('journal_mode = DELETE');
     db.pragma('synchronous = FULL');
     db.exec(SCHEMA);
@@ -109,8 +154,8 @@ export class SqliteDatabase implements Database {
     const now = request.now ?? new Date();
     const run = this.db.transaction((): ClaimOutcome => {
       const existing = this.read(id);
-      const verdict = claimVerdict(existing, now, request.force);
-      if (existing && (verdict === 'succeeded' || verdict === 'running')) return { won: false, record: existing, state: verdict };
+      const verdict = claimVerdict(existing, now, request.force, request.plannedAt);
+      if (existing && verdict !== 'insert' && verdict !== 'takeover') return { won: false, record: existing, state: verdict };
       const record = claimedRecord(existing, request, now);
       this.write(record, !existing);
       return { won: true, record, attempt: record.attempts.length };
@@ -130,12 +175,21 @@ export class SqliteDatabase implements Database {
       .immediate();
   }
 
-  async finish(id: string, owner: Owner, update: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
+  update(id: string, owner: Owner, change: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
+    return this.rewrite(id, owner, (record) => ({ ...change(record), lease: record.lease }));
+  }
+
+  finish(id: string, owner: Owner, update: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
+    return this.rewrite(id, owner, (record) => ({ ...update(record), lease: null }));
+  }
+
+  /** Rewrites a record its owner holds, in one transaction; false when it does not hold it (any more). */
+  private async rewrite(id: string, owner: Owner, change: (record: MetadataRecord) => MetadataRecord): Promise<boolean> {
     return this.db
       .transaction(() => {
         const record = this.read(id);
         if (record?.status !== 'running' || !sameOwner(record.lease?.owner, owner)) return false;
-        this.write({ ...update(record), lease: null, updated: new Date().toISOString() }, false);
+        this.write({ ...change(record), updated: new Date().toISOString() }, false);
         return true;
       })
       .immediate();
@@ -269,14 +323,5 @@ export class SqliteDatabase implements Database {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
-  }
-}
-
-/** mingo checks a filter when it compiles it: an unknown operator or a malformed value is the caller's error. */
-function compileFilter(filter: Filter): Query {
-  try {
-    return new Query(filter as never, {});
-  } catch (error) {
-    throw new InvalidFilterError((error as Error).message, { cause: error });
   }
 }

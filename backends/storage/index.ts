@@ -73,11 +73,32 @@ export class Sha256PassThrough extends Transform {
   }
 }
 
+/** --store names a scheme caas has no store for: the user's input, exit 2, nothing touched. */
+export class StoreUrlError extends Error {}
+
 export interface StoreOptions {
   /** Workspace folder for the file:// store when the URL names no folder. */
   home: string;
   /** S3-compatible endpoint (path-style), e.g. http://127.0.0.1:4569. */
   s3Endpoint?: string;
+  /**
+   * What the store could not list and skipped (an unreadable folder, a dangling link, ...), once per
+   * path. Default: one line `caas: warning: ...` on stderr.
+   */
+  warn?: (message: string) => void;
+  /**
+   * file:// only: follow symbolic links wherever they lead. For file:///abs/path URLs, which name a
+   * user's own files; a bucket's keys never leave the bucket nor their top-level (group) folder.
+   */
+  followLinks?: boolean;
+}
+
+/**
+ * The store will not serve a key: on a file store, its real path leaves the bucket or the key's
+ * top-level folder (a symbolic link to another group's data, say).
+ */
+export class KeyRefused extends Error {
+  readonly code = 'KeyRefused';
 }
 
 export interface ObjectUrl {
@@ -122,7 +143,9 @@ export async function openStore(url: string, options: StoreOptions): Promise<Obj
     const { S3Store } = await import('./s3.ts');
     return new S3Store(url, options);
   }
-  throw new Error(`--store "${url}" is not supported: use file:///path/to/folder (the default is file: under the workspace) or s3://`);
+  throw new StoreUrlError(
+    `--store "${url}" is not supported: use file:///path/to/folder (the default is file: under the workspace) or s3://`,
+  );
 }
 
 /**
@@ -142,16 +165,16 @@ export class ObjectLocator {
     const parsed = parseObjectUrl(url);
     if (parsed.scheme === 'file' && parsed.bucket === '') {
       const [bucket = '', ...rest] = parsed.key.replace(/^\/+/, '').split('/');
-      return { store: await this.open('file:///'), bucket, key: rest.join('/') };
+      return { store: await this.open('file:///', { followLinks: true }), bucket, key: rest.join('/') };
     }
     if (parsed.scheme === this.primary.scheme) return { store: this.primary, bucket: parsed.bucket, key: parsed.key };
     return { store: await this.open(parsed.scheme === 's3' ? 's3://' : 'file:'), bucket: parsed.bucket, key: parsed.key };
   }
 
-  private open(url: string): Promise<ObjectStore> {
+  private open(url: string, extra: Partial<StoreOptions> = {}): Promise<ObjectStore> {
     let store = this.opened.get(url);
     if (!store) {
-      store = openStore(url, this.options);
+      store = openStore(url, { ...this.options, ...extra });
       this.opened.set(url, store);
     }
     return store;
