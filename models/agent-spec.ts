@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AnalysisEnvironment } from './blueprint.ts';
 
 /**
  * What the wrapper hands the agent (the instance side). The same spec drives a local child process
@@ -28,7 +29,14 @@ export const AgentSpec = z
     analysis_dir: z.string(),
     instance: z.string().describe('name of the machine, for the status file'),
     max_runtime_s: z.number().positive(),
-    status_interval_ms: z.number().int().positive().default(2000),
+    status_interval_ms: z.number().int().positive().default(2000).describe('how often the status file (the heartbeat) is rewritten'),
+    log_limit_bytes: z
+      .number()
+      .int()
+      .positive()
+      .default(64 * 1024 * 1024)
+      .describe('per log: beyond it the first and last halves are kept'),
+    environment: AnalysisEnvironment.default({ set: {}, pass: [] }).describe("the blueprint's additions to the analysis environment"),
   })
   .strict();
 export type AgentSpec = z.infer<typeof AgentSpec>;

@@ -1,5 +1,29 @@
 import { z } from 'zod';
 
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** caas's own settings never reach an analysis, whatever a blueprint says (they may hold passwords). */
+export const CAAS_SETTINGS = /^(CAAS_(DB|STORE|HOME|COMPUTE|ANALYSES|CATALOG|LEASE_SECONDS|AGENT_.*)|MONGODB_URI)$/;
+
+/** What the analysis process sees beyond the explicit environment the agent gives every job. */
+export const AnalysisEnvironment = z
+  .object({
+    set: z
+      .record(z.string().regex(ENV_NAME, 'an environment variable name'), z.string())
+      .default({})
+      .describe('variables set to these values'),
+    pass: z
+      .array(
+        z
+          .string()
+          .regex(ENV_NAME, 'an environment variable name')
+          .refine((name) => !CAAS_SETTINGS.test(name), 'a caas setting, which never reaches an analysis'),
+      )
+      .default([])
+      .describe("variables passed through from the agent's own environment when set there"),
+  })
+  .strict();
+export type AnalysisEnvironment = z.infer<typeof AnalysisEnvironment>;
+
 /** Per-analysis deployment description (NeuroCAAS stack config). */
 export const Blueprint = z
   .object({
@@ -17,6 +41,12 @@ export const Blueprint = z
     volume_gb: z.number().int().min(8).max(16384).default(30),
     max_runtime_minutes: z.number().positive().default(60),
     deploy_limit: z.number().int().positive().default(10),
+    log_limit_mb: z
+      .number()
+      .positive()
+      .default(64)
+      .describe('per log (stdout, stderr): a longer log keeps its first and last halves, and the status and certificate say what was cut'),
+    environment: AnalysisEnvironment.default({ set: {}, pass: [] }),
     groups: z.array(z.object({ name: z.string().min(1), users: z.array(z.string()).optional() }).strict()).default([{ name: 'caas' }]),
   })
   .strict()

@@ -34,6 +34,10 @@ export const Attempt = z
     results: z.string().nullable().describe('results URL of this attempt'),
     owner: Owner,
     force_reason: z.string().optional(),
+    adopted: z
+      .array(z.object({ by: Owner, at: z.string() }).strict())
+      .optional()
+      .describe('runners that took this attempt over while its agent was still alive (its own runner had died)'),
   })
   .strict();
 export type Attempt = z.infer<typeof Attempt>;

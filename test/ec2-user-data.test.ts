@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,10 @@ let s3: S3rverHandle;
 let store: S3Store;
 let scratch: string;
 let instanceState: Instance;
+/** The instance metadata service, as IMDSv2 answers: a token first, then the instance id for it. */
+let imds: Server;
+let imdsUrl: string;
+const INSTANCE_ID = 'i-0abc1234def567890';
 
 beforeAll(async () => {
   s3 = await startS3rver();
@@ -36,8 +41,17 @@ beforeAll(async () => {
   await store.put(BUCKET, `${GROUP}/configs/${CONFIG}`, '{"wait":0}\n');
   await store.put(BUCKET, `${GROUP}/inputs/data.txt`, 'spikes\n');
   scratch = await mkdtemp(path.join(os.tmpdir(), 'caas-userdata-'));
+  imds = createServer((request, response) => {
+    if (request.method === 'PUT' && request.url === '/latest/api/token') response.end('imds-token');
+    else if (request.url === '/latest/meta-data/instance-id' && request.headers['x-aws-ec2-metadata-token'] === 'imds-token')
+      response.end(INSTANCE_ID);
+    else response.writeHead(401).end();
+  });
+  await new Promise<void>((resolve) => imds.listen(0, '127.0.0.1', resolve));
+  imdsUrl = `http://127.0.0.1:${(imds.address() as { port: number }).port}`;
 });
 afterAll(async () => {
+  await new Promise((resolve) => imds?.close(resolve));
   await store?.close();
   await s3?.stop();
   await rm(scratch, { recursive: true, force: true });
@@ -75,6 +89,8 @@ function request(timestamp: string, maxRuntimeMinutes: number): LaunchRequest {
       instance: 'i-0001',
       max_runtime_s: 60,
       status_interval_ms: 500,
+      log_limit_bytes: 1024 * 1024,
+      environment: { set: {}, pass: [] },
     },
   };
 }
@@ -98,7 +114,14 @@ async function runUserData(script: string, label: string, env: Record<string, st
   await writeFile(path.join(dir, 'user-data.sh'), script);
   const child = spawn('bash', [path.join(dir, 'user-data.sh')], {
     cwd: dir,
-    env: { ...process.env, ...s3Env(s3.endpoint), TMPDIR: path.join(dir, 'tmp'), CAAS_POWEROFF_CMD: standIn, ...env },
+    env: {
+      ...process.env,
+      ...s3Env(s3.endpoint),
+      TMPDIR: path.join(dir, 'tmp'),
+      CAAS_POWEROFF_CMD: standIn,
+      CAAS_IMDS_URL: imdsUrl,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -132,7 +155,12 @@ describe('EC2 UserData, executed', () => {
         waited_s: 0,
         input: 'data.txt',
       });
-      expect(JSON.parse((await store.get(BUCKET, keys.status)).toString())).toMatchObject({ status: 'SUCCESS', instance: 'i-0001' });
+      // The heartbeat names the machine by the id the metadata service gave it, for a runner that adopts the job.
+      expect(JSON.parse((await store.get(BUCKET, keys.status)).toString())).toMatchObject({
+        status: 'SUCCESS',
+        instance: 'i-0001',
+        heartbeat: { instance: INSTANCE_ID, interval_ms: 500 },
+      });
 
       // The instance powered itself off; with end.txt in the bucket the launcher adds no reason of its own.
       instanceState = { InstanceId: 'i-0001', State: { Name: 'terminated' }, StateReason: { Message: 'Client.InstanceInitiatedShutdown' } };

@@ -58,6 +58,8 @@ function request(overrides: Partial<LaunchRequest> = {}): LaunchRequest {
       instance: 'ec2@runner',
       max_runtime_s: 600,
       status_interval_ms: 2000,
+      log_limit_bytes: 1024 * 1024,
+      environment: { set: {}, pass: [] },
     },
     ...overrides,
   };

@@ -1,7 +1,10 @@
 // Entry point of the agent process: `node --import tsx wrapper/agent-main.ts`, spec in CAAS_AGENT_SPEC
 // (JSON), in the file named by CAAS_AGENT_SPEC_FILE, or on standard input with CAAS_AGENT_SPEC_STDIN=1
-// (a process started ahead of its job, waiting for it). Runs in the folder it is started in.
-import { readFileSync } from 'node:fs';
+// (a process started ahead of its job, waiting for it). Runs in the folder it is started in; with
+// CAAS_AGENT_TEMPORARY_WORKDIR=1 that folder is the job's own and is removed when the agent ends,
+// even when it is killed (by its watchdog) or when its runner has died long before.
+import { readFileSync, rmSync } from 'node:fs';
+import { condenseAwsSdkNodeNotice } from '../backends/aws-sdk-notice.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
 import { runAgent } from './agent.ts';
 
@@ -27,6 +30,19 @@ async function validated(raw: unknown): Promise<AgentSpec> {
   return spec.data;
 }
 
+// The runner that started this agent may die while the job runs (the next runner adopts the job):
+// a closed stderr must not kill the agent.
+process.stderr.on('error', () => {});
+process.stdout.on('error', () => {});
+// A dropped ssh session hangs up the runner's whole process group; the job goes on (as with nohup).
+process.on('SIGHUP', () => {});
+const temporaryWorkDir = process.env.CAAS_AGENT_TEMPORARY_WORKDIR === '1';
+const workDir = process.cwd();
+if (temporaryWorkDir) process.on('exit', () => rmSync(workDir, { recursive: true, force: true }));
+
+// The runner that started this agent has told its user about the AWS SDK's Node notice.
+condenseAwsSdkNodeNotice();
+
 // A runner shutting down (or Ctrl-C) stops the analysis too, and the job still ends with end.txt.
 const cancel = new AbortController();
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => cancel.abort(`received ${signal}`));
@@ -43,7 +59,7 @@ if (!text) {
 }
 const spec = await validated(JSON.parse(text));
 try {
-  process.exitCode = await runAgent(spec, process.cwd(), cancel.signal);
+  process.exitCode = await runAgent(spec, workDir, { cancel: cancel.signal, removeWorkDirOnDeath: temporaryWorkDir });
 } catch (error) {
   console.error(`caas agent: ${(error as Error).stack ?? error}`);
   process.exitCode = 70;

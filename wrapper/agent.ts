@@ -1,78 +1,220 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { createReadStream, readFileSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { ObjectLocator, openStore } from '../backends/storage/index.ts';
+import { ObjectLocator, type ObjectStore, openStore } from '../backends/storage/index.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
 import type { ManifestEntry } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
-import { jobKeys } from './bucket-contract.ts';
+import { analysisEnvironment } from './analysis-env.ts';
+import { type JobKeys, jobKeys } from './bucket-contract.ts';
+import { CappedLog } from './capped-log.ts';
+import { JOB_TOKEN_VARIABLE, JobProcesses } from './job-processes.ts';
 import { uploadFolder } from './upload.ts';
 
 const STD_LINES = 20;
+/** After the analysis' main process exits, how long its output may stay open (a background child holding it). */
+const STDIO_GRACE_MS = 2000;
+/** After SIGTERM (cancel, timeout), how long the analysis has before everything of the job is killed. */
+const STOP_GRACE_MS = 5000;
+/** Live log uploads keep to about this rate, so a verbose analysis is not re-uploaded back to back. */
+const LOG_UPLOAD_BYTES_PER_S = 4 * 1024 * 1024;
+
+export interface AgentOptions {
+  /** Stop the analysis and end the job (with end.txt) when this aborts. */
+  cancel?: AbortSignal;
+  /** The work folder is a temporary one of this job: remove it even if the agent is killed. */
+  removeWorkDirOnDeath?: boolean;
+}
 
 /**
  * The instance side of a job (NeuroCAAS's run_main.sh). The same code runs in a local child
  * process and on an EC2 instance: stage the config and inputs from the store, run the analysis
- * command with the NeuroCAAS variables, keep the status file and logs current, upload the outputs,
- * and write end.txt last, on failure too. Returns the exit code the job should be judged by.
+ * command with the NeuroCAAS variables, keep the status file (the heartbeat) and logs current,
+ * upload the outputs, and write end.txt last, on failure too. Returns the exit code the job should
+ * be judged by. Every process the analysis starts ends with the job, and nothing is written into
+ * the job folder after end.txt.
  */
-export async function runAgent(spec: AgentSpec, workDir: string, cancel?: AbortSignal): Promise<number> {
-  const store = await openStore(spec.store, { home: workDir, s3Endpoint: spec.s3_endpoint });
-  const locator = new ObjectLocator(store, { home: workDir, s3Endpoint: spec.s3_endpoint });
-  const keys = jobKeys(spec.bucket, spec.group, spec.timestamp, spec.dataname, spec.configname);
-  const put = (key: string, body: string | Uint8Array) => store.put(spec.bucket, key, body);
-  const certificate: string[] = [];
-  const note = async (line: string) => {
-    certificate.push(`${new Date().toISOString()} ${line}`);
-    await put(keys.certificate, `${certificate.join('\n')}\n`);
-  };
-  const recent: string[] = [];
-  const status: StatusFile = {
-    status: 'INITIALIZING',
-    reason: null,
-    input: spec.dataname,
-    instance: spec.instance,
-    command: spec.command.join(' '),
-    job_start: new Date().toISOString(),
-    job_finish: null,
-    cpu_usage: null,
-    memory_usage: null,
-    std: [],
-    exit_code: null,
-  };
-  const writeStatus = () => put(keys.status, `${JSON.stringify({ ...status, std: recent.slice(-STD_LINES) }, null, 2)}\n`);
-
-  const inputDir = path.join(workDir, 'inputs');
-  const configDir = path.join(workDir, 'config');
-  const outputDir = path.join(workDir, 'process_results');
-  await Promise.all([inputDir, configDir, outputDir].map((dir) => mkdir(dir, { recursive: true })));
-  await note(`job manager: job ${keys.resultdir} on ${spec.instance} (${hostname()})`);
-  await writeStatus();
-
-  let exitCode: number;
-  let reason: string;
-  const stdoutFile = path.join(workDir, 'stdout.txt');
-  const stderrFile = path.join(workDir, 'stderr.txt');
-  const configPath = path.join(configDir, path.posix.basename(spec.configname));
-  const staged: string[] = [];
+export async function runAgent(spec: AgentSpec, workDir: string, options: AgentOptions = {}): Promise<number> {
+  const processes = new JobProcesses({ workDir, removeWorkDirOnDeath: options.removeWorkDirOnDeath ?? false });
   try {
-    await store.getToFile(spec.bucket, keys.config, configPath);
+    const job = await AgentJob.open(spec, workDir, processes);
+    try {
+      return await job.run(options.cancel);
+    } finally {
+      // Whatever went wrong, no loop outlives the job (it would keep the agent's process alive).
+      await job.close();
+    }
+  } finally {
+    // However the job ended (a store that failed at the start too): the watchdog is told and exits.
+    processes.close();
+  }
+}
+
+/** The outcome the job will be judged by, as it becomes known. */
+interface Outcome {
+  exitCode: number;
+  reason: string;
+}
+
+/** One job on the instance side: its folders, logs, status file, certificate and the loops that keep them current. */
+class AgentJob {
+  private readonly keys: JobKeys;
+  private readonly certificate: string[] = [];
+  private readonly recent = new RecentLines(STD_LINES);
+  private readonly status: StatusFile;
+  private readonly machine: { host: string; pid: number; instance: string };
+  private readonly dirs: { input: string; config: string; output: string; tmp: string };
+  private readonly configPath: string;
+  private readonly logs: { stdout: CappedLog; stderr: CappedLog };
+  private readonly beats: Repeating;
+  private readonly liveLogs: Repeating;
+  private analysisPid: number | undefined;
+
+  private constructor(
+    private readonly spec: AgentSpec,
+    private readonly store: ObjectStore,
+    private readonly locator: ObjectLocator,
+    private readonly processes: JobProcesses,
+    private readonly workDir: string,
+  ) {
+    this.keys = jobKeys(spec.bucket, spec.group, spec.timestamp, spec.dataname, spec.configname);
+    this.status = {
+      status: 'INITIALIZING',
+      reason: null,
+      input: spec.dataname,
+      instance: spec.instance,
+      command: spec.command.join(' '),
+      job_start: new Date().toISOString(),
+      job_finish: null,
+      cpu_usage: null,
+      memory_usage: null,
+      std: [],
+      exit_code: null,
+    };
+    this.machine = { host: hostname(), pid: process.pid, instance: process.env.CAAS_INSTANCE_ID || spec.instance };
+    this.dirs = {
+      input: path.join(workDir, 'inputs'),
+      config: path.join(workDir, 'config'),
+      output: path.join(workDir, 'process_results'),
+      tmp: path.join(workDir, 'tmp'),
+    };
+    this.configPath = path.join(this.dirs.config, path.posix.basename(spec.configname));
+    this.logs = {
+      stdout: new CappedLog(path.join(workDir, 'logs', 'stdout.txt'), spec.log_limit_bytes),
+      stderr: new CappedLog(path.join(workDir, 'logs', 'stderr.txt'), spec.log_limit_bytes),
+    };
+    // The heartbeat: from the agent's start until just before end.txt, whatever the analysis does.
+    this.beats = repeat(spec.status_interval_ms, async () => {
+      const usage = this.analysisPid ? processUsage(this.analysisPid) : undefined;
+      if (usage) {
+        this.status.cpu_usage = usage.cpu;
+        this.status.memory_usage = usage.memory;
+      }
+      await this.writeStatus();
+    });
+    // Live logs: one upload per file at a time, streamed from disk, bounded by the log limit.
+    const lastUpload = { stdout: 0, stderr: 0 };
+    this.liveLogs = repeat(spec.status_interval_ms, async () => {
+      for (const name of ['stdout', 'stderr'] as const) {
+        const log = this.logs[name];
+        const gapMs = spec.status_interval_ms + (1000 * Math.min(log.bytesWritten, spec.log_limit_bytes)) / LOG_UPLOAD_BYTES_PER_S;
+        if (!log.changed || Date.now() - lastUpload[name] < gapMs) continue;
+        lastUpload[name] = Date.now();
+        await this.store.putFile(spec.bucket, this.keys[name], (await log.snapshot()).path);
+      }
+    });
+  }
+
+  static async open(spec: AgentSpec, workDir: string, processes: JobProcesses): Promise<AgentJob> {
+    const store = await openStore(spec.store, { home: workDir, s3Endpoint: spec.s3_endpoint });
+    const locator = new ObjectLocator(store, { home: workDir, s3Endpoint: spec.s3_endpoint });
+    const subfolders = ['inputs', 'config', 'process_results', 'logs', 'tmp'];
+    await Promise.all(subfolders.map((dir) => mkdir(path.join(workDir, dir), { recursive: true })));
+    return new AgentJob(spec, store, locator, processes, workDir);
+  }
+
+  async run(cancel?: AbortSignal): Promise<number> {
+    const { spec, keys } = this;
+    await this.note(`job manager: job ${keys.resultdir} on ${spec.instance} (${hostname()})`);
+    await this.writeStatus();
+    let staged: string[];
+    try {
+      staged = await this.stage();
+      if (cancel?.aborted) throw new Error(`cancelled: ${String(cancel.reason)}`);
+    } catch (error) {
+      const message = (error as Error).message;
+      return this.finish({ exitCode: 1, reason: `${message.startsWith('cancelled') ? '' : 'staging failed: '}${message}` });
+    }
+
+    const env = analysisEnvironment({
+      from: process.env,
+      tmpDir: this.dirs.tmp,
+      s3: !spec.store.startsWith('file:') || spec.inputs.some((url) => url.startsWith('s3:')),
+      s3Endpoint: spec.s3_endpoint,
+      blueprint: spec.environment,
+      job: {
+        bucketname: spec.bucket,
+        groupdir: spec.group,
+        resultdir: keys.resultdir,
+        processdir: `${keys.resultdir}/process_results`,
+        dataname: spec.dataname,
+        inputpath: spec.inputs[0] ?? spec.dataname,
+        configname: spec.configname,
+        configpath: keys.config,
+        CAAS_INPUT_DIR: this.dirs.input,
+        CAAS_INPUT: staged[0] ?? this.dirs.input,
+        CAAS_CONFIG: this.configPath,
+        CAAS_OUTPUT_DIR: this.dirs.output,
+        [JOB_TOKEN_VARIABLE]: this.processes.token,
+      },
+    });
+    const argv = spec.command.map((token) => expandPlaceholders(token, spec.analysis_dir));
+    this.status.status = 'IN PROGRESS';
+    await this.writeStatus();
+    await this.note(`running ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
+
+    const started = Date.now();
+    const ended = await runAnalysis({
+      argv,
+      env,
+      workDir: this.workDir,
+      logs: this.logs,
+      recent: this.recent,
+      processes: this.processes,
+      maxRuntimeS: spec.max_runtime_s,
+      cancel,
+      onStart: (pid) => {
+        this.analysisPid = pid;
+      },
+    });
+    this.analysisPid = undefined;
+    await this.note(`analysis ended after ${((Date.now() - started) / 1000).toFixed(1)} s: ${ended.reason}`);
+    if (ended.swept > 0) await this.note(`ended ${ended.swept} process(es) the analysis left running`);
+    return this.finish({ exitCode: ended.code, reason: ended.reason });
+  }
+
+  /** Config and inputs into the work folder, each input checked against the identity; then the code. Returns the staged paths. */
+  private async stage(): Promise<string[]> {
+    const { spec } = this;
+    const staged: string[] = [];
+    await this.store.getToFile(spec.bucket, this.keys.config, this.configPath);
     for (const url of spec.inputs) {
-      const { store: source, bucket, key } = await locator.locate(url);
+      const { store: source, bucket, key } = await this.locator.locate(url);
       if (!url.endsWith('/')) {
-        const local = path.join(inputDir, uniqueName(path.posix.basename(key), staged));
+        const local = path.join(this.dirs.input, uniqueName(path.posix.basename(key), staged));
         await source.getToFile(bucket, key, local);
         await checkInput(url, local, spec.input_checks[url]);
         staged.push(local);
         continue;
       }
       // A folder URL (an asset with no file list): stage everything under it, keeping its layout.
-      const folder = path.join(inputDir, uniqueName(path.posix.basename(key.replace(/\/+$/, '')), staged));
+      const folder = path.join(this.dirs.input, uniqueName(path.posix.basename(key.replace(/\/+$/, '')), staged));
       staged.push(folder);
       for await (const object of source.list(bucket, key)) {
         const local = path.resolve(folder, ...object.key.slice(key.length).split('/'));
@@ -80,143 +222,236 @@ export async function runAgent(spec: AgentSpec, workDir: string, cancel?: AbortS
         await source.getToFile(bucket, object.key, local);
       }
     }
-    await note(`staged config ${spec.configname} and ${staged.length} input file(s)`);
+    await this.note(`staged config ${spec.configname} and ${staged.length} input file(s)`);
     const codeProblem = await checkCode(spec);
-    if (codeProblem.note) await note(codeProblem.note);
+    if (codeProblem.note) await this.note(codeProblem.note);
     if (codeProblem.refusal) throw new Error(codeProblem.refusal);
-    if (cancel?.aborted) throw new Error(`cancelled: ${String(cancel.reason)}`);
-  } catch (error) {
-    exitCode = 1;
-    reason = `${(error as Error).message.startsWith('cancelled') ? '' : 'staging failed: '}${(error as Error).message}`;
-    return finish();
+    return staged;
   }
 
-  const env: Record<string, string> = {
-    ...inheritedEnv(),
-    bucketname: spec.bucket,
-    groupdir: spec.group,
-    resultdir: keys.resultdir,
-    processdir: `${keys.resultdir}/process_results`,
-    dataname: spec.dataname,
-    inputpath: spec.inputs[0] ?? spec.dataname,
-    configname: spec.configname,
-    configpath: keys.config,
-    CAAS_INPUT_DIR: inputDir,
-    CAAS_INPUT: staged[0] ?? inputDir,
-    CAAS_CONFIG: configPath,
-    CAAS_OUTPUT_DIR: outputDir,
-  };
-  const argv = spec.command.map((token) => expandPlaceholders(token, spec.analysis_dir));
-  status.status = 'IN PROGRESS';
-  await writeStatus();
-  await note(`running ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
+  /**
+   * Outputs, config copy, logs and manifest into the job folder, then the final status and
+   * end.txt, the last object written. A failed upload turns a success into a failure.
+   */
+  private async finish(outcome: Outcome): Promise<number> {
+    const { spec, keys } = this;
+    const fail = (problem: string) => {
+      outcome.reason = outcome.exitCode === 0 ? problem : `${outcome.reason}; ${problem}`;
+      if (outcome.exitCode === 0) outcome.exitCode = 1;
+    };
+    await this.liveLogs.stop();
+    let manifest: ManifestEntry[] = [];
+    try {
+      manifest = await uploadFolder(this.store, spec.bucket, keys.process, this.dirs.output, { skip: (rel) => rel === 'end.txt' });
+      if (await stat(this.configPath).catch(() => undefined)) {
+        const copyKey = spec.config_copy ? keys.process + path.posix.basename(spec.config_copy) : keys.configCopy;
+        manifest.push({ key: copyKey, ...(await this.store.putFile(spec.bucket, copyKey, this.configPath)) });
+      }
+      if (outcome.exitCode === 0) await this.note(`uploaded ${manifest.length} result file(s) to ${keys.process}`);
+    } catch (error) {
+      fail(`upload failed: ${(error as Error).message}`);
+    }
+    for (const name of ['stdout', 'stderr'] as const) {
+      try {
+        const snapshot = await this.logs[name].snapshot();
+        await this.store.putFile(spec.bucket, keys[name], snapshot.path);
+        if (snapshot.cut) {
+          this.status.logs_cut = { ...this.status.logs_cut, [name]: snapshot.cut };
+          await this.note(
+            `${name}.txt: the analysis wrote ${snapshot.cut.written_bytes} bytes, over the log limit of ${spec.log_limit_bytes}; kept the first and last parts (${snapshot.cut.kept_bytes} bytes), cut ${snapshot.cut.cut_bytes} bytes in between`,
+          );
+        }
+      } catch (error) {
+        // A log that cannot be stored fails the job: it is never silently left empty.
+        const problem = `${name}.txt could not be uploaded: ${(error as Error).message}`;
+        fail(problem);
+        await this.note(problem).catch(() => {});
+      }
+    }
+    await this.put(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
+    await this.beats.stop();
+    const { status } = this;
+    status.status = outcome.exitCode === 0 ? 'SUCCESS' : 'FAILED';
+    status.reason = outcome.reason;
+    status.exit_code = outcome.exitCode;
+    status.job_finish = new Date().toISOString();
+    await this.writeStatus();
+    await this.note(`job ${status.status === 'SUCCESS' ? 'succeeded' : `failed (${outcome.reason})`}`);
+    // end.txt is the last object written: once it exists, everything else of the job is in place.
+    await this.put(keys.end, `${status.status}\n${outcome.reason}\nfinished ${status.job_finish}\n`);
+    return outcome.exitCode;
+  }
 
-  const started = Date.now();
-  const outcome = await new Promise<{ code: number; reason: string }>((resolve) => {
+  async close(): Promise<void> {
+    await this.liveLogs.stop();
+    await this.beats.stop();
+    for (const log of Object.values(this.logs)) await log.close();
+    await this.locator.close();
+    await this.store.close();
+  }
+
+  private put(key: string, body: string | Uint8Array): Promise<void> {
+    return this.store.put(this.spec.bucket, key, body);
+  }
+
+  /** A line in the certificate (rewritten whole: the store has no append). */
+  private async note(line: string): Promise<void> {
+    this.certificate.push(`${new Date().toISOString()} ${line}`);
+    await this.put(this.keys.certificate, `${this.certificate.join('\n')}\n`);
+  }
+
+  private writeStatus(): Promise<void> {
+    const heartbeat = { at: new Date().toISOString(), interval_ms: this.spec.status_interval_ms, ...this.machine };
+    return this.put(this.keys.status, `${JSON.stringify({ ...this.status, std: this.recent.lines(), heartbeat }, null, 2)}\n`);
+  }
+}
+
+interface AnalysisRun {
+  argv: string[];
+  env: Record<string, string>;
+  workDir: string;
+  logs: { stdout: CappedLog; stderr: CappedLog };
+  recent: RecentLines;
+  processes: JobProcesses;
+  maxRuntimeS: number;
+  cancel?: AbortSignal;
+  onStart(pid: number | undefined): void;
+}
+
+/**
+ * Runs the analysis to its end: the end of its main process. Output held open by a process it
+ * left behind is given a short grace, then every process of the job is ended (so is everything
+ * still running when the main process ends at all). A cancel or the max runtime sends SIGTERM
+ * to the process group, and ends everything of the job a few seconds later.
+ */
+function runAnalysis(run: AnalysisRun): Promise<{ code: number; reason: string; swept: number }> {
+  return new Promise((resolve) => {
     let child: ChildProcess;
     try {
       // An argv, never a shell line: parameters reach the analysis as files and environment only.
-      child = spawn(argv[0]!, argv.slice(1), { cwd: workDir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      child = spawn(run.argv[0]!, run.argv.slice(1), { cwd: run.workDir, env: run.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     } catch (error) {
-      resolve({ code: 127, reason: `could not start ${argv[0]}: ${(error as Error).message}` });
+      resolve({ code: 127, reason: `could not start ${run.argv[0]}: ${(error as Error).message}`, swept: 0 });
       return;
     }
-    const out = createWriteStream(stdoutFile);
-    const err = createWriteStream(stderrFile);
-    const remember = (chunk: Buffer) => {
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) recent.push(line);
-      if (recent.length > 200) recent.splice(0, recent.length - STD_LINES);
-    };
-    child.stdout?.on('data', remember).pipe(out);
-    child.stderr?.on('data', remember).pipe(err);
+    run.processes.started(child.pid);
+    run.onStart(child.pid);
+    const remember = (chunk: Buffer) => run.recent.add(chunk);
+    child.stdout?.on('data', remember).pipe(run.logs.stdout);
+    child.stderr?.on('data', remember).pipe(run.logs.stderr);
+    const timers: NodeJS.Timeout[] = [];
+    let stopping: string | undefined;
     let timedOut = false;
-    const killGroup = (signal: NodeJS.Signals) => {
-      try {
-        if (child.pid) process.kill(-child.pid, signal);
-      } catch {}
+    const stop = (why: string) => {
+      stopping ??= why;
+      run.processes.signalGroup('SIGTERM');
+      timers.push(setTimeout(() => void sweep(0), STOP_GRACE_MS));
     };
-    // Politely first, then for certain: the analysis may ignore SIGTERM.
-    const stopGroup = () => {
-      killGroup('SIGTERM');
-      setTimeout(() => killGroup('SIGKILL'), 5000).unref();
-    };
-    let cancelled: string | undefined;
-    const onCancel = () => {
-      cancelled = String(cancel?.reason ?? 'cancelled');
-      stopGroup();
-    };
-    cancel?.addEventListener('abort', onCancel, { once: true });
-    const deadline = setTimeout(() => {
-      timedOut = true;
-      stopGroup();
-    }, spec.max_runtime_s * 1000);
-    const uploadIfExists = async (file: string, key: string) => {
-      if (await stat(file).catch(() => undefined)) await store.putFile(spec.bucket, key, file);
-    };
-    const ticker = setInterval(() => {
-      const usage = child.pid ? processUsage(child.pid) : undefined;
-      if (usage) {
-        status.cpu_usage = usage.cpu;
-        status.memory_usage = usage.memory;
-      }
-      void Promise.all([writeStatus(), uploadIfExists(stdoutFile, keys.stdout), uploadIfExists(stderrFile, keys.stderr)]).catch(() => {});
-    }, spec.status_interval_ms);
-    child.on('error', (error) => {
-      clearTimeout(deadline);
-      clearInterval(ticker);
-      resolve({ code: 127, reason: `could not start ${argv[0]}: ${error.message}` });
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(deadline);
-      clearInterval(ticker);
-      const finished = Promise.all([new Promise((r) => out.end(r)), new Promise((r) => err.end(r))]);
-      void finished.then(() => {
-        cancel?.removeEventListener('abort', onCancel);
-        if (cancelled) resolve({ code: 130, reason: `cancelled: ${cancelled}` });
-        else if (timedOut) resolve({ code: 124, reason: `timeout: still running after max runtime of ${spec.max_runtime_s} s` });
-        else if (signal) resolve({ code: 128, reason: `killed by ${signal}` });
-        else resolve({ code: code ?? 1, reason: `exit code ${code}` });
+    const onCancel = () => stop(`cancelled: ${String(run.cancel?.reason ?? 'cancelled')}`);
+    run.cancel?.addEventListener('abort', onCancel, { once: true });
+    timers.push(
+      setTimeout(() => {
+        timedOut = true;
+        stop('timeout');
+      }, run.maxRuntimeS * 1000),
+    );
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let settled = false;
+    let swept = 0;
+    const sweeps: Promise<void>[] = [];
+    const sweep = (graceMs?: number) => {
+      const done = run.processes.sweep(graceMs).then((count) => {
+        swept += count;
       });
+      sweeps.push(done);
+      return done;
+    };
+    const settle = async (result: { code: number; reason: string }) => {
+      if (settled) return;
+      settled = true;
+      for (const timer of timers) clearTimeout(timer);
+      run.cancel?.removeEventListener('abort', onCancel);
+      await sweep();
+      await Promise.all(sweeps);
+      await Promise.all(Object.values(run.logs).map(endLog));
+      resolve({ ...result, swept });
+    };
+    child.on('error', (error) => void settle({ code: 127, reason: `could not start ${run.argv[0]}: ${error.message}` }));
+    child.on('exit', (code, signal) => {
+      exit = { code, signal };
+      // A background process holding stdout or stderr open does not keep the job going.
+      timers.push(
+        setTimeout(() => {
+          void sweep(0).then(() => {
+            timers.push(
+              setTimeout(() => {
+                child.stdout?.destroy();
+                child.stderr?.destroy();
+              }, 1000),
+            );
+          });
+        }, STDIO_GRACE_MS),
+      );
+    });
+    child.on('close', () => {
+      const { code, signal } = exit ?? { code: null, signal: null };
+      if (stopping && !timedOut) void settle({ code: 130, reason: stopping });
+      else if (timedOut) void settle({ code: 124, reason: `timeout: still running after max runtime of ${run.maxRuntimeS} s` });
+      else if (signal) void settle({ code: 128, reason: `killed by ${signal}` });
+      else void settle({ code: code ?? 1, reason: `exit code ${code}` });
     });
   });
-  exitCode = outcome.code;
-  reason = outcome.reason;
-  await note(`analysis ended after ${((Date.now() - started) / 1000).toFixed(1)} s: ${reason}`);
-  return finish();
+}
 
-  async function finish(): Promise<number> {
-    try {
-      const manifest: ManifestEntry[] = await uploadFolder(store, spec.bucket, keys.process, outputDir, {
-        skip: (rel) => rel === 'end.txt',
-      });
-      if (await stat(configPath).catch(() => undefined)) {
-        const copyKey = spec.config_copy ? keys.process + path.posix.basename(spec.config_copy) : keys.configCopy;
-        manifest.push({ key: copyKey, ...(await store.putFile(spec.bucket, copyKey, configPath)) });
-      }
-      for (const [file, key] of [
-        [stdoutFile, keys.stdout],
-        [stderrFile, keys.stderr],
-      ] as const) {
-        await store.put(spec.bucket, key, (await readFile(file).catch(() => Buffer.alloc(0))) as Uint8Array);
-      }
-      await put(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
-      if (exitCode === 0) await note(`uploaded ${manifest.length} result file(s) to ${keys.process}`);
-    } catch (error) {
-      reason = exitCode === 0 ? `upload failed: ${(error as Error).message}` : `${reason}; upload failed: ${(error as Error).message}`;
-      if (exitCode === 0) exitCode = 1;
-    }
-    status.status = exitCode === 0 ? 'SUCCESS' : 'FAILED';
-    status.reason = reason;
-    status.exit_code = exitCode;
-    status.job_finish = new Date().toISOString();
-    await writeStatus();
-    await note(`job ${status.status === 'SUCCESS' ? 'succeeded' : `failed (${reason})`}`);
-    // end.txt is the last object written: once it exists, everything else of the job is in place.
-    await put(keys.end, `${status.status}\n${reason}\nfinished ${status.job_finish}\n`);
-    await locator.close();
-    await store.close();
-    return exitCode;
+/** Ends a log whose source may have been destroyed rather than ended, and waits until it is on disk. */
+async function endLog(log: CappedLog): Promise<void> {
+  if (!log.writableEnded) log.end();
+  await finished(log).catch(() => {});
+}
+
+/**
+ * The last lines of the analysis' output, for the status file. Only the end of each chunk is
+ * looked at, so a verbose analysis costs nothing here.
+ */
+class RecentLines {
+  private readonly kept: string[] = [];
+
+  constructor(private readonly count: number) {}
+
+  add(chunk: Buffer): void {
+    const text = chunk.subarray(Math.max(0, chunk.length - 4096)).toString('utf8');
+    for (const line of text.split('\n')) if (line.trim()) this.kept.push(line.slice(0, 1000));
+    if (this.kept.length > this.count * 4) this.kept.splice(0, this.kept.length - this.count);
   }
+
+  lines(): string[] {
+    return this.kept.slice(-this.count);
+  }
+}
+
+/**
+ * Runs `work` every `intervalMs`, one run at a time (a slow store never piles runs up). `stop`
+ * waits for the run in progress, so nothing it writes lands after the caller moves on.
+ */
+interface Repeating {
+  stop(): Promise<void>;
+}
+
+function repeat(intervalMs: number, work: () => Promise<void>): Repeating {
+  const stopped = new AbortController();
+  const loop = (async () => {
+    while (!stopped.signal.aborted) {
+      await sleep(intervalMs, undefined, { signal: stopped.signal }).catch(() => {});
+      if (stopped.signal.aborted) return;
+      await work().catch(() => {});
+    }
+  })();
+  return {
+    async stop() {
+      stopped.abort();
+      await loop;
+    },
+  };
 }
 
 /** An input must still be the file whose etag and size went into the identity. */
@@ -281,20 +516,6 @@ export function expandPlaceholders(token: string, analysisDir: string): string {
       // biome-ignore lint/suspicious/noTemplateCurlyInString: literal placeholder
       .replaceAll('${tsx}', TYPESCRIPT_LOADER)
   );
-}
-
-/**
- * The analysis sees PATH, HOME, locale and cloud credentials, not the runner's caas settings; and
- * the host's extra CA certificates, which the local launcher kept from an agent that needed none.
- */
-function inheritedEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (value !== undefined && !name.startsWith('CAAS_AGENT')) env[name] = value;
-  }
-  const kept = process.env.CAAS_AGENT_NODE_EXTRA_CA_CERTS;
-  if (kept !== undefined && env.NODE_EXTRA_CA_CERTS === undefined) env.NODE_EXTRA_CA_CERTS = kept;
-  return env;
 }
 
 function uniqueName(name: string, taken: string[]): string {

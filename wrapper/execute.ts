@@ -1,14 +1,31 @@
 import { hostname } from 'node:os';
-import type { Launcher } from '../backends/compute/index.ts';
+import type { LaunchedJob, Launcher } from '../backends/compute/index.ts';
 import type { MetadataStore } from '../backends/db/index.ts';
 import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import { AgentSpec } from '../models/agent-spec.ts';
-import type { JobLocation, MetadataRecord, Owner } from '../models/record.ts';
+import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
+import { adoptAttempt, lapsedAttempt, replaceDeadAttempt } from './attempts.ts';
 import { type JobKeys, jobKeys, parseJobRef } from './bucket-contract.ts';
 import { CAAS_VERSION } from './caas-version.ts';
 import { sha256Hex } from './identity.ts';
+import { attemptLiveness, type EarlierAttempt, followAttempt } from './liveness.ts';
 import type { PreparedJob } from './prepare.ts';
 import { emptyVerdict, type Verdict, verifyJob } from './verify.ts';
+
+/** How often an agent rewrites its status file (its heartbeat) unless told otherwise. */
+export const DEFAULT_STATUS_INTERVAL_MS = 2000;
+/** A lease shorter than this many heartbeats could lapse while the agent is still alive and quiet. */
+export const LEASE_HEARTBEATS = 3;
+
+/**
+ * Why a lease is too short to trust, if it is: adoption needs the heartbeat of a live agent to be
+ * fresh whenever its runner's lease is seen lapsed, so a lease spans a few heartbeats at least.
+ */
+export function leaseProblem(leaseMs: number, statusIntervalMs = DEFAULT_STATUS_INTERVAL_MS): string | undefined {
+  const floor = LEASE_HEARTBEATS * statusIntervalMs;
+  if (Number.isFinite(leaseMs) && leaseMs >= floor) return undefined;
+  return `a lease of ${leaseMs / 1000} s is too short: it must span at least ${LEASE_HEARTBEATS} status intervals (${floor / 1000} s), or a live job could be taken for a dead one`;
+}
 
 export interface ExecuteContext {
   /** Aborted when the runner is told to stop: running jobs are cancelled and recorded as failed. */
@@ -21,8 +38,10 @@ export interface ExecuteContext {
   /** Reason for an audited rerun of succeeded identities (--force --reason). */
   force?: string;
   s3Endpoint?: string;
-  /** How often the agent rewrites the status file. */
+  /** How often the agent rewrites the status file (its heartbeat). */
   statusIntervalMs?: number;
+  /** When this runner planned: failures other runners record after it are left to the next run. */
+  plannedAt?: Date;
 }
 
 /**
@@ -36,7 +55,7 @@ export interface JobPlacement {
   configCopyName?: string;
 }
 
-export type JobOutcome = 'succeeded' | 'failed' | 'skipped' | 'running' | 'lost';
+export type JobOutcome = 'succeeded' | 'failed' | 'skipped' | 'running' | 'failed-elsewhere' | 'lost';
 
 export interface JobResult {
   where: string;
@@ -48,17 +67,23 @@ export interface JobResult {
   durationS?: number;
 }
 
+/** One job folder: its timestamp, its keys, and where the record says it is. */
+interface Place {
+  timestamp: string;
+  keys: JobKeys;
+  location: JobLocation;
+}
+
 /**
- * One job from claim to record: claim the identity (atomic, leased), write the config and submit
- * file under the NeuroCAAS contract, launch the agent, renew the lease while it runs, verify the
- * job folder, then record the outcome. The record says succeeded only after verifyJob said so.
+ * One job from claim to record: claim the identity (atomic, leased); if the claim took over a job
+ * whose runner died, adopt its attempt when its agent is still alive (or record it when it already
+ * finished); otherwise write the config and submit file under the NeuroCAAS contract, launch the
+ * agent, renew the lease while it runs, verify the job folder, then record the outcome. The record
+ * says succeeded only after verifyJob said so.
  */
 export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placement?: JobPlacement): Promise<JobResult> {
   const started = new Date();
-  const timestamp = placement?.timestamp ?? jobTimestamp(started, job.identity);
-  const names = jobNames(job);
-  const keys = jobKeys(job.bucket, job.group, timestamp, names.dataname, names.configname);
-  const location = jobLocation(ctx.store, job, timestamp, keys);
+  const fresh = placeOf(job, ctx.store, placement?.timestamp ?? jobTimestamp(started, job.identity));
   const base = { where: job.where, identity: job.identity };
 
   const claim = await ctx.db.claim(job.identity, {
@@ -66,103 +91,253 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
     owner: ctx.owner,
     leaseMs: ctx.leaseMs,
     force: ctx.force,
-    job: location,
+    job: fresh.location,
+    plannedAt: ctx.plannedAt,
   });
   if (!claim.won) {
-    return claim.state === 'succeeded'
-      ? { ...base, outcome: 'skipped', reason: 'already succeeded (recorded by another runner meanwhile)' }
-      : { ...base, outcome: 'running', reason: 'claimed by another runner meanwhile' };
-  }
-  const attempt = claim.attempt;
-  const heartbeat = startHeartbeat(ctx, job.identity);
-  try {
-    const recovered = await recoverPreviousAttempt(job, claim.record, ctx);
-    if (recovered) return await record(recovered.verdict, recovered.location, 'recovered');
-
-    // The agent stages these validated bytes, never a user's file that could change after validation.
-    await ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`);
-    if (!placement?.submitExists) {
-      const submit = `${JSON.stringify({ dataname: names.dataname, configname: names.configname, timestamp }, null, 2)}\n`;
-      // Marked before the submit file appears, so a watcher on this bucket leaves the job to us.
-      const marker = {
-        written_by: 'caas run',
-        identity: job.identity,
-        submit_key: keys.submit,
-        submit_sha256: sha256Hex(submit),
-        owner: ctx.owner,
-        claimed: started.toISOString(),
-        lease_expires: new Date(started.getTime() + 1000 * 60 * (job.analysis.blueprint.max_runtime_minutes + 60)).toISOString(),
+    if (claim.state === 'succeeded')
+      return { ...base, outcome: 'skipped', reason: 'already succeeded (recorded by another runner meanwhile)' };
+    if (claim.state === 'failed') {
+      const last = claim.record.attempts.at(-1);
+      return {
+        ...base,
+        outcome: 'failed-elsewhere',
+        reason: `failed just now in another runner (attempt ${last?.n ?? '?'}: ${claim.record.reason ?? 'unknown'}); the next run retries it`,
+        results: claim.record.job?.results,
       };
-      if (
-        !(await ctx.store.putIfAbsent(job.bucket, keys.marker, `${JSON.stringify(marker, null, 2)}\n`)) ||
-        !(await ctx.store.putIfAbsent(job.bucket, keys.submit, submit))
-      ) {
-        throw new Error(`job folder ${keys.results} or submit file ${keys.submit} already exists: refusing to reuse a job folder`);
-      }
     }
-    const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
-    // Checked here once, for every launcher: an agent of this same build then need not check again.
-    const spec = AgentSpec.parse({
-      store: ctx.store.url,
-      ...(ctx.s3Endpoint ? { s3_endpoint: ctx.s3Endpoint } : {}),
-      bucket: job.bucket,
-      group: job.group,
-      timestamp,
-      dataname: names.dataname,
-      inputs: names.inputs,
-      input_checks: Object.fromEntries(
-        job.job.inputs.flatMap((input) =>
-          (input.files ?? []).map((f) => [
-            f.url,
-            { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) },
-          ]),
-        ),
-      ),
-      code: { commit: job.preimage.code.commit, ...(job.preimage.code.dirty ? { dirty: job.preimage.code.dirty } : {}) },
-      configname: names.configname,
-      ...(placement?.configCopyName ? { config_copy: placement.configCopyName } : {}),
-      command: job.analysis.command,
-      analysis_dir: job.analysis.dir,
-      instance: `${ctx.launcher.name}@${hostname()}`,
-      max_runtime_s: maxRuntimeS,
-      status_interval_ms: ctx.statusIntervalMs ?? 2000,
-    } satisfies AgentSpec);
-    const launched = await ctx.launcher.launch({
-      spec,
-      identity: job.identity,
-      attempt,
-      analysis: job.analysis.name,
-      group: job.group,
-      blueprint: job.analysis.blueprint,
-      instanceType: job.job.instance_type ?? job.analysis.blueprint.instance_type,
-      deadline: new Date(started.getTime() + maxRuntimeS * 1000),
-    });
-    heartbeat.onLost(() => void launched.cancel('claim lost: another runner took this job over'));
+    return { ...base, outcome: 'running', reason: 'claimed by another runner meanwhile' };
+  }
+  const lease = startLeaseRenewal(ctx, job.identity);
+  const recorder = new Recorder(job, ctx, started, claim.attempt);
+  try {
+    let place = fresh;
+    const lapsed = lapsedAttempt(claim.record, claim.attempt);
+    const earlierTimestamp = lapsed?.results ? parseJobRef(lapsed.results)?.timestamp : undefined;
+    if (lapsed && earlierTimestamp) {
+      const earlier = placeOf(job, ctx.store, earlierTimestamp);
+      const takeover = await takeOver(job, ctx, recorder, lapsed, earlier, fresh);
+      if (takeover.done) return takeover.done;
+      place = takeover.place;
+    }
+    if (ctx.signal?.aborted) {
+      return await recorder.record(
+        { ...emptyVerdict(), reason: `cancelled before launch: ${String(ctx.signal.reason)}` },
+        place.location,
+        null,
+      );
+    }
+    const launched = await launchAttempt(job, ctx, place, recorder.attempt, started, placement);
+    const lost = lease.lost.then(() => claimLost(ctx, job.identity, recorder.attempt));
     const interrupt = () => void launched.cancel(`runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`);
     if (ctx.signal?.aborted) interrupt();
     ctx.signal?.addEventListener('abort', interrupt, { once: true });
     // The wrapper's own deadline, a minute after the agent's, catches machines that never report.
+    const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
     const deadline = setTimeout(() => void launched.cancel(`timeout: past max runtime of ${maxRuntimeS} s`), (maxRuntimeS + 60) * 1000);
-    const ended = await launched.ended.finally(() => {
+    const ended = await Promise.race([launched.ended, lost]).finally(() => {
       clearTimeout(deadline);
       ctx.signal?.removeEventListener('abort', interrupt);
     });
-    const verdict = await verifyJob(ctx.store, job.bucket, keys, job.analysis);
-    if (!verdict.ended) verdict.reason = ended.reason ?? 'instance lost: the machine ended without writing end.txt';
-    else if (!verdict.succeeded && ended.reason) verdict.reason = `${ended.reason}; ${verdict.reason}`;
-    return await record(verdict, location, launched.instance);
+    if (ended === 'adopted') {
+      return {
+        ...base,
+        attempt: recorder.attempt,
+        outcome: 'running',
+        reason: 'this runner stopped renewing its lease in time and another runner adopted the job; that runner records it',
+      };
+    }
+    if (ended === 'taken') void launched.cancel('claim lost: another runner took this job over');
+    const machineEnd = ended === 'taken' ? await launched.ended : ended;
+    const verdict = await verifyJob(ctx.store, job.bucket, place.keys, job.analysis);
+    if (!verdict.ended) verdict.reason = machineEnd.reason ?? 'instance lost: the machine ended without writing end.txt';
+    else if (!verdict.succeeded && machineEnd.reason) verdict.reason = `${machineEnd.reason}; ${verdict.reason}`;
+    return await recorder.record(verdict, place.location, launched.instance);
   } catch (error) {
     const reason = `caas could not run the job: ${(error as Error).message}`;
-    return await record({ ...emptyVerdict(), reason }, location, null);
+    return await recorder.record({ ...emptyVerdict(), reason }, fresh.location, null);
   } finally {
-    heartbeat.stop();
+    lease.stop();
+  }
+}
+
+/**
+ * This runner's claim replaced a runner that stopped renewing its lease. Its attempt is looked at
+ * before anything starts: finished (end.txt) is recorded as it is; alive (a fresh heartbeat, or a
+ * machine still up) is adopted and followed to its end; only a dead one makes way for a new attempt.
+ */
+async function takeOver(
+  job: PreparedJob,
+  ctx: ExecuteContext,
+  recorder: Recorder,
+  lapsed: Attempt,
+  earlier: Place,
+  fresh: Place,
+): Promise<{ done: JobResult; place?: undefined } | { done?: undefined; place: Place }> {
+  const subject: EarlierAttempt = {
+    store: ctx.store,
+    bucket: job.bucket,
+    keys: earlier.keys,
+    identity: job.identity,
+    attempt: lapsed.n,
+    blueprint: job.analysis.blueprint,
+    launcher: ctx.launcher,
+  };
+  const liveness = await attemptLiveness(subject);
+  if (liveness.state === 'ended') {
+    const verdict = await verifyJob(ctx.store, job.bucket, earlier.keys, job.analysis);
+    verdict.reason = `recovered: attempt ${lapsed.n} finished but its runner died before recording; ${verdict.succeeded ? 'outputs verified' : verdict.reason}`;
+    return { done: await recorder.record(verdict, earlier.location, null, lapsed.n) };
+  }
+  if (liveness.state === 'dead') return { place: fresh };
+
+  if (!(await ctx.db.update(job.identity, ctx.owner, (r) => adoptAttempt(r, lapsed.n, recorder.attempt, ctx.owner, earlier.location)))) {
+    return {
+      done: {
+        where: job.where,
+        identity: job.identity,
+        outcome: 'lost',
+        reason: 'another runner took over this job while it was being adopted',
+      },
+    };
+  }
+  recorder.attempt = lapsed.n;
+  const adopted = `adopted by ${ctx.owner.host} pid ${ctx.owner.pid}: its runner had stopped renewing its lease while ${liveness.why}`;
+  const deadline = Date.parse(lapsed.started) + (job.analysis.blueprint.max_runtime_minutes * 60 + 120) * 1000;
+  let followed = await followAttempt(subject, { deadline, signal: ctx.signal });
+  if (followed.state === 'stopped') {
+    const machine = { identity: job.identity, attempt: lapsed.n, blueprint: job.analysis.blueprint, heartbeat: liveness.heartbeat };
+    const reason = `runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`;
+    if (!(await ctx.launcher.stopMachine?.(machine, reason).catch(() => false))) {
+      // Not a machine this runner can reach: it goes on, and the next run adopts it again.
+      return {
+        done: {
+          where: job.where,
+          identity: job.identity,
+          attempt: lapsed.n,
+          outcome: 'running',
+          reason: `left running: this runner cannot stop the adopted agent (${liveness.heartbeat?.instance ?? 'unknown machine'}); the next run adopts it`,
+        },
+      };
+    }
+    followed = await followAttempt(subject, { deadline: Date.now() + 60_000 });
+  }
+  if (followed.state === 'ended') {
+    const verdict = await verifyJob(ctx.store, job.bucket, earlier.keys, job.analysis);
+    verdict.reason = `${verdict.reason}; ${adopted}`;
+    return { done: await recorder.record(verdict, earlier.location, liveness.heartbeat?.instance ?? null) };
+  }
+  // The adopted agent died too: its attempt is closed and a new one starts here.
+  const why = `adopted, then its agent stopped: ${followed.state === 'dead' ? followed.why : 'stopped'}`;
+  if (!(await ctx.db.update(job.identity, ctx.owner, (r) => replaceDeadAttempt(r, lapsed.n, why, ctx.owner, fresh.location)))) {
+    return { done: { where: job.where, identity: job.identity, outcome: 'lost', reason: 'another runner took over this job meanwhile' } };
+  }
+  recorder.attempt = lapsed.n + 1;
+  return { place: fresh };
+}
+
+/** Writes the config and the submit file of a new attempt and starts its machine. */
+async function launchAttempt(
+  job: PreparedJob,
+  ctx: ExecuteContext,
+  place: Place,
+  attempt: number,
+  started: Date,
+  placement?: JobPlacement,
+): Promise<LaunchedJob> {
+  const { keys, timestamp } = place;
+  const names = jobNames(job);
+  // The agent stages these validated bytes, never a user's file that could change after validation.
+  await ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`);
+  if (!placement?.submitExists) {
+    const submit = `${JSON.stringify({ dataname: names.dataname, configname: names.configname, timestamp }, null, 2)}\n`;
+    // Marked before the submit file appears, so a watcher on this bucket leaves the job to us.
+    const marker = {
+      written_by: 'caas run',
+      identity: job.identity,
+      submit_key: keys.submit,
+      submit_sha256: sha256Hex(submit),
+      owner: ctx.owner,
+      claimed: started.toISOString(),
+      lease_expires: new Date(started.getTime() + 1000 * 60 * (job.analysis.blueprint.max_runtime_minutes + 60)).toISOString(),
+    };
+    if (
+      !(await ctx.store.putIfAbsent(job.bucket, keys.marker, `${JSON.stringify(marker, null, 2)}\n`)) ||
+      !(await ctx.store.putIfAbsent(job.bucket, keys.submit, submit))
+    ) {
+      throw new Error(`job folder ${keys.results} or submit file ${keys.submit} already exists: refusing to reuse a job folder`);
+    }
+  }
+  const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
+  // Checked here once, for every launcher: an agent of this same build then need not check again.
+  const spec = AgentSpec.parse({
+    store: ctx.store.url,
+    ...(ctx.s3Endpoint ? { s3_endpoint: ctx.s3Endpoint } : {}),
+    bucket: job.bucket,
+    group: job.group,
+    timestamp,
+    dataname: names.dataname,
+    inputs: names.inputs,
+    input_checks: Object.fromEntries(
+      job.job.inputs.flatMap((input) =>
+        (input.files ?? []).map((f) => [f.url, { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) }]),
+      ),
+    ),
+    code: { commit: job.preimage.code.commit, ...(job.preimage.code.dirty ? { dirty: job.preimage.code.dirty } : {}) },
+    configname: names.configname,
+    ...(placement?.configCopyName ? { config_copy: placement.configCopyName } : {}),
+    command: job.analysis.command,
+    analysis_dir: job.analysis.dir,
+    instance: `${ctx.launcher.name}@${hostname()}`,
+    max_runtime_s: maxRuntimeS,
+    status_interval_ms: ctx.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
+    log_limit_bytes: Math.round(job.analysis.blueprint.log_limit_mb * 1024 * 1024),
+    environment: job.analysis.blueprint.environment,
+  } satisfies AgentSpec);
+  return ctx.launcher.launch({
+    spec,
+    identity: job.identity,
+    attempt,
+    analysis: job.analysis.name,
+    group: job.group,
+    blueprint: job.analysis.blueprint,
+    instanceType: job.job.instance_type ?? job.analysis.blueprint.instance_type,
+    deadline: new Date(started.getTime() + maxRuntimeS * 1000),
+  });
+}
+
+/**
+ * The lease is gone. If another runner adopted this very attempt (this runner had stalled, its
+ * agent had not), the agent must go on: the adopter records it. Otherwise the job is taken.
+ */
+async function claimLost(ctx: ExecuteContext, identity: string, attempt: number): Promise<'adopted' | 'taken'> {
+  const record = await ctx.db.get(identity).catch(() => undefined);
+  const current = record?.attempts.at(-1);
+  return current?.n === attempt && current.status === 'running' && current.adopted?.length ? 'adopted' : 'taken';
+}
+
+/** Writes a job's outcome into its record, against the attempt that produced it. */
+class Recorder {
+  constructor(
+    private readonly job: PreparedJob,
+    private readonly ctx: ExecuteContext,
+    private readonly started: Date,
+    /** The attempt this runner's claim opened; it goes when an earlier attempt is recorded instead. */
+    private readonly claimed: number,
+  ) {
+    this.attempt = claimed;
   }
 
-  async function record(verdict: Verdict, where: JobLocation, instance: string | null): Promise<JobResult> {
+  /** The attempt whose outcome will be recorded (an adopted one keeps its own number). */
+  attempt: number;
+
+  async record(verdict: Verdict, where: JobLocation, instance: string | null, attempt = this.attempt): Promise<JobResult> {
+    const { job, ctx } = this;
     const ended = new Date();
     const status = verdict.succeeded ? 'succeeded' : 'failed';
-    const start = verdict.start ?? started.toISOString();
+    const start = verdict.start ?? this.started.toISOString();
     const end = verdict.end ?? ended.toISOString();
+    const base = { where: job.where, identity: job.identity };
     // Fault injection for the crash-recovery tests: die exactly between the upload and the record.
     if (process.env.CAAS_FAULT === 'kill-before-record') process.kill(process.pid, 'SIGKILL');
     const written = await ctx.db.finish(
@@ -185,11 +360,13 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
         start,
         end,
         duration_s: (Date.parse(end) - Date.parse(start)) / 1000,
-        attempts: current.attempts.map((a) =>
-          a.n === attempt
-            ? { ...a, status, ended: ended.toISOString(), reason: verdict.reason, exit_code: verdict.exitCode, results: where.results }
-            : a,
-        ),
+        attempts: current.attempts
+          .filter((a) => a.n === attempt || a.n !== this.claimed)
+          .map((a) =>
+            a.n === attempt
+              ? { ...a, status, ended: ended.toISOString(), reason: verdict.reason, exit_code: verdict.exitCode, results: where.results }
+              : a,
+          ),
       }),
     );
     if (!written) return { ...base, attempt, outcome: 'lost', reason: 'another runner took over this job before its record was written' };
@@ -199,30 +376,9 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
       outcome: status,
       reason: verdict.reason,
       results: where.results,
-      durationS: (ended.getTime() - started.getTime()) / 1000,
+      durationS: (ended.getTime() - this.started.getTime()) / 1000,
     };
   }
-}
-
-/**
- * A runner that died after the agent finished leaves a complete job folder and an expired lease.
- * Its successor verifies that folder and records it instead of computing the job again.
- */
-async function recoverPreviousAttempt(
-  job: PreparedJob,
-  claimed: MetadataRecord,
-  ctx: ExecuteContext,
-): Promise<{ verdict: Verdict; location: JobLocation } | undefined> {
-  const previous = claimed.attempts.at(-2);
-  if (!previous?.results || !previous.reason?.startsWith('lease expired') || ctx.force) return undefined;
-  const timestamp = parseJobRef(previous.results)?.timestamp;
-  if (!timestamp) return undefined;
-  const names = jobNames(job);
-  const keys = jobKeys(job.bucket, job.group, timestamp, names.dataname, names.configname);
-  const verdict = await verifyJob(ctx.store, job.bucket, keys, job.analysis);
-  if (!verdict.succeeded) return undefined;
-  verdict.reason = `recovered: attempt ${previous.n} finished but its runner died before recording; outputs verified`;
-  return { verdict, location: jobLocation(ctx.store, job, timestamp, keys) };
 }
 
 /** Unique per attempt (time to the millisecond plus the identity), so no job folder is ever reused. */
@@ -242,14 +398,20 @@ export function jobNames(job: PreparedJob): { dataname: string; configname: stri
   };
 }
 
-function jobLocation(store: ObjectStore, job: PreparedJob, timestamp: string, keys: JobKeys): JobLocation {
+function placeOf(job: PreparedJob, store: ObjectStore, timestamp: string): Place {
+  const names = jobNames(job);
+  const keys = jobKeys(job.bucket, job.group, timestamp, names.dataname, names.configname);
   return {
-    store: store.scheme,
-    bucket: job.bucket,
-    group: job.group,
     timestamp,
-    results: objectUrl(store.scheme, job.bucket, keys.process),
-    logs: objectUrl(store.scheme, job.bucket, keys.logs),
+    keys,
+    location: {
+      store: store.scheme,
+      bucket: job.bucket,
+      group: job.group,
+      timestamp,
+      results: objectUrl(store.scheme, job.bucket, keys.process),
+      logs: objectUrl(store.scheme, job.bucket, keys.logs),
+    },
   };
 }
 
@@ -286,18 +448,17 @@ function draftRecord(job: PreparedJob, ctx: ExecuteContext): MetadataRecord {
   };
 }
 
-/** Renews the lease at a third of its length; tells the caller when the claim is gone. */
-function startHeartbeat(ctx: ExecuteContext, identity: string) {
-  let lostHandler: (() => void) | undefined;
-  let lost = false;
+/** Renews the lease at a third of its length; `lost` resolves when the claim is gone. */
+function startLeaseRenewal(ctx: ExecuteContext, identity: string) {
+  let markLost: () => void = () => {};
+  const lost = new Promise<void>((resolve) => {
+    markLost = resolve;
+  });
   const timer = setInterval(
     () => {
       void ctx.db.renew(identity, ctx.owner, ctx.leaseMs).then(
         (held) => {
-          if (!held && !lost) {
-            lost = true;
-            lostHandler?.();
-          }
+          if (!held) markLost();
         },
         () => {},
       );
@@ -305,11 +466,7 @@ function startHeartbeat(ctx: ExecuteContext, identity: string) {
     Math.max(50, Math.floor(ctx.leaseMs / 3)),
   );
   return {
-    onLost(handler: () => void) {
-      lostHandler = handler;
-      // The loss may have been seen already, e.g. while the launch waited for a deploy_limit slot.
-      if (lost) handler();
-    },
+    lost,
     stop() {
       clearInterval(timer);
     },

@@ -56,7 +56,7 @@ export async function planChunk(
         ? 'forced rerun of a succeeded identity'
         : record?.status === 'failed'
           ? `retry: attempt ${record.attempts.at(-1)?.n ?? '?'} failed (${record.reason ?? 'unknown'})`
-          : 'retry: the previous runner lost its lease';
+          : 'the previous runner stopped renewing its lease: its job is adopted if its agent is alive, else run again';
     return { action: 'RUN', where: job.where, job, record, reason };
   });
 }

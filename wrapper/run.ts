@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { openLauncher } from '../backends/compute/index.ts';
+import { checkComputeName, openLauncher } from '../backends/compute/index.ts';
 import { openDatabase } from '../backends/db/index.ts';
 import { type ObjectStore, openStore } from '../backends/storage/index.ts';
 import type { Owner } from '../models/record.ts';
-import { type ExecuteContext, executeJob, type JobResult } from './execute.ts';
+import { provideAnalysisBucket } from './bucket-contract.ts';
+import { type ExecuteContext, executeJob, type JobResult, leaseProblem } from './execute.ts';
 import { GATE_CHUNK, type PlanEntry, planChunk } from './gate.ts';
 import { readJobEntries } from './job-source.ts';
 import { JobPreparer, type Prepared } from './prepare.ts';
@@ -49,6 +50,13 @@ export class RunRefused extends Error {}
  * the RUN jobs. A dry run opens the store and the DB read-only and writes nothing anywhere.
  */
 export async function runBatch(options: RunOptions, reporter: RunReporter): Promise<RunSummary> {
+  // Before anything is opened or created, and in a dry run too: a typo must not surface only after
+  // the buckets and the DB exist, nor pass a dry run that --execute then refuses.
+  checkComputeName(options.compute);
+  const tooShort = leaseProblem(options.leaseMs, options.statusIntervalMs);
+  if (tooShort) throw new RunRefused(`--lease-seconds: ${tooShort}`);
+  // Failures other runners record after this moment belong to this wave: the next run retries them.
+  const plannedAt = new Date();
   const store = await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint });
   // Planning reads only; the DB is opened for writing once there is something to run, after the
   // refusals below, so a refused or dry run leaves no file behind.
@@ -72,7 +80,7 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
 
     const summary: RunSummary = {
       planned: { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0 },
-      results: { succeeded: 0, failed: 0, skipped: 0, running: 0, lost: 0 },
+      results: { succeeded: 0, failed: 0, skipped: 0, running: 0, 'failed-elsewhere': 0, lost: 0 },
       exitCode: 0,
     };
     for (const entry of plan) summary.planned[entry.action]++;
@@ -110,6 +118,7 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
         signal: options.signal,
         s3Endpoint: options.s3Endpoint,
         statusIntervalMs: options.statusIntervalMs,
+        plannedAt,
       };
       let next = 0;
       const worker = async () => {
@@ -142,19 +151,10 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
   }
 }
 
-/**
- * Analysis buckets are provisioned with the analysis in the cloud (as NeuroCAAS stacks are); a
- * missing one is refused up front rather than failing every job. Folder buckets are just made.
- */
+/** A missing S3 bucket is refused up front rather than failing every job. */
 async function ensureBuckets(store: ObjectStore, buckets: Set<string>): Promise<void> {
   for (const bucket of buckets) {
-    if (await store.bucketExists(bucket)) continue;
-    if (store.scheme === 'file') {
-      await store.createBucket(bucket);
-      continue;
-    }
-    throw new RunRefused(
-      `analysis bucket ${bucket} does not exist in ${store.url}: create it (aws s3 mb s3://${bucket}) or point the blueprint's bucket at an existing one`,
-    );
+    const refusal = await provideAnalysisBucket(store, bucket);
+    if (refusal) throw new RunRefused(refusal);
   }
 }

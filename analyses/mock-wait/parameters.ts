@@ -8,7 +8,9 @@ export const MockWaitParameters = z
     marker: z
       .string()
       .optional()
-      .describe('when set, append "<dataname> <configname>" to $CAAS_MOCK_MARKER_FILE, so tests can count real runs'),
+      .describe(
+        'when set, append "<dataname> <configname>" to $CAAS_MOCK_MARKER_FILE when done (and to $CAAS_MOCK_START_FILE when started), so tests can count real runs',
+      ),
   })
   .strict();
 export type MockWaitParameters = z.infer<typeof MockWaitParameters>;

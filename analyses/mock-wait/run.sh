@@ -28,6 +28,11 @@ read -r waited_s whole_s rest_s fail marker < <(node -e '
   console.log(String(wait), whole, (wait - whole).toFixed(3), config.fail === true ? 1 : 0, typeof config.marker === "string" ? 1 : 0);
 ' "$CAAS_CONFIG") || { echo "mock-wait: could not read the config" >&2; exit 1; }
 
+# Started (not only finished) runs, so tests can tell a job started twice from one that finished twice.
+if [[ "$marker" == 1 && -n "${CAAS_MOCK_START_FILE:-}" ]]; then
+  printf '%s %s\n' "${dataname:-}" "${configname:-}" >>"$CAAS_MOCK_START_FILE"
+fi
+
 for ((i = 1; i <= whole_s; i++)); do
   sleep 1
   echo "mock-wait: waited ${i} s"

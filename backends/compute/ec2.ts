@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { jobFolder } from '../../wrapper/bucket-contract.ts';
 import { type ObjectStore, openStore } from '../storage/index.ts';
-import type { CaasMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest, MachineEnd } from './index.ts';
+import type { CaasMachine, EarlierMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest, MachineEnd } from './index.ts';
 import { USER_DATA_LIMIT, userDataScript } from './user-data.ts';
 
 export interface Ec2LauncherOptions extends LauncherOptions {
@@ -87,6 +87,32 @@ export class Ec2Launcher implements Launcher {
     this.slots.set(request.analysis, launched);
     const { instanceId, deadline } = await launched;
     return this.watch(client, { ...request, deadline }, instanceId);
+  }
+
+  /** Pending or running instances tagged with this identity and attempt (a booting one has no heartbeat yet). */
+  async machineAlive(machine: EarlierMachine): Promise<boolean> {
+    return (await this.instancesOf(machine)).length > 0;
+  }
+
+  async stopMachine(machine: EarlierMachine, reason: string): Promise<boolean> {
+    const ids = await this.instancesOf(machine);
+    if (ids.length === 0) return false;
+    this.log(`caas: terminating ${ids.join(', ')} (${reason})`);
+    await this.clientFor(machine.blueprint.region).send(new TerminateInstancesCommand({ InstanceIds: ids }));
+    return true;
+  }
+
+  private async instancesOf(machine: EarlierMachine): Promise<string[]> {
+    const filters = [
+      { Name: 'tag:caas:identity', Values: [machine.identity] },
+      { Name: 'tag:caas:attempt', Values: [String(machine.attempt)] },
+      { Name: 'instance-state-name', Values: LIVE_STATES },
+    ];
+    const ids: string[] = [];
+    for await (const instance of describeAll(this.clientFor(machine.blueprint.region), filters)) {
+      if (instance.InstanceId) ids.push(instance.InstanceId);
+    }
+    return ids;
   }
 
   async close(): Promise<void> {

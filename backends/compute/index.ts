@@ -1,5 +1,6 @@
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import type { Blueprint } from '../../models/blueprint.ts';
+import type { Heartbeat } from '../../models/status.ts';
 
 export interface LaunchRequest {
   /** Already checked against its schema by the runner (wrapper/execute.ts). */
@@ -30,10 +31,29 @@ export interface LaunchedJob {
   cancel(reason: string): Promise<void>;
 }
 
-/** Where a job runs. The only part of caas that knows about machines. */
+/** The machine an earlier attempt of a job started, for a runner that takes the job over. */
+export interface EarlierMachine {
+  identity: string;
+  attempt: number;
+  blueprint: Blueprint;
+  /** What the agent last said about itself, when it said anything. */
+  heartbeat?: Heartbeat;
+}
+
+/**
+ * Where a job runs. The only part of caas that knows about machines. Launching is idempotent per
+ * (identity, attempt): the same request twice never starts two machines.
+ */
 export interface Launcher {
   readonly name: string;
   launch(request: LaunchRequest): Promise<LaunchedJob>;
+  /**
+   * Whether the machine of an earlier attempt is still up, for launchers whose machines can be
+   * asked (EC2). Without it, the attempt's heartbeat alone says whether it is alive.
+   */
+  machineAlive?(machine: EarlierMachine): Promise<boolean>;
+  /** Stops the machine of an adopted attempt (the adopting runner was told to stop), where it can be reached. */
+  stopMachine?(machine: EarlierMachine, reason: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -43,7 +63,22 @@ export interface LauncherOptions {
   s3Endpoint?: string;
 }
 
+/** --compute names no launcher: the user's input, exit 2. */
+export class UnknownComputeError extends Error {}
+
+export const COMPUTE_NAMES = ['local', 'inline', 'ec2'] as const;
+
+/** Throws UnknownComputeError unless openLauncher knows the name: callers check before any side effect. */
+export function checkComputeName(name: string): void {
+  if (!(COMPUTE_NAMES as readonly string[]).includes(name)) {
+    throw new UnknownComputeError(
+      `--compute "${name}" is not supported: use local (an agent process per job), inline (the agent in this process, the analysis in its own) or ec2 (an instance per job)`,
+    );
+  }
+}
+
 export async function openLauncher(name: string, options: LauncherOptions): Promise<Launcher> {
+  checkComputeName(name);
   if (name === 'local') {
     const { LocalLauncher } = await import('./local.ts');
     return new LocalLauncher();
@@ -56,9 +91,7 @@ export async function openLauncher(name: string, options: LauncherOptions): Prom
     const { Ec2Launcher } = await import('./ec2.ts');
     return new Ec2Launcher(options);
   }
-  throw new Error(
-    `--compute "${name}" is not supported: use local (an agent process per job), inline (the agent in this process, the analysis in its own) or ec2 (an instance per job)`,
-  );
+  throw new Error(`compute "${name}" is listed in COMPUTE_NAMES but has no launcher`);
 }
 
 /** A machine caas started, as its tags (caas:identity, caas:deadline, ...) describe it. */

@@ -1,5 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { runAgent } from '../../wrapper/agent.ts';
 import type { LaunchedJob, Launcher, LaunchRequest } from './index.ts';
@@ -18,14 +18,15 @@ export class InlineLauncher implements Launcher {
     const workDir = await mkdtemp(path.join(tmpdir(), 'caas-job-'));
     const stop = new AbortController();
     let cancelled: string | undefined;
-    const ended = runAgent(spec, workDir, stop.signal)
+    // If the runner dies, so does this agent: its watchdog then ends the analysis and removes the folder.
+    const ended = runAgent(spec, workDir, { cancel: stop.signal, removeWorkDirOnDeath: true })
       .then(
         (exitCode) => (cancelled ? { exitCode, reason: cancelled } : { exitCode }),
         (error: Error) => ({ exitCode: 70, reason: `agent crashed: ${error.message}` }),
       )
       .finally(() => rm(workDir, { recursive: true, force: true }));
     return {
-      instance: `inline:${process.pid}`,
+      instance: `inline:${process.pid}@${hostname()}`,
       ended,
       cancel: async (reason: string) => {
         cancelled = reason;

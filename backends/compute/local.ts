@@ -2,12 +2,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import { agentEntry } from '../../wrapper/agent.ts';
-import type { LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
+import type { EarlierMachine, LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 
 /** An agent process started ahead of its job, waiting for a spec on standard input. */
 interface Agent {
@@ -55,7 +55,7 @@ export class LocalLauncher implements Launcher {
       return { exitCode: code };
     });
     return {
-      instance: `local:${child.pid ?? 'unknown'}`,
+      instance: `local:${child.pid ?? 'unknown'}@${hostname()}`,
       ended,
       cancel: async (reason: string) => {
         cancelled = reason;
@@ -64,11 +64,31 @@ export class LocalLauncher implements Launcher {
     };
   }
 
+  /** An agent on this host is stopped like one of ours: SIGTERM, after which it ends its job with end.txt. */
+  async stopMachine(machine: EarlierMachine): Promise<boolean> {
+    return stopLocalAgent(machine);
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     const spare = await this.spare?.catch(() => undefined);
     this.spare = undefined;
     if (spare) await discard(spare);
+  }
+}
+
+/**
+ * Stops an agent this host started for an earlier attempt, named by its heartbeat (host and pid),
+ * when that agent is on this host: the heartbeat is fresh, so the pid is still the agent's.
+ */
+export function stopLocalAgent(machine: EarlierMachine): boolean {
+  const heartbeat = machine.heartbeat;
+  if (!heartbeat?.instance.startsWith('local') || heartbeat.host !== hostname() || heartbeat.pid === process.pid) return false;
+  try {
+    process.kill(heartbeat.pid, 'SIGTERM');
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -83,7 +103,13 @@ function needsTls(spec: AgentSpec): boolean {
 
 async function startAgent(tls: boolean): Promise<Agent> {
   const workDir = await mkdtemp(path.join(tmpdir(), 'caas-job-'));
-  const env: NodeJS.ProcessEnv = { ...process.env, CAAS_AGENT_SPEC_STDIN: '1', CAAS_AGENT_SPEC_VALIDATED: '1' };
+  // The agent removes its folder itself: it may outlive this runner (and be adopted by the next one).
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CAAS_AGENT_SPEC_STDIN: '1',
+    CAAS_AGENT_SPEC_VALIDATED: '1',
+    CAAS_AGENT_TEMPORARY_WORKDIR: '1',
+  };
   delete env.CAAS_AGENT_SPEC;
   delete env.CAAS_AGENT_SPEC_FILE;
   if (!tls && env.NODE_EXTRA_CA_CERTS !== undefined) {

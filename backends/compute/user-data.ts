@@ -18,8 +18,9 @@ export interface UserDataOptions {
  * same agent a local job runs, power off. User values reach the instance only inside the quoted
  * heredoc (bash expands nothing there) or as single-quoted words, so none is ever parsed as shell.
  *
- * CAAS_ROOT (default /opt/caas, where the AMI holds caas after `npm ci`) and CAAS_POWEROFF_CMD
- * (default poweroff) exist so the script can run outside an instance, as the tests do.
+ * CAAS_ROOT (default /opt/caas, where the AMI holds caas after `npm ci`), CAAS_POWEROFF_CMD
+ * (default poweroff) and CAAS_IMDS_URL (the instance metadata service) exist so the script can run
+ * outside an instance, as the tests do.
  */
 export function userDataScript(options: UserDataOptions): string {
   const { spec } = options;
@@ -63,6 +64,12 @@ cat >"$spec_file" <<'CAAS_SPEC'
 ${specJson}
 CAAS_SPEC
 ${exports.join('\n')}
+
+# The instance id, for the agent's heartbeat (IMDSv2; a runner that adopts this job names the machine by it).
+imds="\${CAAS_IMDS_URL:-http://169.254.169.254}"
+imds_token="$(curl -sf -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/latest/api/token" || true)"
+CAAS_INSTANCE_ID="$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $imds_token" "$imds/latest/meta-data/instance-id" || true)"
+export CAAS_INSTANCE_ID
 
 cd "$(mktemp -d)" || exit 1
 # --import resolves bare names from the working folder, which is a fresh one, so tsx is found

@@ -110,7 +110,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
           const r = summary.results;
           if (!quiet) out(progress!.summaryTable());
           out(
-            `${planLine}\ndone: ${r.succeeded} succeeded, ${r.failed} failed, ${r.skipped + r.running} taken by other runners, ${r.lost} lost`,
+            `${planLine}\ndone: ${r.succeeded} succeeded, ${r.failed} failed, ${r.skipped + r.running + r['failed-elsewhere']} taken by other runners${r['failed-elsewhere'] ? ` (${r['failed-elsewhere']} failed there: the next run retries them)` : ''}, ${r.lost} lost`,
           );
         }
         process.exitCode = summary.exitCode;

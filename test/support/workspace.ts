@@ -2,6 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { openDatabase } from '../../backends/db/index.ts';
 import type { MetadataRecord } from '../../models/record.ts';
@@ -64,6 +65,38 @@ export class AnalysisRepo {
   write(relative: string, text: string): void {
     writeFileSync(path.join(this.dir, relative), text);
   }
+
+  /**
+   * Adds (and commits) an analysis whose command is `bash run.sh` with this script. Its parameters
+   * are free-form strings ({"mode": "..."} reaches the script as $CAAS_CONFIG); its bucket is its name.
+   */
+  addScriptAnalysis(name: string, script: string, blueprint: Record<string, unknown> = {}): void {
+    const dir = path.join(this.dir, name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'run.sh'), script);
+    writeFileSync(
+      path.join(dir, 'blueprint.json'),
+      `${JSON.stringify({ bucket: name, max_runtime_minutes: 10, groups: [{ name: 'caas' }], ...blueprint }, null, 2)}\n`,
+    );
+    writeFileSync(
+      path.join(dir, 'index.ts'),
+      [
+        "import { defineAnalysis } from 'caas/analysis';",
+        "import { z } from 'zod';",
+        "import blueprint from './blueprint.json' with { type: 'json' };",
+        '',
+        'export default defineAnalysis({',
+        `  name: ${JSON.stringify(name)},`,
+        "  version: '1.0.0',",
+        '  parameters: z.object({ mode: z.string().default(""), marker: z.string().optional() }).strict(),',
+        "  command: ['bash', '$' + '{analysis_dir}/run.sh'],",
+        '  blueprint,',
+        '});',
+        '',
+      ].join('\n'),
+    );
+    this.commit(`add ${name}`);
+  }
 }
 
 export interface CliResult {
@@ -72,10 +105,16 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real CLI as a user would (`caas ...`), in its own process. */
-export function runCli(args: string[], options: { cwd?: string; env?: Record<string, string>; input?: string } = {}): Promise<CliResult> {
+/**
+ * Runs the real CLI as a user would (`caas ...`), in its own process. `input` may be a stream, for
+ * stdin too large to hold; `nodeArgs` go to node itself (e.g. `--import` a probe).
+ */
+export function runCli(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; input?: string | Readable; nodeArgs?: string[] } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, ...args], {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, NO_COLOR: '1', ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -90,7 +129,10 @@ export function runCli(args: string[], options: { cwd?: string; env?: Record<str
     });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.input ?? '');
+    // A CLI that exits before reading all of stdin closes the pipe: its exit code tells, not EPIPE.
+    child.stdin.on('error', () => {});
+    if (typeof options.input === 'object') options.input.pipe(child.stdin);
+    else child.stdin.end(options.input ?? '');
   });
 }
 

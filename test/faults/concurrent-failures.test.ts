@@ -1,0 +1,71 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from '../support/workspace.ts';
+
+/** Retries are for the next run, not for a runner of the same wave that sees the failure appear. */
+describe('concurrent runners over failing jobs', () => {
+  let base: string;
+  let repo: AnalysisRepo;
+
+  beforeAll(() => {
+    base = scratchDir('failing-wave');
+    repo = new AnalysisRepo(base);
+  });
+  afterAll(() => removeDir(base));
+
+  it('4 runners started within a second over 8 failing jobs run each identity once; the next run retries each once', {
+    timeout: 300_000,
+  }, async () => {
+    const data = path.join(base, 'data', 'session.json');
+    mkdirSync(path.dirname(data), { recursive: true });
+    writeFileSync(data, '{}\n');
+    const home = path.join(base, 'home');
+    const marker = path.join(base, 'ran');
+    const jobs = path.join(base, 'jobs.jsonl');
+    // Long enough that all four runners have planned before the first failure is recorded.
+    writeFileSync(
+      jobs,
+      `${Array.from({ length: 8 }, (_, i) => mockJob(`fail-${i}`, { wait: 5, fail: true, marker: 'x' }, data)).join('\n')}\n`,
+    );
+    const env = { ...process.env, NO_COLOR: '1', CAAS_ANALYSES: repo.dir, CAAS_STATUS_INTERVAL_MS: '500', CAAS_MOCK_MARKER_FILE: marker };
+    const ran = () => (existsSync(marker) ? readFileSync(marker, 'utf8').split('\n').filter(Boolean) : []);
+
+    const outputs: string[] = [];
+    const runners = Array.from({ length: 4 }, (_, i) => {
+      const child = spawn(
+        process.execPath,
+        [path.join(ROOT, 'bin/caas.js'), '--home', home, 'run', jobs, '--execute', '--concurrency', '2'],
+        {
+          env,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      outputs[i] = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        outputs[i] += chunk.toString();
+      });
+      return new Promise<number | null>((resolve) => child.on('close', resolve));
+    });
+    // Started 0.25 s apart: within one second.
+    await Promise.all(runners.map((_, i) => new Promise((resolve) => setTimeout(resolve, 250 * i))));
+    const codes = await Promise.all(runners);
+
+    expect(ran()).toHaveLength(8);
+    expect(new Set(ran()).size).toBe(8);
+    // Whoever ran a job saw it fail (exit 1); the others were told it failed elsewhere, not run again.
+    expect(codes.some((code) => code === 1)).toBe(true);
+    expect(outputs.join('')).not.toMatch(/attempt 2/);
+    let records = await readRecords(home);
+    expect(records).toHaveLength(8);
+    expect(records.every((r) => r.status === 'failed' && r.attempts.length === 1)).toBe(true);
+
+    const retry = await runCli(['--home', home, 'run', jobs, '--execute', '--concurrency', '4'], { env });
+    expect(retry.code).toBe(1);
+    expect(retry.stdout).toMatch(/plan: 8 to run/);
+    expect(ran()).toHaveLength(16);
+    records = await readRecords(home);
+    expect(records.every((r) => r.attempts.length === 2)).toBe(true);
+  });
+});
