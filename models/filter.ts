@@ -1,6 +1,7 @@
 import { Query } from 'mingo';
 import * as accumulatorOperators from 'mingo/operators/accumulator';
 import * as expressionOperators from 'mingo/operators/expression';
+import { MAX_JSON_DEPTH } from './untrusted-json.ts';
 
 /**
  * The MongoDB filter language as caas accepts it, on every store and from every command (`caas
@@ -88,6 +89,7 @@ export function checkFilter(filter: unknown): Filter {
 
 /** The checked filter, compiled by mingo (the SQLite store's engine). */
 export function compileFilter(filter: unknown): Query {
+  refuseTooDeep(filter, [], 1);
   refuseServerJavaScript(filter, '');
   checkQuery(filter, '');
   try {
@@ -95,6 +97,31 @@ export function compileFilter(filter: unknown): Query {
   } catch (error) {
     // The walk knows every operator mingo compiles, so this is a last resort for operands it leaves to mingo.
     throw new InvalidFilterError((error as Error).message, { cause: error });
+  }
+}
+
+/** Path segments shown before "…": the path to a too-deep value is as long as the limit. */
+const SHOWN_SEGMENTS = 8;
+
+/**
+ * The walks below, mingo and the messages' JSON.stringify all recurse, so a filter nested deeper
+ * than MAX_JSON_DEPTH (as job parameters are bounded) is refused first, by a walk that stops there.
+ * `path` holds the segments down to `value` ("$and", "[0]", ...).
+ */
+function refuseTooDeep(value: unknown, path: string[], depth: number): void {
+  if (typeof value !== 'object' || value === null) return;
+  if (depth > MAX_JSON_DEPTH) {
+    const shown = path.length > SHOWN_SEGMENTS ? [...path.slice(0, SHOWN_SEGMENTS), '…'] : path;
+    fail(
+      shown.reduce((at, segment) => (segment.startsWith('[') || segment === '…' ? at + segment : join(at, segment)), ''),
+      `objects and arrays nested more than ${MAX_JSON_DEPTH} levels deep: expected at most ${MAX_JSON_DEPTH} levels`,
+    );
+  }
+  const entries: [string, unknown][] = Array.isArray(value) ? value.map((item, i) => [`[${i}]`, item]) : Object.entries(value);
+  for (const [segment, item] of entries) {
+    path.push(segment);
+    refuseTooDeep(item, path, depth + 1);
+    path.pop();
   }
 }
 

@@ -4,10 +4,20 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../backends/db/index.ts';
 import { checkFilter, InvalidFilterError } from '../models/filter.ts';
+import { MAX_JSON_DEPTH } from '../models/untrusted-json.ts';
 import { mongoUri, withDatabase } from './support/mongo.ts';
 import { runCli } from './support/workspace.ts';
 
 const EXAMPLE_OPERATORS = /expected one of \$eq, \$ne, .*\$bitsAnyClear$/;
+const TOO_DEEP = `objects and arrays nested more than ${MAX_JSON_DEPTH} levels deep: expected at most ${MAX_JSON_DEPTH} levels`;
+
+/** Filters nested `depth` times, built as text: the test's own JSON.stringify and the checks would recurse as deep. */
+const DEEP: [string, (depth: number) => string, string][] = [
+  ['$and', (n) => `${'{"$and":['.repeat(n)}{}${']}'.repeat(n)}`, '$and[0].$and[0].$and[0].$and[0]…'],
+  ['$or', (n) => `${'{"$or":[{"a":1},'.repeat(n)}{}${']}'.repeat(n)}`, '$or[1].$or[1].$or[1].$or[1]…'],
+  ['$not', (n) => `{"a":${'{"$not":'.repeat(n)}{"$gt":1}${'}'.repeat(n)}}`, 'a.$not.$not.$not.$not.$not.$not.$not…'],
+  ['objects', (n) => `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`, 'a.a.a.a.a.a.a.a…'],
+];
 
 /** The message checkFilter gives, which every command and store must repeat word for word. */
 function problem(filter: unknown): string {
@@ -63,6 +73,17 @@ describe('one filter check for every command and store', () => {
     expect(problem({ a: { $elemMatch: 1 } })).toMatch(/^invalid filter: a: \$elemMatch needs an object/);
     // What the walk leaves to mingo is still checked when mingo compiles the filter.
     expect(problem({ a: { $regex: 'x', $options: 'q' } })).toMatch(/^invalid filter: .*flags/i);
+  });
+
+  it(`refuses a filter nested more than ${MAX_JSON_DEPTH} levels deep, naming where, however deep it goes`, () => {
+    for (const [name, build, where] of DEEP) {
+      expect(problem(JSON.parse(build(5000))), name).toBe(`invalid filter: ${where}: ${TOO_DEEP}`);
+      expect(problem(JSON.parse(build(200_000))), name).toBe(`invalid filter: ${where}: ${TOO_DEEP}`);
+    }
+    // The limit itself is fine: the document and 63 objects inside it.
+    const deepest = JSON.parse(DEEP[3]![1](MAX_JSON_DEPTH));
+    expect(checkFilter(deepest)).toBe(deepest);
+    expect(problem(JSON.parse(DEEP[3]![1](MAX_JSON_DEPTH + 1)))).toBe(`invalid filter: a.a.a.a.a.a.a.a…: ${TOO_DEEP}`);
   });
 
   it('accepts the filters the README and the demo use', () => {
@@ -161,6 +182,24 @@ describe('caas dispatch, caas query and caas catalog query answer a bad filter a
     ]);
     expect(dispatched).toEqual({ code: 2, stdout: '', stderr: line });
     expect(queried).toEqual({ code: 2, stdout: '', stderr: line });
+    expect(catalogued).toEqual({ code: 2, stdout: '', stderr: line });
+  });
+});
+
+describe('a filter nested 5000 deep is an invalid filter on the command line, not a stack overflow', () => {
+  const cliHome = mkdtempSync(path.join(tmpdir(), 'caas-filter-deep-'));
+  afterAll(() => rmSync(cliHome, { recursive: true, force: true }));
+
+  it.each(DEEP)('%s: caas query (and dispatch --query, catalog query) exit 2 with one line naming where', async (_, build, where) => {
+    const text = build(5000);
+    const line = `caas: invalid filter: ${where}: ${TOO_DEEP}\n`;
+    const [queried, dispatched, catalogued] = await Promise.all([
+      runCli(['--home', cliHome, 'query', text]),
+      runCli(['--home', cliHome, 'dispatch', '--query', text, '--analysis', 'unit-filter']),
+      runCli(['--home', cliHome, 'catalog', 'query', text]),
+    ]);
+    expect(queried).toEqual({ code: 2, stdout: '', stderr: line });
+    expect(dispatched).toEqual({ code: 2, stdout: '', stderr: line });
     expect(catalogued).toEqual({ code: 2, stdout: '', stderr: line });
   });
 });

@@ -1,15 +1,17 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmodSync, existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmod, type FileHandle, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ETAG_SETTLE_MS, FileStore } from '../backends/storage/fs.ts';
 import { KeyRefused, ObjectLocator, type ObjectStore } from '../backends/storage/index.ts';
 
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const md5 = (body: string | Uint8Array) => createHash('md5').update(body).digest('hex');
 
 async function keys(store: ObjectStore, bucket: string, prefix: string): Promise<string[]> {
@@ -22,9 +24,36 @@ async function keys(store: ObjectStore, bucket: string, prefix: string): Promise
 class CountingFileStore extends FileStore {
   readonly hashed: string[] = [];
 
-  protected override async hashFile(file: string): Promise<string> {
+  protected override async hashFile(file: string, handle: FileHandle): Promise<string> {
     this.hashed.push(file);
-    return super.hashFile(file);
+    return super.hashFile(file, handle);
+  }
+}
+
+/** Lists a bucket of a file store as user nobody (uid 65534), in a process of its own: keys and warnings. */
+function listAsNobody(root: string, bucket: string, prefix: string): { keys: string[]; warnings: string[] } {
+  const fsStore = pathToFileURL(path.join(REPO, 'backends/storage/fs.ts')).href;
+  const script = `
+    const { FileStore } = await import(${JSON.stringify(fsStore)});
+    const warnings = [];
+    const store = new FileStore(${JSON.stringify(`file://${root}`)}, { home: ${JSON.stringify(root)}, warn: (m) => warnings.push(m) });
+    const keys = [];
+    for await (const info of store.list(${JSON.stringify(bucket)}, ${JSON.stringify(prefix)})) keys.push(info.key);
+    process.stdout.write(JSON.stringify({ keys, warnings }));`;
+  const mode = statSync(root).mode & 0o777;
+  chmodSync(root, 0o755);
+  try {
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: REPO,
+      uid: 65534,
+      gid: 65534,
+      encoding: 'utf8',
+      env: { ...process.env, HOME: os.tmpdir() },
+    });
+    if (run.status !== 0) throw new Error(`listing as nobody failed: ${run.stderr}`);
+    return JSON.parse(run.stdout) as { keys: string[]; warnings: string[] };
+  } finally {
+    chmodSync(root, mode);
   }
 }
 
@@ -125,13 +154,16 @@ describe('FileStore: symbolic links and special files inside a bucket', () => {
     expect((await store.get('b', 'demo/configs/through.json')).toString()).toBe('{}');
   });
 
-  it.skipIf(process.getuid?.() === 0)('an unreadable folder is skipped with a warning (skipped as root: root reads it)', async () => {
+  it('an unreadable folder is skipped with a warning', async () => {
     mkdirSync(at('demo/locked'));
     writeFileSync(at('demo/locked/x.json'), 'x');
     await chmod(at('demo/locked'), 0o000);
     try {
-      expect(await keys(store, 'b', 'demo/')).toContain('demo/inputs/own.json');
-      expect(warnings.filter((w) => w.startsWith('b/demo/locked/'))).toEqual([
+      // Root reads any folder: as root, the listing runs in a process of user nobody instead.
+      const seen = process.getuid?.() === 0 ? listAsNobody(root, 'b', 'demo/') : { keys: await keys(store, 'b', 'demo/'), warnings };
+      expect(seen.keys).toContain('demo/inputs/own.json');
+      expect(seen.keys.filter((key) => key.startsWith('demo/locked/'))).toEqual([]);
+      expect(seen.warnings.filter((w) => w.startsWith('b/demo/locked/'))).toEqual([
         expect.stringMatching(/^b\/demo\/locked\/ cannot be read \(EACCES\): its objects are not listed$/),
       ]);
     } finally {

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { parseJsonText } from '../models/untrusted-json.ts';
+import { type ParsedJson, parseJsonText } from '../models/untrusted-json.ts';
 
 /** One job (a JSONL line, or a .json file of a folder) is at most this long: 8 MiB. */
 export const MAX_JOB_BYTES = 8 * 1024 * 1024;
@@ -49,7 +49,16 @@ export async function* readJobEntries(source: string, stdin: Readable = process.
 async function* readStream(stream: Readable, name: string): AsyncIterable<JobEntry> {
   let array: { parts: Buffer[]; bytes: number } | undefined;
   let oneLineArray: JobEntry | undefined;
-  for await (const lines of splitLines(stream)) {
+  /** Line 1 parsed, when it opens a JSON array: parsed whole, it is the file's one line; else the array goes on. */
+  let first: ParsedJson | undefined;
+  /** Asked as line 1 ends, before it is yielded: whether the lines after it are more of an array (else JSONL). */
+  const arrayGoesOn = (bytes: Buffer) => {
+    const text = decodeUtf8(bytes);
+    if (text === undefined || !text.trimStart().startsWith('[')) return false;
+    first = parseJsonText(text);
+    return !first.ok;
+  };
+  for await (const lines of splitLines(stream, arrayGoesOn)) {
     for (const line of lines) {
       if (array) {
         if (line.bytes === undefined || array.bytes + line.bytes.length + 1 > MAX_ARRAY_BYTES) {
@@ -61,20 +70,18 @@ async function* readStream(stream: Readable, name: string): AsyncIterable<JobEnt
         continue;
       }
       const where = `${name}:${line.n}`;
-      if (line.bytes === undefined) {
-        if (line.limit === MAX_ARRAY_BYTES) {
-          yield { where: name, error: arrayTooLong() };
-          return;
-        }
-        yield { where, error: tooLong(line.length) };
+      if (line.n === 1 && first !== undefined) {
+        if (first.ok) oneLineArray = { where: name, value: first.value };
+        else array = { parts: [line.bytes!], bytes: line.bytes!.length };
         continue;
       }
-      const text = decodeUtf8(line.bytes);
-      if (text === undefined) {
-        yield { where, error: 'not UTF-8 text: expected JSON encoded as UTF-8' };
-        continue;
+      if (line.n === 1 && line.bytes === undefined && line.limit === MAX_ARRAY_BYTES) {
+        yield { where: name, error: arrayTooLong() };
+        return;
       }
-      if (text.trim() === '') continue;
+      const text = line.bytes === undefined ? undefined : decodeUtf8(line.bytes);
+      if (text?.trim() === '') continue;
+      // Any other line, even one too long to read or not UTF-8, makes the file JSONL.
       if (oneLineArray) {
         yield {
           where: `${name}:1`,
@@ -83,10 +90,12 @@ async function* readStream(stream: Readable, name: string): AsyncIterable<JobEnt
         };
         oneLineArray = undefined;
       }
-      if (line.n === 1 && text.trimStart().startsWith('[')) {
-        const parsed = parseJsonText(text);
-        if (parsed.ok) oneLineArray = { where: name, value: parsed.value };
-        else array = { parts: [line.bytes], bytes: line.bytes.length };
+      if (line.bytes === undefined) {
+        yield { where, error: tooLong(line.length) };
+        continue;
+      }
+      if (text === undefined) {
+        yield { where, error: 'not UTF-8 text: expected JSON encoded as UTF-8' };
         continue;
       }
       if (line.bytes.length > MAX_JOB_BYTES) {
@@ -169,16 +178,20 @@ interface RawLine {
 
 /**
  * Splits a byte stream into lines, a chunk's worth at a time (one await per chunk, not per line).
- * A line holds at most MAX_JOB_BYTES, or MAX_ARRAY_BYTES when line 1 opens a JSON array (then the
- * caller bounds the array as a whole); past its limit the rest of a line is counted as it streams
- * by, not kept.
+ * A line holds at most MAX_JOB_BYTES. Line 1 holds up to MAX_ARRAY_BYTES when it opens a JSON
+ * array, and so do the lines after it when `arrayGoesOn(line 1)` says that array is not closed
+ * there (then the caller bounds the array as a whole); otherwise the file is JSONL and every later
+ * line is held to MAX_JOB_BYTES on its own. Past its limit the rest of a line is counted as it
+ * streams by, not kept.
  */
-async function* splitLines(stream: Readable): AsyncIterable<RawLine[]> {
+async function* splitLines(stream: Readable, arrayGoesOn: (line1: Buffer) => boolean): AsyncIterable<RawLine[]> {
   let n = 1;
   let pieces: Buffer[] = [];
   let held = 0;
   let skipped: number | undefined;
   let limit = MAX_JOB_BYTES;
+  /** The limit of every line after line 1, decided when line 1 ends. */
+  let laterLimit = MAX_JOB_BYTES;
   const take = (piece: Buffer) => {
     if (skipped !== undefined) {
       skipped += piece.length;
@@ -201,8 +214,9 @@ async function* splitLines(stream: Readable): AsyncIterable<RawLine[]> {
       let bytes = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, held);
       if (bytes.at(-1) === CR) bytes = bytes.subarray(0, -1);
       line = { n, bytes, length: bytes.length };
-      if (n === 1 && firstNonBlank([bytes]) === OPEN_BRACKET) limit = MAX_ARRAY_BYTES;
+      if (n === 1 && arrayGoesOn(bytes)) laterLimit = MAX_ARRAY_BYTES;
     }
+    if (n === 1) limit = laterLimit;
     n++;
     pieces = [];
     held = 0;

@@ -1,6 +1,20 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type BigIntStats, createReadStream, createWriteStream, type Dirent } from 'node:fs';
-import { link, lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { type BigIntStats, constants, createReadStream, createWriteStream, type Dirent, existsSync } from 'node:fs';
+import {
+  type FileHandle,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readlink,
+  realpath,
+  rename,
+  rm,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,6 +29,18 @@ import {
 } from './index.ts';
 
 const TMP_DIR = '.caas-tmp';
+
+/**
+ * Linux names the file behind an open descriptor at /proc/self/fd/N: the store checks what it
+ * opened, not what a path led to a moment before, and reaches into a checked folder through it.
+ */
+const PROC_FD = process.platform === 'linux' && existsSync('/proc/self/fd');
+/** Non-blocking, so that opening a FIFO never waits for a writer (what is not a regular file is never read). */
+const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+const FOLDER_FLAGS = constants.O_RDONLY | (constants.O_DIRECTORY ?? 0);
+/** The codes of a key that names nothing to read: missing, a dangling link or a loop, a path through a file, a socket. */
+const NO_OBJECT = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENXIO']);
+const HASH_CHUNK = 1024 * 1024;
 
 /**
  * File timestamps are only as fine as the clock tick (a second or two on some file systems), so a
@@ -42,8 +68,16 @@ interface CachedEtag {
  * data, nor anything outside the bucket. Listings show regular files and links to them; linked
  * folders, sockets, FIFOs, dangling links, loops and unreadable folders are skipped with a warning,
  * so that one bad entry never stops a listing (nor a watcher answering every other submission).
- * Links are checked, not locked: whoever can swap folders inside a bucket while caas writes there
- * can already write to that bucket.
+ *
+ * A group member may swap a folder for a link at any moment, so no check of a path is trusted for
+ * a later access through it (on Linux, through /proc/self/fd): a read opens the file first, then
+ * checks where what it opened lies, and reads (or hashes) only from that descriptor; a write opens
+ * the folders the object goes in one at a time, each looked up inside the one opened and checked
+ * before it, and renames the object into the last one through its descriptor (rename replaces
+ * whatever has the object's name there, a link included, and never follows it). Where /proc is
+ * missing, the checks fall back to resolving the real path just before the open (reads) or the
+ * rename (writes), then checking the placed file's real path: a folder swapped in that moment can
+ * still mislead one access.
  */
 export class FileStore implements ObjectStore {
   readonly scheme = 'file' as const;
@@ -91,15 +125,113 @@ export class FileStore implements ObjectStore {
   }
 
   /**
-   * The real path of an existing object, once it is known to stay inside its fence. Reading that
-   * path, not the key's, leaves no second resolution for a link to change in between.
+   * Opens a file or a folder of the store. Every read and write of an object opens what it uses
+   * here, then checks what it opened (a seam for tests that change the bucket at that moment).
    */
-  private async source(bucket: string, key: string): Promise<string> {
+  protected openPath(file: string, flags: number): Promise<FileHandle> {
+    return open(file, flags);
+  }
+
+  /**
+   * Opens a file to read, and returns it with the real path of what was opened, once that is
+   * known to lie inside `fence` (no fence: links are followed anywhere). Undefined, with nothing
+   * left open, when it lies outside.
+   */
+  private async openInside(file: string, fence: string | undefined): Promise<Opened | undefined> {
+    if (fence === undefined) return { handle: await this.openPath(file, READ_FLAGS), real: file };
+    if (!PROC_FD) {
+      // Without /proc: checked just before it is opened, by its real path (which has no link left to swap).
+      const real = await realpath(file);
+      return inside(real, fence) ? { handle: await this.openPath(real, READ_FLAGS), real } : undefined;
+    }
+    const handle = await this.openPath(file, READ_FLAGS);
+    try {
+      const real = await readlink(fdPath(handle));
+      if (inside(real, fence)) return { handle, real };
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    await handle.close();
+    return undefined;
+  }
+
+  /**
+   * An existing object opened to read, once what was opened is known to lie inside its fence;
+   * whatever the path leads to later, reads come from this descriptor. Code NoSuchKey when it is
+   * not a regular file (a folder, a FIFO): listings never show those either.
+   */
+  private async source(bucket: string, key: string): Promise<{ handle: FileHandle; real: string; info: BigIntStats }> {
     const file = this.pathOf(bucket, key);
-    if (this.followLinks) return file;
-    const real = await realpath(file);
-    if (!inside(real, await this.fence(bucket, key))) throw this.refused(bucket, key);
-    return real;
+    const opened = await this.openInside(file, this.followLinks ? undefined : await this.fence(bucket, key));
+    if (opened === undefined) throw this.refused(bucket, key);
+    try {
+      const info = await opened.handle.stat({ bigint: true });
+      if (!info.isFile()) throw noSuchKey(bucket, key);
+      return { ...opened, info };
+    } catch (error) {
+      await opened.handle.close();
+      throw error;
+    }
+  }
+
+  /**
+   * The folder an object goes in, opened, with the object's name in it; undefined when a folder on
+   * the way does not exist and `create` is false. Each folder is looked up inside the one opened
+   * before it (through /proc/self/fd, so no path is resolved twice) and must lie inside the key's
+   * fence once opened; missing ones are made there. Linux only (PROC_FD).
+   */
+  private async openFolder(bucket: string, key: string, create: boolean): Promise<{ folder: FileHandle; name: string } | undefined> {
+    const dir = this.bucketDir(bucket);
+    const parts = path.relative(dir, this.pathOf(bucket, key)).split(path.sep);
+    const name = parts.pop()!;
+    if (create) await mkdir(dir, { recursive: true });
+    const fence = await this.fence(bucket, key);
+    let folder: FileHandle;
+    try {
+      folder = await this.openPath(dir, FOLDER_FLAGS);
+    } catch (error) {
+      if (!create && errno(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+    try {
+      for (const part of parts) {
+        const next = `${fdPath(folder)}/${part}`;
+        let made = false;
+        if (create) {
+          made = await mkdir(next).then(
+            () => true,
+            (error: NodeJS.ErrnoException) => {
+              if (error.code !== 'EEXIST') throw error;
+              return false;
+            },
+          );
+        }
+        let opened: FileHandle;
+        try {
+          opened = await this.openPath(next, FOLDER_FLAGS);
+        } catch (error) {
+          if (errno(error) !== 'ENOENT') throw error;
+          if (!create) return undefined;
+          // There (mkdir said so) yet leading nowhere: a dangling link, as destination() refuses it.
+          if (!made) throw this.refused(bucket, key);
+          throw error;
+        }
+        await folder.close();
+        folder = opened;
+        await this.checkFolder(folder, fence, bucket, key);
+      }
+      if (parts.length === 0) await this.checkFolder(folder, fence, bucket, key);
+      return { folder, name };
+    } catch (error) {
+      await folder.close();
+      throw error;
+    }
+  }
+
+  private async checkFolder(folder: FileHandle, fence: string, bucket: string, key: string): Promise<void> {
+    const real = await readlink(fdPath(folder));
+    if (real !== fence && !inside(real, fence)) throw this.refused(bucket, key);
   }
 
   /** The path to write (or delete) an object at, once the folder it goes in is known to stay inside its fence. */
@@ -125,27 +257,46 @@ export class FileStore implements ObjectStore {
     return path.join(dir, `${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
-  /** Write to a temp file and rename it into place, so readers never see half an object. */
+  /**
+   * Write to a temp file and rename it into place, so readers never see half an object. The key is
+   * checked first (nothing is written for a refused key), and again where the object is placed.
+   */
   private async place(bucket: string, key: string, fill: (tmp: string) => Promise<void>, exclusive: boolean): Promise<boolean> {
     const target = await this.destination(bucket, key);
     const tmp = await this.tempFile();
     try {
       await fill(tmp);
-      await mkdir(path.dirname(target), { recursive: true });
-      if (!exclusive) {
-        await rename(tmp, target);
-        return true;
+      if (this.followLinks) {
+        await mkdir(path.dirname(target), { recursive: true });
+        return await moveInto(tmp, target, exclusive);
       }
+      if (!PROC_FD) return await this.placeByPath(bucket, key, target, tmp, exclusive);
+      const { folder, name } = (await this.openFolder(bucket, key, true))!;
       try {
-        await link(tmp, target);
-        return true;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-        throw error;
+        // Into the folder opened and checked, through its descriptor: a folder swapped since cannot redirect it.
+        return await moveInto(tmp, `${fdPath(folder)}/${name}`, exclusive);
+      } finally {
+        await folder.close();
       }
     } finally {
       await rm(tmp, { force: true });
     }
+  }
+
+  /**
+   * place() without /proc: the folder is checked again right before the rename, and the placed
+   * file's real path after it; one that escaped its fence (a folder swapped in between) is removed.
+   */
+  private async placeByPath(bucket: string, key: string, target: string, tmp: string, exclusive: boolean): Promise<boolean> {
+    await mkdir(path.dirname(target), { recursive: true });
+    await this.destination(bucket, key);
+    if (!(await moveInto(tmp, target, exclusive))) return false;
+    const real = await realpath(target).catch(() => undefined);
+    if (real === undefined || !inside(real, await this.fence(bucket, key))) {
+      await unlink(real ?? target).catch(() => {});
+      throw this.refused(bucket, key);
+    }
+    return true;
   }
 
   async put(bucket: string, key: string, body: Body): Promise<void> {
@@ -164,7 +315,12 @@ export class FileStore implements ObjectStore {
 
   async get(bucket: string, key: string): Promise<Buffer> {
     try {
-      return await readFile(await this.source(bucket, key));
+      const { handle } = await this.source(bucket, key);
+      try {
+        return await handle.readFile();
+      } finally {
+        await handle.close();
+      }
     } catch (error) {
       throw notFound(error, bucket, key);
     }
@@ -172,9 +328,8 @@ export class FileStore implements ObjectStore {
 
   async getStream(bucket: string, key: string): Promise<Readable> {
     try {
-      const file = await this.source(bucket, key);
-      await stat(file);
-      return createReadStream(file);
+      // The stream reads the descriptor that was checked, and closes it when it ends or is destroyed.
+      return (await this.source(bucket, key)).handle.createReadStream();
     } catch (error) {
       throw notFound(error, bucket, key);
     }
@@ -186,17 +341,23 @@ export class FileStore implements ObjectStore {
   }
 
   async head(bucket: string, key: string): Promise<ObjectInfo | undefined> {
-    let file: string;
+    let opened: Awaited<ReturnType<FileStore['source']>>;
     try {
-      file = await this.source(bucket, key);
+      opened = await this.source(bucket, key);
     } catch (error) {
-      // Missing, a dangling link or a loop: no object. A refused link is an answer of its own.
-      if (errno(error) !== undefined) return undefined;
+      // Missing, a dangling link, a loop or not a regular file: no object. A refused link is an
+      // answer of its own, and so is a file that cannot be opened (EACCES, EMFILE): never "absent".
+      const code = errno(error) ?? (error as { code?: unknown }).code;
+      if (typeof code === 'string' && (NO_OBJECT.has(code) || code === 'NoSuchKey')) return undefined;
       throw error;
     }
-    const info = await stat(file, { bigint: true }).catch(() => undefined);
-    if (!info?.isFile()) return undefined;
-    return { key, size: Number(info.size), etag: await this.etagOf(file, info), modified: info.mtime };
+    const { handle, real, info } = opened;
+    try {
+      const etag = this.cachedEtag(real, info) ?? (await this.hashedEtag(real, info, handle));
+      return { key, size: Number(info.size), etag, modified: info.mtime };
+    } finally {
+      await handle.close();
+    }
   }
 
   async *list(bucket: string, prefix: string): AsyncIterable<ObjectInfo> {
@@ -268,18 +429,31 @@ export class FileStore implements ObjectStore {
       return undefined;
     };
     if (!entry.isFile() && !entry.isSymbolicLink()) return skip(`is not a regular file but ${kindOf(entry)}`);
+    const fence = this.followLinks ? undefined : fenceIn(base, key);
+    const leadsOut = `is a symbolic link that leads out of ${key.includes('/') ? `${key.split('/')[0]}/` : `bucket ${bucket}`}`;
     let file = path.join(base, key);
     try {
       if (entry.isSymbolicLink()) {
         file = await realpath(file);
-        if (!this.followLinks && !inside(file, fenceIn(base, key))) {
-          return skip(`is a symbolic link that leads out of ${key.includes('/') ? `${key.split('/')[0]}/` : `bucket ${bucket}`}`);
-        }
+        if (fence !== undefined && !inside(file, fence)) return skip(leadsOut);
       }
       const info = await stat(file, { bigint: true });
       if (info.isDirectory()) return skip('is a symbolic link to a folder (links to folders are never followed)');
       if (!info.isFile()) return skip(`is a symbolic link to ${kindOf(info)}`);
-      return { key, size: Number(info.size), etag: await this.etagOf(file, info), modified: info.mtime };
+      // A remembered md5 belongs to a file that was opened and checked, and stat found that same file again.
+      const cached = this.cachedEtag(file, info);
+      if (cached !== undefined) return { key, size: Number(info.size), etag: cached, modified: info.mtime };
+      // What is hashed is what is opened, checked once open: a folder on the way may have been swapped since the look above.
+      const opened = await this.openInside(file, fence);
+      if (opened === undefined) return skip(leadsOut);
+      try {
+        const now = await opened.handle.stat({ bigint: true });
+        // Replaced by something else in the meantime: not an object this time round.
+        if (!now.isFile()) return undefined;
+        return { key, size: Number(now.size), etag: await this.hashedEtag(opened.real, now, opened.handle), modified: now.mtime };
+      } finally {
+        await opened.handle.close();
+      }
     } catch (error) {
       const code = errno(error);
       if (code === undefined) throw error;
@@ -291,8 +465,8 @@ export class FileStore implements ObjectStore {
     }
   }
 
-  /** The md5 of a file, read again only when its (dev, inode, size, mtime, ctime) changed since it was last read. */
-  private async etagOf(file: string, info: BigIntStats): Promise<string> {
+  /** The md5 remembered for a file, while its (dev, inode, size, mtime, ctime) are those it had when it was read. */
+  private cachedEtag(file: string, info: BigIntStats): string | undefined {
     const cached = this.etags.get(file);
     if (
       cached?.dev === info.dev &&
@@ -303,8 +477,13 @@ export class FileStore implements ObjectStore {
     ) {
       return cached.etag;
     }
+    return undefined;
+  }
+
+  /** The md5 of an opened file (`info` is its fstat), remembered under its real path once it has settled. */
+  private async hashedEtag(file: string, info: BigIntStats, handle: FileHandle): Promise<string> {
     const started = BigInt(Date.now()) * 1_000_000n;
-    const etag = await this.hashFile(file);
+    const etag = await this.hashFile(file, handle);
     this.etags.delete(file);
     if (started - info.ctimeNs >= BigInt(ETAG_SETTLE_MS) * 1_000_000n) {
       if (this.etags.size >= MAX_CACHED_ETAGS) this.etags.delete(this.etags.keys().next().value as string);
@@ -314,17 +493,38 @@ export class FileStore implements ObjectStore {
     return etag;
   }
 
-  /** S3's ETag of a single-part upload is the MD5 of the content; the file store uses the same. One read of the whole file. */
-  protected async hashFile(file: string): Promise<string> {
+  /**
+   * S3's ETag of a single-part upload is the MD5 of the content; the file store uses the same. One
+   * read of the whole file, from the descriptor that was checked (`file` is its real path).
+   */
+  protected async hashFile(_file: string, handle: FileHandle): Promise<string> {
     const hash = createHash('md5');
-    await pipeline(createReadStream(file), hash);
+    const buffer = Buffer.allocUnsafe(HASH_CHUNK);
+    for (let position = 0; ; ) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+    }
     return hash.digest('hex');
   }
 
   async delete(bucket: string, key: string): Promise<void> {
-    await unlink(await this.destination(bucket, key)).catch((error: NodeJS.ErrnoException) => {
+    const target = await this.destination(bucket, key);
+    const ignoreMissing = (error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error;
-    });
+    };
+    if (this.followLinks || !PROC_FD) {
+      await unlink(target).catch(ignoreMissing);
+      return;
+    }
+    const opened = await this.openFolder(bucket, key, false);
+    if (opened === undefined) return;
+    try {
+      await unlink(`${fdPath(opened.folder)}/${opened.name}`).catch(ignoreMissing);
+    } finally {
+      await opened.folder.close();
+    }
   }
 
   async bucketExists(bucket: string): Promise<boolean> {
@@ -336,6 +536,32 @@ export class FileStore implements ObjectStore {
   }
 
   async close(): Promise<void> {}
+}
+
+interface Opened {
+  handle: FileHandle;
+  /** The real path of what was opened (on Linux, as /proc names it: " (deleted)" once it is unlinked). */
+  real: string;
+}
+
+/** The path that leads to exactly what a descriptor holds open, however the names on the way change. */
+function fdPath(handle: FileHandle): string {
+  return `/proc/self/fd/${handle.fd}`;
+}
+
+/** Renames a finished temp file to `target`; exclusive: links it there instead, false when the key exists. */
+async function moveInto(tmp: string, target: string, exclusive: boolean): Promise<boolean> {
+  if (!exclusive) {
+    await rename(tmp, target);
+    return true;
+  }
+  try {
+    await link(tmp, target);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
 }
 
 /** The folder a key's real path must stay in, given the bucket folder's real path. */
@@ -390,7 +616,10 @@ async function realPathSoFar(file: string): Promise<string | undefined> {
 }
 
 function notFound(error: unknown, bucket: string, key: string): Error {
-  if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-    return Object.assign(new Error(`no object ${key} in bucket ${bucket}`), { code: 'NoSuchKey' });
+  if ((error as NodeJS.ErrnoException).code === 'ENOENT') return noSuchKey(bucket, key);
   return error as Error;
+}
+
+function noSuchKey(bucket: string, key: string): Error {
+  return Object.assign(new Error(`no object ${key} in bucket ${bucket}`), { code: 'NoSuchKey' });
 }

@@ -1,4 +1,4 @@
-import { cpSync, createWriteStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_JSON_DEPTH } from '../../models/untrusted-json.ts';
-import { MAX_JOB_BYTES } from '../../wrapper/job-source.ts';
+import { MAX_ARRAY_BYTES, MAX_JOB_BYTES } from '../../wrapper/job-source.ts';
 import { folderKeys } from '../../wrapper/submission.ts';
 import { AnalysisRepo, ROOT, readRecords, removeDir, runCli, scratchDir, treeDigest } from '../support/workspace.ts';
 
@@ -300,6 +300,36 @@ describe('job sources: long lines, byte order marks, arrays', () => {
       [`${mixed}:3`, 'RUN'],
     ]);
     expect(plan[0]?.reason).toMatch(/a JSON array on line 1 followed by more lines: expected one job object per line \(JSONL\)/);
+  });
+
+  it('after a one-line array on line 1, a line longer than an array may be is INVALID alone: the rest of the JSONL runs', async () => {
+    const file = path.join(base, 'array-then-huge-line.jsonl');
+    const out = createWriteStream(file);
+    out.write(`[${job('huge-1')}]\n{"pad":"`);
+    const mib = Buffer.alloc(1024 * 1024, 'x');
+    for (let i = 0; i <= MAX_ARRAY_BYTES / mib.length; i++) out.write(mib);
+    out.write(`"}\n${job('huge-2')}\n${job('huge-3')}\n`);
+    out.end();
+    await finished(out);
+    try {
+      const lineBytes = MAX_ARRAY_BYTES + mib.length + '{"pad":""}'.length;
+      const run = await caas(path.join(base, 'home-huge'), ['run', file, '--json']);
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(2);
+      const plan = jsonLines(run.stdout).filter((l) => l.type === 'plan');
+      expect(plan.map((l) => [l.where, l.action])).toEqual([
+        [`${file}:1`, 'INVALID'],
+        [`${file}:2`, 'INVALID'],
+        [`${file}:3`, 'RUN'],
+        [`${file}:4`, 'RUN'],
+      ]);
+      expect(plan[0]?.reason).toMatch(/^a JSON array on line 1 followed by more lines/);
+      expect(plan[1]?.reason).toBe(
+        `the line is ${lineBytes} bytes long: expected one job of at most ${MAX_JOB_BYTES} bytes (8 MiB) per line`,
+      );
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 
   it('bytes that are not UTF-8 make their line INVALID instead of turning into U+FFFD in a name', async () => {
