@@ -41,3 +41,17 @@ export function positiveNumber(value: string, flag: string): number {
   if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} expects a number > 0, got "${value}"`);
   return n;
 }
+
+/**
+ * CAAS_STATUS_INTERVAL_MS: how often agents write their status file (the heartbeat), default 2000.
+ * Leases are checked against it, so a value that is not a sensible number is refused up front.
+ */
+export function statusIntervalMs(): number | undefined {
+  const given = process.env.CAAS_STATUS_INTERVAL_MS;
+  if (given === undefined || given === '') return undefined;
+  const ms = Number(given);
+  if (!Number.isInteger(ms) || ms < 100) {
+    throw new UsageError(`CAAS_STATUS_INTERVAL_MS expects a whole number of milliseconds >= 100, got "${given}"`);
+  }
+  return ms;
+}

@@ -34,6 +34,10 @@ export const Attempt = z
     results: z.string().nullable().describe('results URL of this attempt'),
     owner: Owner,
     force_reason: z.string().optional(),
+    lapsed: z
+      .boolean()
+      .optional()
+      .describe('closed because its runner stopped renewing the lease: its agent may have gone on (and be adopted)'),
     adopted: z
       .array(z.object({ by: Owner, at: z.string() }).strict())
       .optional()

@@ -14,10 +14,20 @@ export const Heartbeat = z
     interval_ms: z.number().int().positive().describe('how often it writes: the heartbeat is stale after a few of these'),
     host: z.string(),
     pid: z.number().int(),
-    instance: z.string().describe('the machine: local:<pid>@<host>, inline:<pid>@<host> or an EC2 instance id'),
+    instance: z.string().describe('the machine: local@<host> or inline@<host> (with pid), or the EC2 instance id'),
   })
   .strict();
 export type Heartbeat = z.infer<typeof Heartbeat>;
+
+/**
+ * A heartbeat older than this is stale: a few of its own intervals, and never less than the
+ * interval plus 5 s, so a loaded machine that writes late is not taken for a dead one. The agent
+ * stops its analysis itself when it could not write one for nearly this long (another runner may
+ * then start the job again).
+ */
+export function staleAfterMs(intervalMs: number): number {
+  return Math.max(3 * intervalMs, intervalMs + 5000);
+}
 
 /** What the agent kept of a log that outgrew the blueprint's log_limit_mb: its head and its tail. */
 export const LogCut = z

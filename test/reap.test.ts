@@ -9,6 +9,7 @@ import { Ec2Fleet } from '../backends/compute/ec2.ts';
 import { type Database, openDatabase } from '../backends/db/index.ts';
 import { registerReap } from '../cli/commands/reap.ts';
 import { addGlobalOptions } from '../cli/settings.ts';
+import { startAttempt } from '../wrapper/attempts.ts';
 import { findReapable } from '../wrapper/reap.ts';
 import { concluded, owner, recordDraft } from './support/records.ts';
 
@@ -54,6 +55,11 @@ beforeAll(async () => {
   // Attempt 1's runner died; attempt 2 now holds the job, so attempt 1's instance is an orphan.
   await claim('taken-over', new Date(NOW.getTime() - 2 * HOUR), 1000);
   await db.claim(ids['taken-over']!, { draft: recordDraft({ seed: 'taken-over' }), owner: owner('runner-2'), leaseMs: HOUR, now: NOW });
+  // runner-2 found attempt 1 dead and started attempt 2 (while it decides, attempt 2 is only claimed).
+  await db.update(ids['taken-over']!, owner('runner-2'), (r) => startAttempt(r, 2));
+  // Attempt 1's runner died; runner-3 has claimed the job and is still deciding whether to adopt attempt 1.
+  await claim('deciding', new Date(NOW.getTime() - 2 * HOUR), 1000);
+  await db.claim(ids.deciding!, { draft: recordDraft({ seed: 'deciding' }), owner: owner('runner-3'), leaseMs: HOUR, now: NOW });
   ids.unknown = 'f'.repeat(64);
   instances = [
     instance('i-held', ids.held!),
@@ -62,6 +68,7 @@ beforeAll(async () => {
     instance('i-runner-died', ids['runner-died']!),
     instance('i-taken-over', ids['taken-over']!, { attempt: 1 }),
     instance('i-taken-over-2', ids['taken-over']!, { attempt: 2 }),
+    instance('i-deciding', ids.deciding!, { attempt: 1 }),
     instance('i-unknown', ids.unknown),
   ];
 });
@@ -83,12 +90,11 @@ beforeEach(() => {
 });
 
 describe('findReapable', () => {
-  it('finds instances past their deadline or whose job no runner holds, and leaves held ones alone', async () => {
+  it('finds instances past their deadline or whose job is no longer theirs; leaves held ones, and ones the next run will adopt, alone', async () => {
     const found = await findReapable(await new Ec2Fleet('us-east-1').list(), db, NOW);
     expect(Object.fromEntries(found.map((r) => [r.instance, r.why]))).toEqual({
       'i-overdue': [`past its deadline ${new Date(NOW.getTime() - 1000).toISOString()}`],
       'i-finished': ['its record is succeeded'],
-      'i-runner-died': [`lease expired at ${new Date(NOW.getTime() - HOUR).toISOString()}: its runner is gone`],
       'i-taken-over': ['attempt 1 was superseded by attempt 2'],
       'i-unknown': ['no record for its identity'],
     });
@@ -124,22 +130,16 @@ describe('caas reap', () => {
     const output = await reap();
     const lines = output.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^INSTANCE\s+ANALYSIS\s+IDENTITY\s+WHY$/);
-    expect(lines.slice(1, -1).map((l) => l.split(/\s+/)[0])).toEqual([
-      'i-overdue',
-      'i-finished',
-      'i-runner-died',
-      'i-taken-over',
-      'i-unknown',
-    ]);
-    expect(lines.at(-1)).toBe('5 instance(s) to reap (dry run: nothing was terminated; add --execute to terminate them)');
+    expect(lines.slice(1, -1).map((l) => l.split(/\s+/)[0])).toEqual(['i-overdue', 'i-finished', 'i-taken-over', 'i-unknown']);
+    expect(lines.at(-1)).toBe('4 instance(s) to reap (dry run: nothing was terminated; add --execute to terminate them)');
     expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
   });
 
   it('terminates them with --execute', async () => {
     const output = await reap('--execute');
-    expect(output.trimEnd().split('\n').at(-1)).toBe('terminated 5 instance(s)');
+    expect(output.trimEnd().split('\n').at(-1)).toBe('terminated 4 instance(s)');
     expect(ec2.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input.InstanceIds)).toEqual([
-      ['i-overdue', 'i-finished', 'i-runner-died', 'i-taken-over', 'i-unknown'],
+      ['i-overdue', 'i-finished', 'i-taken-over', 'i-unknown'],
     ]);
   });
 });

@@ -201,10 +201,28 @@ function conformance(backend: Backend): void {
       expect(record.lease?.owner).toEqual(bob);
       expect(record.attempts[0]).toMatchObject({ n: 1, status: 'failed', owner: alice, ended: later.toISOString() });
       expect(record.attempts[0]?.reason).toMatch(/lease expired/);
-      expect(record.attempts[1]).toMatchObject({ n: 2, status: 'running', owner: bob });
+      // Claimed, not yet running: the new owner first decides whether attempt 1 is alive (adopt) or dead.
+      expect(record.attempts[1]).toMatchObject({ n: 2, status: 'claimed', owner: bob });
       // The runner that stopped renewing has lost the record for good.
       expect(await db.renew(req.draft._id, alice, LEASE)).toBe(false);
       expect(await db.finish(req.draft._id, alice, concluded('succeeded'))).toBe(false);
+    });
+
+    it('a claimed attempt whose runner died before deciding is dropped by the next takeover: it never ran', async () => {
+      const req = request('decider-died', alice);
+      await db.claim(req.draft._id, req);
+      await db.claim(req.draft._id, { ...req, owner: bob, now: new Date(Date.now() + 2 * LEASE) });
+      const carol = owner('carol');
+
+      const outcome = await db.claim(req.draft._id, { ...req, owner: carol, now: new Date(Date.now() + 4 * LEASE) });
+
+      expect(outcome).toMatchObject({ won: true, attempt: 2 });
+      const record = MetadataRecord.parse(await db.get(req.draft._id));
+      expect(record.attempts.map((a) => [a.n, a.status, a.owner.run])).toEqual([
+        [1, 'failed', alice.run],
+        [2, 'claimed', carol.run],
+      ]);
+      expect(record.attempts[0]?.reason).toMatch(/lease expired/);
     });
 
     it('a failure recorded after a runner planned is not retried by it: the claim says failed, the next plan retries', async () => {

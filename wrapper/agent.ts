@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { ObjectLocator, type ObjectStore, openStore } from '../backends/storage/index.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
 import type { ManifestEntry } from '../models/record.ts';
-import type { StatusFile } from '../models/status.ts';
+import { type StatusFile, staleAfterMs } from '../models/status.ts';
 import { analysisEnvironment } from './analysis-env.ts';
 import { type JobKeys, jobKeys } from './bucket-contract.ts';
 import { CappedLog } from './capped-log.ts';
@@ -74,6 +74,8 @@ class AgentJob {
   private readonly logs: { stdout: CappedLog; stderr: CappedLog };
   private readonly beats: Repeating;
   private readonly liveLogs: Repeating;
+  /** Aborted when this agent can no longer show it is alive: it must not run on unseen. */
+  private readonly fence = new AbortController();
   private analysisPid: number | undefined;
 
   private constructor(
@@ -110,13 +112,25 @@ class AgentJob {
       stderr: new CappedLog(path.join(workDir, 'logs', 'stderr.txt'), spec.log_limit_bytes),
     };
     // The heartbeat: from the agent's start until just before end.txt, whatever the analysis does.
+    let lastBeat = Date.now();
     this.beats = repeat(spec.status_interval_ms, async () => {
       const usage = this.analysisPid ? processUsage(this.analysisPid) : undefined;
       if (usage) {
         this.status.cpu_usage = usage.cpu;
         this.status.memory_usage = usage.memory;
       }
-      await this.writeStatus();
+      try {
+        await this.writeStatus();
+        lastBeat = Date.now();
+      } catch (error) {
+        // Unheard for nearly as long as a runner waits before it takes the job for dead: stop before it starts another.
+        const silentMs = Date.now() - lastBeat;
+        if (silentMs > staleAfterMs(spec.status_interval_ms) - spec.status_interval_ms && !this.fence.signal.aborted) {
+          this.fence.abort(
+            `the heartbeat could not be written for ${Math.round(silentMs / 1000)} s (${(error as Error).message}): another runner may start this job again, so this one stops`,
+          );
+        }
+      }
     });
     // Live logs: one upload per file at a time, streamed from disk, bounded by the log limit.
     const lastUpload = { stdout: 0, stderr: 0 };
@@ -180,6 +194,7 @@ class AgentJob {
     await this.note(`running ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
 
     const started = Date.now();
+    const stop = cancel ? AbortSignal.any([cancel, this.fence.signal]) : this.fence.signal;
     const ended = await runAnalysis({
       argv,
       env,
@@ -188,7 +203,7 @@ class AgentJob {
       recent: this.recent,
       processes: this.processes,
       maxRuntimeS: spec.max_runtime_s,
-      cancel,
+      cancel: stop,
       onStart: (pid) => {
         this.analysisPid = pid;
       },
@@ -196,7 +211,14 @@ class AgentJob {
     this.analysisPid = undefined;
     await this.note(`analysis ended after ${((Date.now() - started) / 1000).toFixed(1)} s: ${ended.reason}`);
     if (ended.swept > 0) await this.note(`ended ${ended.swept} process(es) the analysis left running`);
-    return this.finish({ exitCode: ended.code, reason: ended.reason });
+    const outcome = { exitCode: ended.code, reason: ended.reason };
+    for (const problem of ended.logErrors) {
+      // Output that could not be kept fails the job: its log would be silently incomplete.
+      await this.note(problem);
+      outcome.reason = outcome.exitCode === 0 ? problem : `${outcome.reason}; ${problem}`;
+      if (outcome.exitCode === 0) outcome.exitCode = 1;
+    }
+    return this.finish(outcome);
   }
 
   /** Config and inputs into the work folder, each input checked against the identity; then the code. Returns the staged paths. */
@@ -324,21 +346,32 @@ interface AnalysisRun {
  * still running when the main process ends at all). A cancel or the max runtime sends SIGTERM
  * to the process group, and ends everything of the job a few seconds later.
  */
-function runAnalysis(run: AnalysisRun): Promise<{ code: number; reason: string; swept: number }> {
+function runAnalysis(run: AnalysisRun): Promise<{ code: number; reason: string; swept: number; logErrors: string[] }> {
   return new Promise((resolve) => {
     let child: ChildProcess;
     try {
       // An argv, never a shell line: parameters reach the analysis as files and environment only.
       child = spawn(run.argv[0]!, run.argv.slice(1), { cwd: run.workDir, env: run.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     } catch (error) {
-      resolve({ code: 127, reason: `could not start ${run.argv[0]}: ${(error as Error).message}`, swept: 0 });
+      resolve({ code: 127, reason: `could not start ${run.argv[0]}: ${(error as Error).message}`, swept: 0, logErrors: [] });
       return;
     }
     run.processes.started(child.pid);
     run.onStart(child.pid);
     const remember = (chunk: Buffer) => run.recent.add(chunk);
-    child.stdout?.on('data', remember).pipe(run.logs.stdout);
-    child.stderr?.on('data', remember).pipe(run.logs.stderr);
+    const logErrors: string[] = [];
+    for (const name of ['stdout', 'stderr'] as const) {
+      const source = child[name];
+      const log = run.logs[name];
+      if (!source) continue;
+      source.on('data', remember).pipe(log);
+      // A full or failing disk: the analysis goes on (its output is drained, not kept), the job will fail.
+      log.on('error', (error) => {
+        logErrors.push(`${name}.txt could not be written: ${error.message}`);
+        source.unpipe(log);
+        source.resume();
+      });
+    }
     const timers: NodeJS.Timeout[] = [];
     let stopping: string | undefined;
     let timedOut = false;
@@ -373,8 +406,9 @@ function runAnalysis(run: AnalysisRun): Promise<{ code: number; reason: string; 
       run.cancel?.removeEventListener('abort', onCancel);
       await sweep();
       await Promise.all(sweeps);
+      run.processes.ended();
       await Promise.all(Object.values(run.logs).map(endLog));
-      resolve({ ...result, swept });
+      resolve({ ...result, swept, logErrors });
     };
     child.on('error', (error) => void settle({ code: 127, reason: `could not start ${run.argv[0]}: ${error.message}` }));
     child.on('exit', (code, signal) => {

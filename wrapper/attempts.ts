@@ -17,11 +17,17 @@ export function adoptAttempt(record: MetadataRecord, adopted: number, placeholde
     job,
     attempts: record.attempts
       .filter((a) => a.n !== placeholder)
-      .map(
-        (a): Attempt =>
-          a.n === adopted ? { ...a, status: 'running', ended: null, reason: null, adopted: [...(a.adopted ?? []), { by, at }] } : a,
-      ),
+      .map((a): Attempt => {
+        if (a.n !== adopted) return a;
+        const { lapsed: _, ...open } = a;
+        return { ...open, status: 'running', ended: null, reason: null, adopted: [...(a.adopted ?? []), { by, at }] };
+      }),
   };
+}
+
+/** The earlier attempt is dead: the claim's own attempt, `claimed` while that was being decided, now runs. */
+export function startAttempt(record: MetadataRecord, claimed: number): MetadataRecord {
+  return { ...record, attempts: record.attempts.map((a): Attempt => (a.n === claimed ? { ...a, status: 'running' } : a)) };
 }
 
 /** An adopted attempt died before it finished: it is closed as failed, and a new attempt starts. */
@@ -46,7 +52,10 @@ export function replaceDeadAttempt(record: MetadataRecord, dead: number, reason:
  * closed it with a "lease expired" reason), when it had a job folder to look at.
  */
 export function lapsedAttempt(record: MetadataRecord, claimed: number): Attempt | undefined {
+  // Only a claim of a running record (its lease lapsed) is `claimed` first: failed and forced takeovers start at once.
+  if (record.attempts.find((a) => a.n === claimed)?.status !== 'claimed') return undefined;
   const previous = record.attempts.find((a) => a.n === claimed - 1);
-  if (!previous?.results || !previous.reason?.startsWith('lease expired')) return undefined;
+  // Records written before attempts carried `lapsed` say so only in the reason.
+  if (!previous?.results || !(previous.lapsed || previous.reason?.startsWith('lease expired'))) return undefined;
   return previous;
 }

@@ -1,14 +1,15 @@
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { LaunchedJob, Launcher } from '../backends/compute/index.ts';
 import type { MetadataStore } from '../backends/db/index.ts';
 import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import { AgentSpec } from '../models/agent-spec.ts';
 import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
-import { adoptAttempt, lapsedAttempt, replaceDeadAttempt } from './attempts.ts';
+import { adoptAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from './attempts.ts';
 import { type JobKeys, jobKeys, parseJobRef } from './bucket-contract.ts';
 import { CAAS_VERSION } from './caas-version.ts';
 import { sha256Hex } from './identity.ts';
-import { attemptLiveness, type EarlierAttempt, followAttempt } from './liveness.ts';
+import { attemptLiveness, type EarlierAttempt, followAttempt, readHeartbeat } from './liveness.ts';
 import type { PreparedJob } from './prepare.ts';
 import { emptyVerdict, type Verdict, verifyJob } from './verify.ts';
 
@@ -110,25 +111,41 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
   }
   const lease = startLeaseRenewal(ctx, job.identity);
   const recorder = new Recorder(job, ctx, started, claim.attempt);
+  let attempt = claim.attempt;
+  const place = fresh;
   try {
-    let place = fresh;
     const lapsed = lapsedAttempt(claim.record, claim.attempt);
     const earlierTimestamp = lapsed?.results ? parseJobRef(lapsed.results)?.timestamp : undefined;
-    if (lapsed && earlierTimestamp) {
-      const earlier = placeOf(job, ctx.store, earlierTimestamp);
-      const takeover = await takeOver(job, ctx, recorder, lapsed, earlier, fresh);
+    if (claim.record.attempts.at(-1)?.status === 'claimed' && !(lapsed && earlierTimestamp)) {
+      // A lapsed attempt with no job folder to look at: nothing to adopt, this attempt runs.
+      if (!(await ctx.db.update(job.identity, ctx.owner, (r) => startAttempt(r, claim.attempt)))) {
+        return { ...base, outcome: 'lost', reason: 'another runner took over this job meanwhile' };
+      }
+    } else if (lapsed && earlierTimestamp) {
+      let takeover: Takeover;
+      try {
+        takeover = await takeOver(job, ctx, recorder, lease, lapsed, placeOf(job, ctx.store, earlierTimestamp), fresh, claim.attempt);
+      } catch (error) {
+        // The earlier attempt's agent may be at work: nothing is recorded, the lease lapses, and the next run looks again.
+        return {
+          ...base,
+          outcome: 'lost',
+          reason: `could not look at attempt ${lapsed.n} (${(error as Error).message}); the next run takes the job over`,
+        };
+      }
       if (takeover.done) return takeover.done;
-      place = takeover.place;
+      attempt = takeover.attempt;
     }
     if (ctx.signal?.aborted) {
       return await recorder.record(
         { ...emptyVerdict(), reason: `cancelled before launch: ${String(ctx.signal.reason)}` },
         place.location,
         null,
+        attempt,
       );
     }
-    const launched = await launchAttempt(job, ctx, place, recorder.attempt, started, placement);
-    const lost = lease.lost.then(() => claimLost(ctx, job.identity, recorder.attempt));
+    const launched = await launchAttempt(job, ctx, place, attempt, started, placement);
+    const lost = lease.lost.then(() => claimLost(ctx, job.identity, attempt));
     const interrupt = () => void launched.cancel(`runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`);
     if (ctx.signal?.aborted) interrupt();
     ctx.signal?.addEventListener('abort', interrupt, { once: true });
@@ -142,7 +159,7 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
     if (ended === 'adopted') {
       return {
         ...base,
-        attempt: recorder.attempt,
+        attempt,
         outcome: 'running',
         reason: 'this runner stopped renewing its lease in time and another runner adopted the job; that runner records it',
       };
@@ -152,28 +169,36 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
     const verdict = await verifyJob(ctx.store, job.bucket, place.keys, job.analysis);
     if (!verdict.ended) verdict.reason = machineEnd.reason ?? 'instance lost: the machine ended without writing end.txt';
     else if (!verdict.succeeded && machineEnd.reason) verdict.reason = `${machineEnd.reason}; ${verdict.reason}`;
-    return await recorder.record(verdict, place.location, launched.instance);
+    return await recorder.record(verdict, place.location, launched.instance, attempt);
   } catch (error) {
     const reason = `caas could not run the job: ${(error as Error).message}`;
-    return await recorder.record({ ...emptyVerdict(), reason }, fresh.location, null);
+    return await recorder.record({ ...emptyVerdict(), reason }, place.location, null, attempt);
   } finally {
     lease.stop();
   }
 }
 
+/** What a takeover decided: the job is answered, or this attempt number runs now (in the fresh folder). */
+type Takeover = { done: JobResult; attempt?: undefined } | { done?: undefined; attempt: number };
+
 /**
  * This runner's claim replaced a runner that stopped renewing its lease. Its attempt is looked at
  * before anything starts: finished (end.txt) is recorded as it is; alive (a fresh heartbeat, or a
- * machine still up) is adopted and followed to its end; only a dead one makes way for a new attempt.
+ * machine that is up or cannot be asked about) is adopted and followed to its end; only a dead one
+ * makes way for a new attempt, the claim's own.
  */
 async function takeOver(
   job: PreparedJob,
   ctx: ExecuteContext,
   recorder: Recorder,
+  lease: LeaseRenewal,
   lapsed: Attempt,
   earlier: Place,
   fresh: Place,
-): Promise<{ done: JobResult; place?: undefined } | { done?: undefined; place: Place }> {
+  claimed: number,
+): Promise<Takeover> {
+  const base = { where: job.where, identity: job.identity };
+  const taken = (): Takeover => ({ done: { ...base, outcome: 'lost', reason: 'another runner took over this job meanwhile' } });
   const subject: EarlierAttempt = {
     store: ctx.store,
     bucket: job.bucket,
@@ -189,51 +214,66 @@ async function takeOver(
     verdict.reason = `recovered: attempt ${lapsed.n} finished but its runner died before recording; ${verdict.succeeded ? 'outputs verified' : verdict.reason}`;
     return { done: await recorder.record(verdict, earlier.location, null, lapsed.n) };
   }
-  if (liveness.state === 'dead') return { place: fresh };
-
-  if (!(await ctx.db.update(job.identity, ctx.owner, (r) => adoptAttempt(r, lapsed.n, recorder.attempt, ctx.owner, earlier.location)))) {
-    return {
-      done: {
-        where: job.where,
-        identity: job.identity,
-        outcome: 'lost',
-        reason: 'another runner took over this job while it was being adopted',
-      },
-    };
+  if (liveness.state === 'dead') {
+    // Decided: the claim's attempt runs. Until now it was `claimed`, so a waking runner waited.
+    if (!(await ctx.db.update(job.identity, ctx.owner, (r) => startAttempt(r, claimed)))) return taken();
+    return { attempt: claimed };
   }
-  recorder.attempt = lapsed.n;
+
+  if (!(await ctx.db.update(job.identity, ctx.owner, (r) => adoptAttempt(r, lapsed.n, claimed, ctx.owner, earlier.location)))) {
+    return taken();
+  }
   const adopted = `adopted by ${ctx.owner.host} pid ${ctx.owner.pid}: its runner had stopped renewing its lease while ${liveness.why}`;
+  // Stop following when this runner is told to stop, or when it loses the job in turn.
+  const following = new AbortController();
+  const onAbort = () => following.abort('interrupted');
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  if (ctx.signal?.aborted) onAbort();
+  let leaseLost = false;
+  void lease.lost.then(() => {
+    leaseLost = true;
+    following.abort('lease lost');
+  });
   const deadline = Date.parse(lapsed.started) + (job.analysis.blueprint.max_runtime_minutes * 60 + 120) * 1000;
-  let followed = await followAttempt(subject, { deadline, signal: ctx.signal });
-  if (followed.state === 'stopped') {
-    const machine = { identity: job.identity, attempt: lapsed.n, blueprint: job.analysis.blueprint, heartbeat: liveness.heartbeat };
-    const reason = `runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`;
-    if (!(await ctx.launcher.stopMachine?.(machine, reason).catch(() => false))) {
-      // Not a machine this runner can reach: it goes on, and the next run adopts it again.
+  let followed = await followAttempt(subject, { deadline, signal: following.signal }).finally(() =>
+    ctx.signal?.removeEventListener('abort', onAbort),
+  );
+  if (followed.state === 'stopped' && leaseLost) return taken();
+  if (followed.state === 'stopped' || followed.state === 'deadline') {
+    const why =
+      followed.state === 'stopped'
+        ? `runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`
+        : 'past its max runtime, still not finished';
+    const { heartbeat } = await readHeartbeat(ctx.store, job.bucket, earlier.keys).catch(() => ({ heartbeat: liveness.heartbeat }));
+    const machine = { identity: job.identity, attempt: lapsed.n, blueprint: job.analysis.blueprint, heartbeat };
+    if (!(await ctx.launcher.stopMachine?.(machine, why).catch(() => false))) {
+      // Not a machine this runner can reach: it goes on, unrecorded; the next run adopts it again.
+      const where = heartbeat?.instance ?? liveness.heartbeat?.instance ?? 'unknown machine';
       return {
         done: {
-          where: job.where,
-          identity: job.identity,
+          ...base,
           attempt: lapsed.n,
           outcome: 'running',
-          reason: `left running: this runner cannot stop the adopted agent (${liveness.heartbeat?.instance ?? 'unknown machine'}); the next run adopts it`,
+          reason: `left running (${why}): this runner cannot stop the adopted agent on ${where}; the next run adopts it again`,
         },
       };
     }
     followed = await followAttempt(subject, { deadline: Date.now() + 60_000 });
+    if (followed.state !== 'ended') {
+      const verdict = { ...emptyVerdict(), reason: `${why}: its machine was told to stop, but it wrote no end.txt; ${adopted}` };
+      return { done: await recorder.record(verdict, earlier.location, heartbeat?.instance ?? null, lapsed.n) };
+    }
   }
   if (followed.state === 'ended') {
     const verdict = await verifyJob(ctx.store, job.bucket, earlier.keys, job.analysis);
     verdict.reason = `${verdict.reason}; ${adopted}`;
-    return { done: await recorder.record(verdict, earlier.location, liveness.heartbeat?.instance ?? null) };
+    return { done: await recorder.record(verdict, earlier.location, liveness.heartbeat?.instance ?? null, lapsed.n) };
   }
   // The adopted agent died too: its attempt is closed and a new one starts here.
-  const why = `adopted, then its agent stopped: ${followed.state === 'dead' ? followed.why : 'stopped'}`;
-  if (!(await ctx.db.update(job.identity, ctx.owner, (r) => replaceDeadAttempt(r, lapsed.n, why, ctx.owner, fresh.location)))) {
-    return { done: { where: job.where, identity: job.identity, outcome: 'lost', reason: 'another runner took over this job meanwhile' } };
-  }
-  recorder.attempt = lapsed.n + 1;
-  return { place: fresh };
+  const why = `adopted, then its agent stopped: ${followed.state === 'dead' ? followed.why : followed.state}`;
+  if (!(await ctx.db.update(job.identity, ctx.owner, (r) => replaceDeadAttempt(r, lapsed.n, why, ctx.owner, fresh.location))))
+    return taken();
+  return { attempt: lapsed.n + 1 };
 }
 
 /** Writes the config and the submit file of a new attempt and starts its machine. */
@@ -311,9 +351,14 @@ async function launchAttempt(
  * agent had not), the agent must go on: the adopter records it. Otherwise the job is taken.
  */
 async function claimLost(ctx: ExecuteContext, identity: string, attempt: number): Promise<'adopted' | 'taken'> {
-  const record = await ctx.db.get(identity).catch(() => undefined);
-  const current = record?.attempts.at(-1);
-  return current?.n === attempt && current.status === 'running' && current.adopted?.length ? 'adopted' : 'taken';
+  // The new owner may still be looking at this attempt (its own is `claimed`): wait for its decision.
+  for (const until = Date.now() + 2 * ctx.leaseMs; ; ) {
+    const record = await ctx.db.get(identity).catch(() => undefined);
+    const current = record?.attempts.at(-1);
+    if (current?.n === attempt && current.status === 'running' && current.adopted?.length) return 'adopted';
+    if (current?.status !== 'claimed' || Date.now() > until) return 'taken';
+    await sleep(Math.max(100, Math.min(1000, ctx.leaseMs / 10)));
+  }
 }
 
 /** Writes a job's outcome into its record, against the attempt that produced it. */
@@ -324,14 +369,9 @@ class Recorder {
     private readonly started: Date,
     /** The attempt this runner's claim opened; it goes when an earlier attempt is recorded instead. */
     private readonly claimed: number,
-  ) {
-    this.attempt = claimed;
-  }
+  ) {}
 
-  /** The attempt whose outcome will be recorded (an adopted one keeps its own number). */
-  attempt: number;
-
-  async record(verdict: Verdict, where: JobLocation, instance: string | null, attempt = this.attempt): Promise<JobResult> {
+  async record(verdict: Verdict, where: JobLocation, instance: string | null, attempt: number): Promise<JobResult> {
     const { job, ctx } = this;
     const ended = new Date();
     const status = verdict.succeeded ? 'succeeded' : 'failed';
@@ -362,11 +402,19 @@ class Recorder {
         duration_s: (Date.parse(end) - Date.parse(start)) / 1000,
         attempts: current.attempts
           .filter((a) => a.n === attempt || a.n !== this.claimed)
-          .map((a) =>
-            a.n === attempt
-              ? { ...a, status, ended: ended.toISOString(), reason: verdict.reason, exit_code: verdict.exitCode, results: where.results }
-              : a,
-          ),
+          .map((a) => {
+            if (a.n !== attempt) return a;
+            // Recorded: no longer an attempt whose runner lapsed, so no later claim looks at it again.
+            const { lapsed: _, ...rest } = a;
+            return {
+              ...rest,
+              status,
+              ended: ended.toISOString(),
+              reason: verdict.reason,
+              exit_code: verdict.exitCode,
+              results: where.results,
+            };
+          }),
       }),
     );
     if (!written) return { ...base, attempt, outcome: 'lost', reason: 'another runner took over this job before its record was written' };
@@ -448,8 +496,14 @@ function draftRecord(job: PreparedJob, ctx: ExecuteContext): MetadataRecord {
   };
 }
 
+interface LeaseRenewal {
+  /** Resolves when the claim is gone (another runner holds it). */
+  lost: Promise<void>;
+  stop(): void;
+}
+
 /** Renews the lease at a third of its length; `lost` resolves when the claim is gone. */
-function startLeaseRenewal(ctx: ExecuteContext, identity: string) {
+function startLeaseRenewal(ctx: ExecuteContext, identity: string): LeaseRenewal {
   let markLost: () => void = () => {};
   const lost = new Promise<void>((resolve) => {
     markLost = resolve;

@@ -20,6 +20,7 @@ token=$1 workdir=$2 remove=$3 pgid= clean=
 while IFS= read -r line; do
   case $line in
     pgid\\ *) pgid=\${line#pgid } ;;
+    forget) pgid= ;;
     clean) clean=1 ;;
   esac
 done
@@ -90,6 +91,15 @@ export class JobProcesses {
       },
       () => {},
     );
+  }
+
+  /**
+   * The analysis is over and swept: its process group id may be reused by anyone from now on,
+   * so neither this object nor the watchdog signals it again.
+   */
+  ended(): void {
+    this.group = undefined;
+    this.watchdog?.stdin?.write('forget\n');
   }
 
   /** Sends a signal to the analysis' process group (the polite first step of a cancel). */

@@ -11,9 +11,10 @@ export interface Reapable {
 }
 
 /**
- * caas instances nobody is waiting for: past their deadline, or whose record no longer says a
- * runner holds the job (finished, failed, taken over by a newer attempt, or a lease that lapsed
- * because the runner died). Their results would never be recorded, so they only cost money.
+ * caas instances nobody is waiting for: past their deadline, or whose record no longer says the
+ * job is theirs (finished, failed, or taken over by a newer attempt). Their results would never be
+ * recorded, so they only cost money. A lease that lapsed because the runner died is no reason:
+ * the next run adopts the instance and records what it computes.
  */
 export async function findReapable(instances: readonly CaasMachine[], db: Pick<MetadataStore, 'lookup'>, now: Date): Promise<Reapable[]> {
   const records = await db.lookup([...new Set(instances.map((i) => i.tags['caas:identity'] ?? ''))]);
@@ -27,9 +28,8 @@ export async function findReapable(instances: readonly CaasMachine[], db: Pick<M
     if (!record) why.push('no record for its identity');
     else if (record.status !== 'running') why.push(`its record is ${record.status}`);
     else {
-      const expires = record.lease ? Date.parse(record.lease.expires) : 0;
-      if (expires <= now.getTime()) why.push(`lease expired${record.lease ? ` at ${record.lease.expires}` : ''}: its runner is gone`);
-      const current = record.attempts.at(-1)?.n;
+      // A `claimed` attempt is a runner still deciding whether to adopt this instance: not superseded yet.
+      const current = record.attempts.findLast((a) => a.status !== 'claimed')?.n;
       const attempt = Number(tags['caas:attempt']);
       if (current !== undefined && Number.isInteger(attempt) && attempt > 0 && attempt !== current) {
         why.push(`attempt ${attempt} was superseded by attempt ${current}`);

@@ -381,8 +381,12 @@ export class SubmissionWatcher {
   private keepMarker(folder: FolderKeys, marker: SubmissionMarker) {
     const timer = setInterval(
       () => {
-        const renewed = { ...marker, lease_expires: new Date(Date.now() + this.options.leaseMs).toISOString() };
-        void this.writeMarker(folder, renewed).catch(() => {});
+        // Once end.txt is there no watcher touches the folder again, and nothing is written after it.
+        const renew = async () => {
+          if (await this.store.head(this.bucket, folder.end)) return clearInterval(timer);
+          await this.writeMarker(folder, { ...marker, lease_expires: new Date(Date.now() + this.options.leaseMs).toISOString() });
+        };
+        void renew().catch(() => {});
       },
       Math.max(50, Math.floor(this.options.leaseMs / 3)),
     );
@@ -414,10 +418,13 @@ export class SubmissionWatcher {
       const result = await executeJob(job, { ...this.ctx, plannedAt }, placement);
       if (result.outcome === 'skipped') continue;
       if (result.outcome === 'failed-elsewhere') {
-        // The same data and config failed just now in another job: this submission gets that answer.
-        await this.note(folder, `identical data and config ${result.reason}`);
-        await this.writeStatus(folder, dataset, 'FAILED', result.reason);
-        await this.store.put(this.bucket, folder.end, `FAILED\n${oneLine(result.reason)}\n`);
+        // The same data and config failed just now in another job: this submission gets that answer,
+        // unless an agent already answered in this folder (a watcher before us ran it here).
+        if (!(await this.store.head(this.bucket, folder.end))) {
+          await this.note(folder, `identical data and config ${result.reason}`);
+          await this.writeStatus(folder, dataset, 'FAILED', result.reason);
+          await this.store.put(this.bucket, folder.end, `FAILED\n${oneLine(result.reason)}\n`);
+        }
         return { outcome: 'failed', reason: result.reason, results: result.results };
       }
       // 'lost': another runner took the identity over; wait for its answer and link it here.

@@ -33,6 +33,11 @@ if [[ "$marker" == 1 && -n "${CAAS_MOCK_START_FILE:-}" ]]; then
   printf '%s %s\n' "${dataname:-}" "${configname:-}" >>"$CAAS_MOCK_START_FILE"
 fi
 
+# Tests hold a run here until they create this file, instead of guessing how long to wait.
+while [[ -n "${CAAS_MOCK_GATE_FILE:-}" && ! -e "$CAAS_MOCK_GATE_FILE" ]]; do
+  sleep 0.1
+done
+
 for ((i = 1; i <= whole_s; i++)); do
   sleep 1
   echo "mock-wait: waited ${i} s"

@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AgentSpec } from '../../models/agent-spec.ts';
+import { CAAS_SETTINGS } from '../../models/blueprint.ts';
 import { agentEntry } from '../../wrapper/agent.ts';
 import type { EarlierMachine, LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 
@@ -79,11 +80,17 @@ export class LocalLauncher implements Launcher {
 
 /**
  * Stops an agent this host started for an earlier attempt, named by its heartbeat (host and pid),
- * when that agent is on this host: the heartbeat is fresh, so the pid is still the agent's.
+ * when that agent is on this host and the pid is still a caas agent's (pids are reused).
  */
-export function stopLocalAgent(machine: EarlierMachine): boolean {
+function stopLocalAgent(machine: EarlierMachine): boolean {
   const heartbeat = machine.heartbeat;
   if (!heartbeat?.instance.startsWith('local') || heartbeat.host !== hostname() || heartbeat.pid === process.pid) return false;
+  try {
+    const environ = readFileSync(`/proc/${heartbeat.pid}/environ`, 'latin1');
+    if (!environ.includes('\0CAAS_AGENT_TEMPORARY_WORKDIR=1\0') && !environ.startsWith('CAAS_AGENT_TEMPORARY_WORKDIR=1\0')) return false;
+  } catch {
+    return false;
+  }
   try {
     process.kill(heartbeat.pid, 'SIGTERM');
     return true;
@@ -101,11 +108,19 @@ function needsTls(spec: AgentSpec): boolean {
   return !spec.store.startsWith('file:') || spec.inputs.some((url) => !url.startsWith('file:'));
 }
 
+/**
+ * The runner's environment less caas's own settings: the agent needs none of them (its spec says
+ * everything), and its analysis, running as the same user, could read them in /proc/<ppid>/environ.
+ */
+function withoutCaasSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !CAAS_SETTINGS.test(name)));
+}
+
 async function startAgent(tls: boolean): Promise<Agent> {
   const workDir = await mkdtemp(path.join(tmpdir(), 'caas-job-'));
   // The agent removes its folder itself: it may outlive this runner (and be adopted by the next one).
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
+    ...withoutCaasSettings(process.env),
     CAAS_AGENT_SPEC_STDIN: '1',
     CAAS_AGENT_SPEC_VALIDATED: '1',
     CAAS_AGENT_TEMPORARY_WORKDIR: '1',

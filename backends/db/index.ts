@@ -119,26 +119,35 @@ export function claimVerdict(
   return expires > now.getTime() ? 'running' : 'takeover';
 }
 
-/** The record after a claim: a new attempt under the new owner; an attempt whose lease lapsed is closed as failed. */
+/**
+ * The record after a claim: a new attempt under the new owner; an attempt whose lease lapsed is
+ * closed as failed. Taking over a lapsed lease, the new attempt is `claimed` until its runner has
+ * looked at the lapsed one (adopt it, record it, or start anew): the old runner, should it wake
+ * up, waits for that decision instead of guessing. A `claimed` attempt whose runner died before
+ * deciding never ran anything and is dropped.
+ */
 export function claimedRecord(existing: MetadataRecord | undefined, request: ClaimRequest, now: Date): MetadataRecord {
   const iso = now.toISOString();
   const base = existing ?? request.draft;
-  const attempts = base.attempts.map((a) =>
-    a.status === 'running' || a.status === 'claimed'
-      ? {
-          ...a,
-          status: 'failed' as const,
-          ended: a.ended ?? iso,
-          reason: a.reason ?? 'lease expired: the runner stopped renewing its claim',
-        }
-      : a,
-  );
+  const attempts = base.attempts
+    .filter((a) => a.status !== 'claimed')
+    .map((a) =>
+      a.status === 'running'
+        ? {
+            ...a,
+            status: 'failed' as const,
+            ended: a.ended ?? iso,
+            reason: a.reason ?? 'lease expired: the runner stopped renewing its claim',
+            lapsed: true,
+          }
+        : a,
+    );
   const n = attempts.length + 1;
   attempts.push({
     n,
     started: iso,
     ended: null,
-    status: 'running',
+    status: existing?.status === 'running' ? 'claimed' : 'running',
     reason: null,
     exit_code: null,
     results: request.job?.results ?? null,

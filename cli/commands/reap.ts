@@ -8,7 +8,9 @@ import { formatTable, shortId } from '../table.ts';
 export function registerReap(program: Command): void {
   program
     .command('reap')
-    .description('Find caas instances nobody is waiting for (past their deadline, or whose job is no longer held) and terminate them')
+    .description(
+      'Find caas instances nobody is waiting for (past their deadline, or whose job is finished or superseded; never one the next run can adopt) and terminate them',
+    )
     .option('--execute', 'terminate them (the default is a dry run that only lists them)', false)
     .option('--region <region>', 'AWS region to look in (env AWS_REGION)', process.env.AWS_REGION ?? 'us-east-1')
     .addHelpText(

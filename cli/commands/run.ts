@@ -4,7 +4,7 @@ import type { PlanEntry } from '../../wrapper/gate.ts';
 import { JobSourceError } from '../../wrapper/job-source.ts';
 import { RunRefused, type RunReporter, runBatch } from '../../wrapper/run.ts';
 import { BatchProgress } from '../progress.ts';
-import { positiveInt, positiveNumber, settingsOf, UsageError } from '../settings.ts';
+import { positiveInt, positiveNumber, settingsOf, statusIntervalMs, UsageError } from '../settings.ts';
 import { formatTable, shortId } from '../table.ts';
 
 export function registerRun(program: Command): void {
@@ -25,7 +25,7 @@ export function registerRun(program: Command): void {
     .option('--reason <text>', 'why a --force rerun is needed (kept in the record)')
     .option(
       '--lease-seconds <s>',
-      'claim lease; a runner that stops renewing loses its jobs after this long',
+      'claim lease (at least 3 status intervals, 6 s by default); after it lapses the next runner adopts the jobs whose agents still run, and reruns the others',
       (v) => positiveNumber(v, '--lease-seconds'),
       Number(process.env.CAAS_LEASE_SECONDS ?? 60),
     )
@@ -87,7 +87,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
             forceReason: options.force ? options.reason : undefined,
             leaseMs: options.leaseSeconds * 1000,
             signal: stop.signal,
-            statusIntervalMs: process.env.CAAS_STATUS_INTERVAL_MS ? Number(process.env.CAAS_STATUS_INTERVAL_MS) : undefined,
+            statusIntervalMs: statusIntervalMs(),
           },
           watched({
             plan: (entries) => {

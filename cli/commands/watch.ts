@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { objectUrl } from '../../backends/storage/index.ts';
 import { SubmissionWatcher, WatchRefused } from '../../wrapper/watch.ts';
-import { positiveInt, positiveNumber, settingsOf, UsageError } from '../settings.ts';
+import { positiveInt, positiveNumber, settingsOf, statusIntervalMs, UsageError } from '../settings.ts';
 
 export function registerWatch(program: Command): void {
   program
@@ -15,7 +15,7 @@ export function registerWatch(program: Command): void {
     .option('--allow-dirty', 'run from an analysis folder with uncommitted changes (the diff hash enters the identity)', false)
     .option(
       '--lease-seconds <s>',
-      'claim lease; a watcher that stops renewing loses its submissions and jobs after this long',
+      'claim lease (at least 3 status intervals, 6 s by default); a watcher that stops renewing loses its submissions and jobs after this long',
       (v) => positiveNumber(v, '--lease-seconds'),
       Number(process.env.CAAS_LEASE_SECONDS ?? 60),
     )
@@ -45,7 +45,7 @@ Exit codes: 0 stopped normally, 1 some submit files could not be processed (--on
           concurrency: options.concurrency,
           leaseMs: options.leaseSeconds * 1000,
           allowDirty: options.allowDirty,
-          statusIntervalMs: process.env.CAAS_STATUS_INTERVAL_MS ? Number(process.env.CAAS_STATUS_INTERVAL_MS) : undefined,
+          statusIntervalMs: statusIntervalMs(),
           retryMs: options.interval * 1000,
         });
       } catch (error) {

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from '../support/workspace.ts';
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** Retries are for the next run, not for a runner of the same wave that sees the failure appear. */
 describe('concurrent runners over failing jobs', () => {
   let base: string;
@@ -24,19 +26,30 @@ describe('concurrent runners over failing jobs', () => {
     const home = path.join(base, 'home');
     const marker = path.join(base, 'ran');
     const jobs = path.join(base, 'jobs.jsonl');
-    // Long enough that all four runners have planned before the first failure is recorded.
     writeFileSync(
       jobs,
-      `${Array.from({ length: 8 }, (_, i) => mockJob(`fail-${i}`, { wait: 5, fail: true, marker: 'x' }, data)).join('\n')}\n`,
+      `${Array.from({ length: 8 }, (_, i) => mockJob(`fail-${i}`, { wait: 0, fail: true, marker: 'x' }, data)).join('\n')}\n`,
     );
-    const env = { ...process.env, NO_COLOR: '1', CAAS_ANALYSES: repo.dir, CAAS_STATUS_INTERVAL_MS: '500', CAAS_MOCK_MARKER_FILE: marker };
+    // The jobs fail only once all four runners have planned, so every failure lands in their wave.
+    const gate = path.join(base, 'gate');
+    const env = {
+      ...process.env,
+      NO_COLOR: '1',
+      CAAS_ANALYSES: repo.dir,
+      CAAS_STATUS_INTERVAL_MS: '500',
+      CAAS_MOCK_MARKER_FILE: marker,
+      CAAS_MOCK_GATE_FILE: gate,
+    };
     const ran = () => (existsSync(marker) ? readFileSync(marker, 'utf8').split('\n').filter(Boolean) : []);
 
     const outputs: string[] = [];
-    const runners = Array.from({ length: 4 }, (_, i) => {
+    const runners: Promise<number | null>[] = [];
+    // Started 0.25 s apart: within one second.
+    for (let i = 0; i < 4; i++) {
+      if (i > 0) await sleep(250);
       const child = spawn(
         process.execPath,
-        [path.join(ROOT, 'bin/caas.js'), '--home', home, 'run', jobs, '--execute', '--concurrency', '2'],
+        [path.join(ROOT, 'bin/caas.js'), '--home', home, 'run', jobs, '--execute', '--concurrency', '1'],
         {
           env,
           stdio: ['ignore', 'pipe', 'pipe'],
@@ -46,10 +59,14 @@ describe('concurrent runners over failing jobs', () => {
       child.stdout.on('data', (chunk: Buffer) => {
         outputs[i] += chunk.toString();
       });
-      return new Promise<number | null>((resolve) => child.on('close', resolve));
-    });
-    // Started 0.25 s apart: within one second.
-    await Promise.all(runners.map((_, i) => new Promise((resolve) => setTimeout(resolve, 250 * i))));
+      runners.push(new Promise((resolve) => child.on('close', resolve)));
+    }
+    // One job at a time each: after the first failures every runner moves on to jobs that failed just now.
+    // Each runner prints its plan before it runs anything.
+    const planned = () => outputs.every((out) => /^ACTION\s/m.test(out));
+    for (let i = 0; i < 1200 && !planned(); i++) await sleep(100);
+    expect(planned()).toBe(true);
+    writeFileSync(gate, '');
     const codes = await Promise.all(runners);
 
     expect(ran()).toHaveLength(8);

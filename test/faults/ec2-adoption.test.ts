@@ -112,7 +112,7 @@ describe('EC2: taking over a job whose runner stopped', () => {
     mkdirSync(path.dirname(data), { recursive: true });
     writeFileSync(data, '{}\n');
     const preparer = new JobPreparer({ storeScheme: 's3', allowDirty: false, roots: [repo.dir] });
-    const prepared = await preparer.prepare({ where: 'jobs:1', value: JSON.parse(mockJob('ec2', { wait: 4 }, data)) });
+    const prepared = await preparer.prepare({ where: 'jobs:1', value: JSON.parse(mockJob('ec2', { wait: 0 }, data)) });
     if (!prepared.ok) throw new Error(prepared.reason);
     job = prepared.job;
   });
@@ -129,6 +129,7 @@ describe('EC2: taking over a job whose runner stopped', () => {
     ec2.on(TerminateInstancesCommand).callsFake((input: { InstanceIds: string[] }) => fake.terminate(input.InstanceIds));
   });
   afterEach(async () => {
+    delete process.env.CAAS_MOCK_GATE_FILE;
     for (const instance of fake.instances.values()) instance.stop?.abort('test over');
     await Promise.all([...fake.instances.values()].map((i) => i.ended?.catch(() => {})));
     await Promise.all(opened.splice(0).map((o) => o.close()));
@@ -166,11 +167,17 @@ describe('EC2: taking over a job whose runner stopped', () => {
     timeout: 120_000,
   }, async () => {
     const { a, b } = await databases();
+    // The instance's analysis waits for this file: it stays at work until the test has seen the adoption.
+    const gate = path.join(base, `gate-${randomUUID()}`);
+    process.env.CAAS_MOCK_GATE_FILE = gate;
     const first = executeJob(job, await runner('a', a, false));
     // The instance's agent is at work and the first runner's 1.5 s lease has lapsed.
     for (let i = 0; i < 100 && fake.instances.size === 0; i++) await sleep(100);
     await sleep(2500);
-    const second = await executeJob(job, await runner('b', b, true));
+    const adopting = executeJob(job, await runner('b', b, true));
+    for (let i = 0; i < 300 && !(await b.get(job.identity))?.attempts[0]?.adopted; i++) await sleep(100);
+    writeFileSync(gate, '');
+    const second = await adopting;
 
     expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(1);
     expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
@@ -210,6 +217,35 @@ describe('EC2: taking over a job whose runner stopped', () => {
       [2, 'succeeded'],
     ]);
     expect(record?.attempts[0]?.reason).toMatch(/adopted, then its agent stopped: it never wrote a heartbeat and its machine is gone/);
+    await first;
+  });
+
+  it('when EC2 cannot be asked (throttled), a silent instance is not taken for dead: nothing is launched until it answers', {
+    timeout: 120_000,
+  }, async () => {
+    const { a, b } = await databases();
+    fake.runAgents = false;
+    const first = executeJob(job, await runner('a', a, false));
+    for (let i = 0; i < 100 && fake.instances.size === 0; i++) await sleep(100);
+    await sleep(2500);
+    fake.runAgents = true;
+    let throttled = true;
+    ec2.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => {
+      if (throttled && input.Filters?.some((f) => f.Name === 'tag:caas:identity')) {
+        throw Object.assign(new Error('Request limit exceeded.'), { name: 'RequestLimitExceeded' });
+      }
+      return fake.describe(input);
+    });
+    const second = executeJob(job, await runner('b', b, true));
+    await sleep(4000);
+    expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(1);
+    expect((await b.get(job.identity))?.attempts[0]?.adopted?.map((x) => x.by.host)).toEqual(['host-b']);
+    // EC2 answers again, and the instance is gone: now, and only now, a new attempt starts.
+    fake.instances.get('i-1')!.state = 'terminated';
+    throttled = false;
+    const result = await second;
+    expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(2);
+    expect(result).toMatchObject({ outcome: 'succeeded', attempt: 2 });
     await first;
   });
 });

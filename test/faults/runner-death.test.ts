@@ -37,13 +37,16 @@ describe('a runner killed while its jobs run', () => {
       jobs: path.join(dir, 'jobs.jsonl'),
       started: path.join(dir, 'started'),
       done: path.join(dir, 'done'),
+      // The analyses wait for this file: the test opens it when it has seen what it came to see.
+      gate: path.join(dir, 'gate'),
     };
-    writeFileSync(files.jobs, `${[1, 2, 3].map((i) => mockJob(`${name}-${i}`, { wait: 15, marker: 'x' }, data)).join('\n')}\n`);
+    writeFileSync(files.jobs, `${[1, 2, 3].map((i) => mockJob(`${name}-${i}`, { wait: 0, marker: 'x' }, data)).join('\n')}\n`);
     const env = {
       CAAS_ANALYSES: repo.dir,
       CAAS_STATUS_INTERVAL_MS: '500',
       CAAS_MOCK_START_FILE: files.started,
       CAAS_MOCK_MARKER_FILE: files.done,
+      CAAS_MOCK_GATE_FILE: files.gate,
       // The job folders of this scenario only, so "nothing left behind" is checked on them alone.
       TMPDIR: tmp,
     };
@@ -71,10 +74,9 @@ describe('a runner killed while its jobs run', () => {
   }
 
   async function killWhenStarted(child: ChildProcess, startedFile: string, lines: (file: string) => string[]) {
-    // Both first jobs are in their analysis (wait: 15), then a second more: well inside the 15 s.
+    // Both first jobs are in their analysis, held there by the gate.
     for (let i = 0; i < 600 && lines(startedFile).length < 2; i++) await sleep(100);
     expect(lines(startedFile)).toHaveLength(2);
-    await sleep(1000);
     const exited = new Promise((resolve) => child.once('close', resolve));
     child.kill('SIGKILL');
     await exited;
@@ -87,12 +89,16 @@ describe('a runner killed while its jobs run', () => {
     await killWhenStarted(s.runner('local'), s.started, s.lines);
     // The two analyses go on without their runner.
     expect(processesWithEnv('CAAS_MOCK_START_FILE', s.started).length).toBeGreaterThanOrEqual(2);
-    // Past the 5 s lease, while the orphaned agents still work (15 s each).
+    // Past the 5 s lease, while the orphaned agents still work (held by the gate).
     await sleep(6000);
-    const rescue = await runCli(['--home', s.home, 'run', s.jobs, '--execute', '--lease-seconds', '5', '--concurrency', '3'], {
+    const rescuing = runCli(['--home', s.home, 'run', s.jobs, '--execute', '--lease-seconds', '5', '--concurrency', '3'], {
       env: s.env,
     });
-    expect(rescue.stderr).not.toMatch(/Error|at /);
+    const adoptedSoFar = async () => (await readRecords(s.home).catch(() => [])).filter((r) => r.attempts[0]?.adopted?.length).length;
+    for (let i = 0; i < 1200 && (await adoptedSoFar()) < 2; i++) await sleep(100);
+    writeFileSync(s.gate, '');
+    const rescue = await rescuing;
+    expect(rescue.stderr).not.toMatch(/\n\s+at /);
     expect(rescue.code).toBe(0);
 
     expect(s.lines(s.started)).toHaveLength(3);
@@ -106,6 +112,31 @@ describe('a runner killed while its jobs run', () => {
     for (const record of adopted) {
       expect(record.attempts[0]!.reason).toMatch(/adopted by .* its runner had stopped renewing its lease/);
       expect(record.attempts[0]!.status).toBe('succeeded');
+    }
+    expect(jobFolders(s.tmp)).toEqual([]);
+  });
+
+  it('(local) a runner that adopted jobs and is told to stop stops their agents too, and records them', { timeout: 240_000 }, async () => {
+    const s = scenario('adopt-stop');
+    await killWhenStarted(s.runner('local'), s.started, s.lines);
+    await sleep(6000);
+    const rescue = s.runner('local');
+    const exited = new Promise<number | null>((resolve) => rescue.once('close', resolve));
+    const adoptedSoFar = async () => (await readRecords(s.home).catch(() => [])).filter((r) => r.attempts[0]?.adopted?.length).length;
+    for (let i = 0; i < 1200 && (await adoptedSoFar()) < 2; i++) await sleep(100);
+    expect(await adoptedSoFar()).toBe(2);
+    rescue.kill('SIGTERM');
+    expect(await exited).toBe(1);
+
+    // The adopted agents were not the rescuer's children; it stopped them all the same.
+    expect(processesWithEnv('CAAS_MOCK_START_FILE', s.started)).toEqual([]);
+    expect(s.lines(s.done)).toEqual([]);
+    const adopted = (await readRecords(s.home)).filter((r) => r.attempts[0]?.adopted?.length);
+    expect(adopted).toHaveLength(2);
+    for (const record of adopted) {
+      expect(record.status).toBe('failed');
+      expect(record.attempts).toHaveLength(1);
+      expect(record.reason).toMatch(/cancelled: received SIGTERM.*; adopted by /);
     }
     expect(jobFolders(s.tmp)).toEqual([]);
   });
@@ -128,6 +159,8 @@ describe('a runner killed while its jobs run', () => {
     // The analyses died with the agent: nothing of the first run finishes, and no process is left.
     await sleep(1000);
     expect(processesWithEnv('CAAS_MOCK_START_FILE', s.started)).toEqual([]);
+    writeFileSync(s.gate, '');
+    // Past the 5 s lease.
     await sleep(5000);
     expect(s.lines(s.done)).toEqual([]);
     expect(jobFolders(s.tmp)).toEqual([]);
