@@ -303,6 +303,17 @@ describe('caas show', () => {
 });
 
 describe('caas why', () => {
+  let tunedCommit: string | undefined;
+  /** Commits a change to mock-wait once, for whichever test needs it first, and returns that newer commit. */
+  function tuneMockWait(): string {
+    if (tunedCommit === undefined) {
+      appendFileSync(path.join(REPO, 'mock-wait/run.sh'), '# tuned\n');
+      git(REPO, 'commit', '-q', '-am', 'tune mock-wait');
+      tunedCommit = git(REPO, 'rev-parse', 'HEAD');
+    }
+    return tunedCommit;
+  }
+
   it('says when a job matches its record, and what run does with it', async () => {
     const ok = await caas(['why', 'jobs.jsonl:1']);
     expect(ok.code, ok.stderr).toBe(0);
@@ -351,9 +362,7 @@ describe('caas why', () => {
   });
 
   it('names a changed commit after the analysis changed, with the git log to read', async () => {
-    appendFileSync(path.join(REPO, 'mock-wait/run.sh'), '# tuned\n');
-    git(REPO, 'commit', '-q', '-am', 'tune mock-wait');
-    const second = git(REPO, 'rev-parse', 'HEAD');
+    const second = tuneMockWait();
     const out = await caas(['why', 'jobs.jsonl:3']);
     expect(out.code, out.stderr).toBe(0);
     expect(out.stdout).toContain(`code.commit: ${firstCommit} (recorded) → ${second} (this job)`);
@@ -363,6 +372,7 @@ describe('caas why', () => {
 
   it('ranks the nearest records by the number of differences', async () => {
     // After the new commit, the a1 job with wait 0.1 differs from record "ok" in two fields and from nothing else on a1.
+    tuneMockWait();
     writeFileSync(path.join(BASE, 'two.jsonl'), `${job('a1', 'a.bin', { wait: 0.1 })}\n`);
     const out = await caas(['why', 'two.jsonl', '--json']);
     const report = JSON.parse(out.stdout) as { candidates: number; nearest: { identity: string; differences: { path: string }[] }[] };

@@ -78,11 +78,40 @@ describe('each submit file is processed once, whoever looks and however often', 
     removeDir(base);
   });
 
-  it('two watchers looking at the same moment start each new submission once', async () => {
+  /*
+   * What later tests build on, each made once by whichever test needs it first (a test run alone
+   * with -t makes what it needs): s1 and s2 answered by two watchers looking at the same moment,
+   * and l3 (a live claim elsewhere) and x4 (a lapsed one) looked at.
+   */
+  async function race() {
     await submit('s1', { dataname: 'inputs/d1.json', configname: 'configs/ok.json' });
     await submit('s2', { dataname: 'inputs/d2.json', configname: 'configs/ok.json' });
     const [a, b] = [opened[0]!, await open()];
-    const outcomes = (await Promise.all([a.pollOnce(), b.pollOnce()])).flat();
+    return (await Promise.all([a.pollOnce(), b.pollOnce()])).flat();
+  }
+  async function takeover() {
+    const body = (ts: string, data: string) => JSON.stringify({ dataname: data, configname: 'configs/ok.json', timestamp: ts });
+    const claimed = (ts: string, expires: number) =>
+      JSON.stringify({
+        submit_key: `demo/submissions/${ts}_submit.json`,
+        submit_sha256: sha256Hex(body(ts, `inputs/d${ts.slice(-1)}.json`)),
+        owner: { host: 'elsewhere', pid: 1, run: 'dead-or-alive' },
+        claimed: new Date().toISOString(),
+        lease_expires: new Date(expires).toISOString(),
+      });
+    await store.put(BUCKET, 'demo/submissions/l3_submit.json', body('l3', 'inputs/d3.json'));
+    await store.put(BUCKET, folderKeys(BUCKET, 'demo', 'l3').marker, claimed('l3', Date.now() + 60_000));
+    await store.put(BUCKET, 'demo/submissions/x4_submit.json', body('x4', 'inputs/d4.json'));
+    await store.put(BUCKET, folderKeys(BUCKET, 'demo', 'x4').marker, claimed('x4', Date.now() - 1));
+    return (await open()).pollOnce();
+  }
+  let raced: ReturnType<typeof race> | undefined;
+  let tookOver: ReturnType<typeof takeover> | undefined;
+  const firstTwo = () => (raced ??= race());
+  const lapsedClaims = () => (tookOver ??= takeover());
+
+  it('two watchers looking at the same moment start each new submission once', async () => {
+    const outcomes = await firstTwo();
     for (const key of ['demo/submissions/s1_submit.json', 'demo/submissions/s2_submit.json']) {
       const kinds = outcomes.filter((o) => o.key === key).map((o) => o.outcome);
       expect(
@@ -100,34 +129,26 @@ describe('each submit file is processed once, whoever looks and however often', 
   });
 
   it('a restarted watcher answers nothing again', async () => {
+    await firstTwo();
+    const launched = launcher.launches;
     const restarted = await open();
     const outcomes = await restarted.pollOnce();
     expect(outcomes.map((o) => o.outcome)).toEqual(['done', 'done']);
-    expect(launcher.launches).toBe(2);
+    expect(launcher.launches).toBe(launched);
   });
 
   it('a claim whose lease is still live is left to its watcher; one whose lease ran out is taken over', async () => {
-    const body = (ts: string, data: string) => JSON.stringify({ dataname: data, configname: 'configs/ok.json', timestamp: ts });
-    const claimed = (ts: string, expires: number) =>
-      JSON.stringify({
-        submit_key: `demo/submissions/${ts}_submit.json`,
-        submit_sha256: sha256Hex(body(ts, `inputs/d${ts.slice(-1)}.json`)),
-        owner: { host: 'elsewhere', pid: 1, run: 'dead-or-alive' },
-        claimed: new Date().toISOString(),
-        lease_expires: new Date(expires).toISOString(),
-      });
-    await store.put(BUCKET, 'demo/submissions/l3_submit.json', body('l3', 'inputs/d3.json'));
-    await store.put(BUCKET, folderKeys(BUCKET, 'demo', 'l3').marker, claimed('l3', Date.now() + 60_000));
-    await store.put(BUCKET, 'demo/submissions/x4_submit.json', body('x4', 'inputs/d4.json'));
-    await store.put(BUCKET, folderKeys(BUCKET, 'demo', 'x4').marker, claimed('x4', Date.now() - 1));
-    const outcomes = await (await open()).pollOnce();
+    const launched = launcher.launches;
+    const outcomes = await lapsedClaims();
     expect(outcomes.find((o) => o.key.endsWith('/l3_submit.json'))?.outcome).toBe('elsewhere');
     expect(outcomes.find((o) => o.key.endsWith('/x4_submit.json'))?.outcome).toBe('succeeded');
     expect(await text(folderKeys(BUCKET, 'demo', 'l3').end)).toBeUndefined();
-    expect(launcher.launches).toBe(3);
+    expect(launcher.launches).toBe(launched + 1);
   });
 
   it('the same data and config under a new timestamp is answered from the record, not run', async () => {
+    await firstTwo();
+    const launched = launcher.launches;
     await submit('again', { dataname: 'demo/inputs/d1.json', configname: 'demo/configs/ok.json' });
     const outcomes = await opened[0]!.pollOnce();
     expect(outcomes.find((o) => o.key.endsWith('/again_submit.json'))?.outcome).toBe('answered');
@@ -138,10 +159,12 @@ describe('each submit file is processed once, whoever looks and however often', 
     expect(JSON.parse((await text(folder.link))!).results).toBe('file://mock-wait/demo/results/job__mock-wait_s1/process_results/');
     expect(StatusFile.parse(JSON.parse((await text(`${folder.logs}DATASET_NAME-d1.json_STATUS.json`))!)).status).toBe('SUCCESS');
     expect(await text(folder.end)).toMatch(/^SUCCESS\nanswered from record/);
-    expect(launcher.launches).toBe(3);
+    expect(launcher.launches).toBe(launched);
   });
 
   it('a list of datanames gives one job per dataset, each with its own status file', async () => {
+    await firstTwo();
+    const launched = launcher.launches;
     await store.put(BUCKET, 'demo/inputs/d5.json', '{"name": "d5"}\n');
     await submit('many', { dataname: ['inputs/d1.json', 'inputs/d5.json'], configname: 'configs/ok.json' });
     const outcomes = await opened[0]!.pollOnce();
@@ -153,10 +176,11 @@ describe('each submit file is processed once, whoever looks and however often', 
     expect(await text(folderKeys(BUCKET, 'demo', 'many~1').end)).toMatch(/^SUCCESS\nanswered from record/);
     expect(await text(`${folderKeys(BUCKET, 'demo', 'many~2').process}waited.json`)).toMatch(/waited_s/);
     expect(await text(main.end)).toBe('SUCCESS\nall 2 datasets succeeded\n');
-    expect(launcher.launches).toBe(4);
+    expect(launcher.launches).toBe(launched + 1);
   });
 
   it('caas logs shows a finished job: certificate, status, the tail of stdout and where the results are', async () => {
+    await firstTwo();
     const lines: string[] = [];
     const result = await showJob(store, { bucket: BUCKET, group: 'demo', timestamp: 's1' }, (line) => lines.push(line));
     expect(result?.exitCode).toBe(0);
@@ -169,6 +193,8 @@ describe('each submit file is processed once, whoever looks and however often', 
   });
 
   it('caas submit refuses a timestamp that is already used, before uploading anything', async () => {
+    await firstTwo();
+    await lapsedClaims();
     const data = path.join(base, 'fresh.json');
     writeFileSync(data, '{"fresh": true}\n');
     const request = { bucket: BUCKET, group: 'demo', data: [data], config: data, timestamp: 's1' };
@@ -179,6 +205,7 @@ describe('each submit file is processed once, whoever looks and however often', 
   });
 
   it('the S3 event handler answers one object per ObjectCreated event, once', async () => {
+    const launched = launcher.launches;
     const key = 'demo/submissions/with space_submit.json';
     await store.put(BUCKET, key, JSON.stringify({ dataname: 'inputs/d1.json', configname: 'configs/missing.json', timestamp: 'evt' }));
     const event = (name: string, bucket = BUCKET) => ({
@@ -192,6 +219,6 @@ describe('each submit file is processed once, whoever looks and however often', 
     expect(await text(folderKeys(BUCKET, 'demo', 'evt').certificate)).toMatch(/configs\/missing\.json does not exist/);
     const [again] = await handleS3Event(event('ObjectCreated:Put'), watcher);
     expect(again).toMatchObject({ key, outcome: 'done' });
-    expect(launcher.launches).toBe(4);
+    expect(launcher.launches).toBe(launched);
   });
 });
