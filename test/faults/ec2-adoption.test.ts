@@ -155,6 +155,20 @@ describe('EC2: taking over a job whose runner stopped', () => {
     return { db: renews ? db : stalled, store, launcher, owner, leaseMs: 1500, statusIntervalMs: 500, s3Endpoint: s3.endpoint };
   }
 
+  /**
+   * A first runner that launched an instance which boots and stays silent (no agent, no heartbeat),
+   * then stalled past its lease; instances launched from now on run their agents.
+   */
+  async function stalledOverSilentInstance() {
+    const { a, b } = await databases();
+    fake.runAgents = false;
+    const first = executeJob(job, await runner('a', a, false));
+    for (let i = 0; i < 100 && fake.instances.size === 0; i++) await sleep(100);
+    await sleep(2500);
+    fake.runAgents = true;
+    return { b, first };
+  }
+
   async function databases() {
     const file = path.join(base, `${randomUUID()}.sqlite`);
     const a = await openDatabase(`sqlite:${file}`, { home: base });
@@ -194,12 +208,7 @@ describe('EC2: taking over a job whose runner stopped', () => {
   it('an instance that is up but silent is adopted; once it is gone without an answer, one new instance runs the job', {
     timeout: 120_000,
   }, async () => {
-    const { a, b } = await databases();
-    fake.runAgents = false;
-    const first = executeJob(job, await runner('a', a, false));
-    for (let i = 0; i < 100 && fake.instances.size === 0; i++) await sleep(100);
-    await sleep(2500);
-    fake.runAgents = true;
+    const { b, first } = await stalledOverSilentInstance();
     const second = executeJob(job, await runner('b', b, true));
     // No heartbeat, but the machine is listed as running: followed, not replaced.
     await sleep(3000);
@@ -223,12 +232,7 @@ describe('EC2: taking over a job whose runner stopped', () => {
   it('when EC2 cannot be asked (throttled), a silent instance is not taken for dead: nothing is launched until it answers', {
     timeout: 120_000,
   }, async () => {
-    const { a, b } = await databases();
-    fake.runAgents = false;
-    const first = executeJob(job, await runner('a', a, false));
-    for (let i = 0; i < 100 && fake.instances.size === 0; i++) await sleep(100);
-    await sleep(2500);
-    fake.runAgents = true;
+    const { b, first } = await stalledOverSilentInstance();
     let throttled = true;
     ec2.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => {
       if (throttled && input.Filters?.some((f) => f.Name === 'tag:caas:identity')) {
