@@ -7,6 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { condenseAwsSdkNodeNotice } from '../backends/aws-sdk-notice.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
 import { runAgent } from './agent.ts';
+import { JobProcesses } from './job-processes.ts';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -48,18 +49,24 @@ const cancel = new AbortController();
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => cancel.abort(`received ${signal}`));
 
 const fromStdin = process.env.CAAS_AGENT_SPEC_STDIN === '1';
+// A process started ahead of its job starts the job's watchdog while it waits, off the job's clock.
+const processes = new JobProcesses({ workDir, removeWorkDirOnDeath: temporaryWorkDir });
 const text =
   process.env.CAAS_AGENT_SPEC ??
   (process.env.CAAS_AGENT_SPEC_FILE ? readFileSync(process.env.CAAS_AGENT_SPEC_FILE, 'utf8') : fromStdin ? await readStdin() : undefined);
 // A process started ahead of a job that never came (the runner finished): nothing to do.
-if (fromStdin && (text === '' || cancel.signal.aborted)) process.exit(0);
+if (fromStdin && (text === '' || cancel.signal.aborted)) {
+  processes.close();
+  process.exit(0);
+}
 if (!text) {
+  processes.close();
   console.error('caas agent: set CAAS_AGENT_SPEC (JSON), CAAS_AGENT_SPEC_FILE or CAAS_AGENT_SPEC_STDIN=1');
   process.exit(2);
 }
 const spec = await validated(JSON.parse(text));
 try {
-  process.exitCode = await runAgent(spec, workDir, { cancel: cancel.signal, removeWorkDirOnDeath: temporaryWorkDir });
+  process.exitCode = await runAgent(spec, workDir, { cancel: cancel.signal, processes });
 } catch (error) {
   console.error(`caas agent: ${(error as Error).stack ?? error}`);
   process.exitCode = 70;

@@ -30,6 +30,8 @@ export interface AgentOptions {
   cancel?: AbortSignal;
   /** The work folder is a temporary one of this job: remove it even if the agent is killed. */
   removeWorkDirOnDeath?: boolean;
+  /** The job's processes and their watchdog, when started ahead of the job (for this work folder). */
+  processes?: JobProcesses;
 }
 
 /**
@@ -41,7 +43,7 @@ export interface AgentOptions {
  * the job folder after end.txt.
  */
 export async function runAgent(spec: AgentSpec, workDir: string, options: AgentOptions = {}): Promise<number> {
-  const processes = new JobProcesses({ workDir, removeWorkDirOnDeath: options.removeWorkDirOnDeath ?? false });
+  const processes = options.processes ?? new JobProcesses({ workDir, removeWorkDirOnDeath: options.removeWorkDirOnDeath ?? false });
   try {
     const job = await AgentJob.open(spec, workDir, processes);
     try {

@@ -2,7 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { runAgent } from '../../wrapper/agent.ts';
+import { JobProcesses } from '../../wrapper/job-processes.ts';
 import type { LaunchedJob, Launcher, LaunchRequest } from './index.ts';
+
+/** A job's folder and watchdog, made ahead of the job so that neither is on its clock. */
+interface Slot {
+  workDir: string;
+  processes: JobProcesses;
+}
 
 /**
  * The agent inside the runner's own process; only the analysis gets a fresh process (and a fresh
@@ -12,14 +19,19 @@ import type { LaunchedJob, Launcher, LaunchRequest } from './index.ts';
  */
 export class InlineLauncher implements Launcher {
   readonly name = 'inline';
+  private spare: Promise<Slot> | undefined;
+  private closing = false;
 
   async launch(request: LaunchRequest): Promise<LaunchedJob> {
     const { spec } = request;
-    const workDir = await mkdtemp(path.join(tmpdir(), 'caas-job-'));
+    // Taken before any await, so concurrent launches never share one slot.
+    const waiting = this.spare;
+    this.spare = this.closing ? undefined : makeSlot();
+    this.spare?.catch(() => {});
+    const { workDir, processes } = (await waiting?.catch(() => undefined)) ?? (await makeSlot());
     const stop = new AbortController();
     let cancelled: string | undefined;
-    // If the runner dies, so does this agent: its watchdog then ends the analysis and removes the folder.
-    const ended = runAgent(spec, workDir, { cancel: stop.signal, removeWorkDirOnDeath: true })
+    const ended = runAgent(spec, workDir, { cancel: stop.signal, processes })
       .then(
         (exitCode) => (cancelled ? { exitCode, reason: cancelled } : { exitCode }),
         (error: Error) => ({ exitCode: 70, reason: `agent crashed: ${error.message}` }),
@@ -35,5 +47,19 @@ export class InlineLauncher implements Launcher {
     };
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.closing = true;
+    const spare = await this.spare?.catch(() => undefined);
+    this.spare = undefined;
+    if (spare) {
+      spare.processes.close();
+      await rm(spare.workDir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** If the runner dies, so does its agent: the watchdog then ends the analysis and removes the folder. */
+async function makeSlot(): Promise<Slot> {
+  const workDir = await mkdtemp(path.join(tmpdir(), 'caas-job-'));
+  return { workDir, processes: new JobProcesses({ workDir, removeWorkDirOnDeath: true }) };
 }
