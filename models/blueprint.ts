@@ -1,10 +1,7 @@
 import { z } from 'zod';
+import { CAAS_SETTINGS } from './caas-settings.ts';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** caas's own settings never reach an analysis, whatever a blueprint says (they may hold passwords). */
-export const CAAS_SETTINGS =
-  /^(CAAS_(DB|STORE|HOME|COMPUTE|ANALYSES|CATALOG|LEASE_SECONDS|STATUS_INTERVAL_MS|PROGRESS_INTERVAL_MS|FAULT|DEBUG|AGENT_.*)|MONGODB_URI)$/;
-
 /** What the analysis process sees beyond the explicit environment the agent gives every job. */
 export const AnalysisEnvironment = z
   .object({

@@ -19,16 +19,6 @@ export const Heartbeat = z
   .strict();
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
-/**
- * A heartbeat older than this is stale: a few of its own intervals, and never less than the
- * interval plus 5 s, so a loaded machine that writes late is not taken for a dead one. The agent
- * stops its analysis itself when it could not write one for nearly this long (another runner may
- * then start the job again).
- */
-export function staleAfterMs(intervalMs: number): number {
-  return Math.max(3 * intervalMs, intervalMs + 5000);
-}
-
 /** What the agent kept of a log that outgrew the blueprint's log_limit_mb: its head and its tail. */
 export const LogCut = z
   .object({

@@ -17,7 +17,7 @@ class SwappingFileStore extends FileStore {
   readonly hashed: string[] = [];
   private armed: { name: string; when: 'before' | 'after'; swap: () => void } | undefined;
 
-  /** Swaps once, the next time the store opens a path named `name` (the file or folder, not the whole path). */
+  /** Swaps once, the next time the store opens an existing path named `name` (the file or folder, not the whole path). */
   arm(name: string, when: 'before' | 'after', swap: () => void): void {
     this.armed = { name, when, swap };
   }
@@ -27,7 +27,8 @@ class SwappingFileStore extends FileStore {
   }
 
   protected override async openPath(file: string, flags: number): Promise<FileHandle> {
-    const armed = this.armed?.name === path.basename(file) ? this.armed : undefined;
+    // Only a path that is there can be swapped (the store may try to open a folder before it makes it).
+    const armed = this.armed?.name === path.basename(file) && existsSync(file) ? this.armed : undefined;
     if (armed?.when === 'before') {
       this.armed = undefined;
       armed.swap();

@@ -1,5 +1,5 @@
 import type { AnalysisEnvironment } from '../models/blueprint.ts';
-import { CAAS_SETTINGS } from '../models/blueprint.ts';
+import { CAAS_SETTINGS } from '../models/caas-settings.ts';
 
 /** What every program expects of a login: where programs are, the home folder, the user, locale and time zone. */
 const SYSTEM = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LANGUAGE', 'TZ'];

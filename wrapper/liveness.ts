@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Launcher } from '../backends/compute/index.ts';
 import { getText, type ObjectStore } from '../backends/storage/index.ts';
 import type { Blueprint } from '../models/blueprint.ts';
-import { Heartbeat, staleAfterMs } from '../models/status.ts';
+import { staleAfterMs } from '../models/liveness.ts';
+import { Heartbeat } from '../models/status.ts';
 import type { JobKeys } from './bucket-contract.ts';
 
 /** DescribeInstances is rate-limited per account: a machine is asked about at most this often. */

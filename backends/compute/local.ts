@@ -6,7 +6,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AgentSpec } from '../../models/agent-spec.ts';
-import { CAAS_SETTINGS } from '../../models/blueprint.ts';
+import { CAAS_SETTINGS } from '../../models/caas-settings.ts';
 import { agentEntry } from '../../wrapper/agent.ts';
 import type { EarlierMachine, LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 

@@ -88,6 +88,9 @@ export class FileStore implements ObjectStore {
   private readonly warned = new Set<string>();
   /** md5 per real path, valid while the file keeps its (dev, inode, size, mtime, ctime): a poll re-reads nothing unchanged. */
   private readonly etags = new Map<string, CachedEtag>();
+  /** Real paths of bucket folders, once they exist. */
+  private readonly bucketReal = new Map<string, string>();
+  private tmpReady: Promise<unknown> | undefined;
 
   constructor(url: string, options: StoreOptions) {
     const given = url.replace(/^file:(\/\/)?/, '');
@@ -114,8 +117,14 @@ export class FileStore implements ObjectStore {
 
   /** Where a key's real path must stay: its top-level folder, or the bucket for a key at the top. */
   private async fence(bucket: string, key: string): Promise<string> {
-    // The bucket folder itself may be a link (the operator's choice); what is inside it may not lead out.
-    const bucketDir = (await realPathSoFar(this.bucketDir(bucket))) ?? this.bucketDir(bucket);
+    // The bucket folder itself may be a link (the operator's choice, read once per store); what is
+    // inside it may not lead out.
+    let bucketDir = this.bucketReal.get(bucket);
+    if (bucketDir === undefined) {
+      const real = await realpath(this.bucketDir(bucket)).catch(() => undefined);
+      if (real !== undefined) this.bucketReal.set(bucket, real);
+      bucketDir = real ?? (await realPathSoFar(this.bucketDir(bucket))) ?? this.bucketDir(bucket);
+    }
     return fenceIn(bucketDir, key);
   }
 
@@ -185,37 +194,43 @@ export class FileStore implements ObjectStore {
     const dir = this.bucketDir(bucket);
     const parts = path.relative(dir, this.pathOf(bucket, key)).split(path.sep);
     const name = parts.pop()!;
-    if (create) await mkdir(dir, { recursive: true });
-    const fence = await this.fence(bucket, key);
     let folder: FileHandle;
     try {
       folder = await this.openPath(dir, FOLDER_FLAGS);
     } catch (error) {
-      if (!create && errno(error) === 'ENOENT') return undefined;
-      throw error;
+      if (errno(error) !== 'ENOENT' || !create) {
+        if (errno(error) === 'ENOENT') return undefined;
+        throw error;
+      }
+      await mkdir(dir, { recursive: true });
+      folder = await this.openPath(dir, FOLDER_FLAGS);
     }
     try {
+      const fence = await this.fence(bucket, key);
       for (const part of parts) {
         const next = `${fdPath(folder)}/${part}`;
-        let made = false;
-        if (create) {
-          made = await mkdir(next).then(
+        // Opened first: the folders of a job mostly exist already, and a mkdir is one more round trip.
+        let opened: FileHandle | undefined = await this.openPath(next, FOLDER_FLAGS).catch((error: unknown) => {
+          if (errno(error) !== 'ENOENT') throw error;
+          return undefined;
+        });
+        if (opened === undefined) {
+          if (!create) return undefined;
+          const made = await mkdir(next).then(
             () => true,
             (error: NodeJS.ErrnoException) => {
               if (error.code !== 'EEXIST') throw error;
               return false;
             },
           );
-        }
-        let opened: FileHandle;
-        try {
-          opened = await this.openPath(next, FOLDER_FLAGS);
-        } catch (error) {
-          if (errno(error) !== 'ENOENT') throw error;
-          if (!create) return undefined;
-          // There (mkdir said so) yet leading nowhere: a dangling link, as destination() refuses it.
-          if (!made) throw this.refused(bucket, key);
-          throw error;
+          try {
+            opened = await this.openPath(next, FOLDER_FLAGS);
+          } catch (error) {
+            if (errno(error) !== 'ENOENT') throw error;
+            // There (mkdir said so) yet leading nowhere: a dangling link, as destination() refuses it.
+            if (!made) throw this.refused(bucket, key);
+            throw error;
+          }
         }
         await folder.close();
         folder = opened;
@@ -251,9 +266,11 @@ export class FileStore implements ObjectStore {
     this.warnLine(message);
   }
 
-  private async tempFile(): Promise<string> {
+  /** A fresh name in the store's staging folder, made once per store (again if someone removed it). */
+  private async tempFile(again = false): Promise<string> {
     const dir = path.join(this.root, TMP_DIR);
-    await mkdir(dir, { recursive: true });
+    if (again || !this.tmpReady) this.tmpReady = mkdir(dir, { recursive: true });
+    await this.tmpReady;
     return path.join(dir, `${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
@@ -262,22 +279,37 @@ export class FileStore implements ObjectStore {
    * checked first (nothing is written for a refused key), and again where the object is placed.
    */
   private async place(bucket: string, key: string, fill: (tmp: string) => Promise<void>, exclusive: boolean): Promise<boolean> {
-    const target = await this.destination(bucket, key);
-    const tmp = await this.tempFile();
-    try {
-      await fill(tmp);
-      if (this.followLinks) {
+    if (!PROC_FD || this.followLinks) {
+      const target = await this.destination(bucket, key);
+      return this.staged(fill, async (tmp) => {
+        if (!this.followLinks) return this.placeByPath(bucket, key, target, tmp, exclusive);
         await mkdir(path.dirname(target), { recursive: true });
-        return await moveInto(tmp, target, exclusive);
-      }
-      if (!PROC_FD) return await this.placeByPath(bucket, key, target, tmp, exclusive);
-      const { folder, name } = (await this.openFolder(bucket, key, true))!;
+        return moveInto(tmp, target, exclusive);
+      });
+    }
+    // The folder is opened and checked first (nothing is written for a refused key), and the object
+    // goes into it through its descriptor: a folder swapped since cannot redirect it.
+    const { folder, name } = (await this.openFolder(bucket, key, true))!;
+    try {
+      return await this.staged(fill, (tmp) => moveInto(tmp, `${fdPath(folder)}/${name}`, exclusive));
+    } finally {
+      await folder.close();
+    }
+  }
+
+  /** Fills a temp file and moves it into place; the temp file never outlives the call. */
+  private async staged<T>(fill: (tmp: string) => Promise<void>, move: (tmp: string) => Promise<T>): Promise<T> {
+    let tmp = await this.tempFile();
+    try {
       try {
-        // Into the folder opened and checked, through its descriptor: a folder swapped since cannot redirect it.
-        return await moveInto(tmp, `${fdPath(folder)}/${name}`, exclusive);
-      } finally {
-        await folder.close();
+        await fill(tmp);
+      } catch (error) {
+        // The staging folder was removed under a long-running store (a clean-up): made again, once.
+        if (errno(error) !== 'ENOENT' || existsSync(path.dirname(tmp))) throw error;
+        tmp = await this.tempFile(true);
+        await fill(tmp);
       }
+      return await move(tmp);
     } finally {
       await rm(tmp, { force: true });
     }
