@@ -197,7 +197,12 @@ class AgentJob {
     await this.note(`running ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
 
     const started = Date.now();
-    const stop = cancel ? AbortSignal.any([cancel, this.fence.signal]) : this.fence.signal;
+    // Not AbortSignal.any: its signal is held only weakly by its sources, and once collected it never aborts.
+    const stop = new AbortController();
+    for (const source of [cancel, this.fence.signal]) {
+      if (source?.aborted) stop.abort(source.reason);
+      else source?.addEventListener('abort', () => stop.abort(source.reason), { once: true });
+    }
     const ended = await runAnalysis({
       argv,
       env,
@@ -206,7 +211,7 @@ class AgentJob {
       recent: this.recent,
       processes: this.processes,
       maxRuntimeS: spec.max_runtime_s,
-      cancel: stop,
+      cancel: stop.signal,
       onStart: (pid) => {
         this.analysisPid = pid;
       },
@@ -385,6 +390,8 @@ function runAnalysis(run: AnalysisRun): Promise<{ code: number; reason: string; 
     };
     const onCancel = () => stop(`cancelled: ${String(run.cancel?.reason ?? 'cancelled')}`);
     run.cancel?.addEventListener('abort', onCancel, { once: true });
+    // Told to stop between the status saying IN PROGRESS and here: a listener added now would never hear it.
+    if (run.cancel?.aborted) onCancel();
     timers.push(
       setTimeout(() => {
         timedOut = true;
