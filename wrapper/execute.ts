@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LaunchedJob, Launcher } from '../backends/compute/index.ts';
-import type { MetadataStore } from '../backends/db/index.ts';
+import { type MetadataStore, sameOwner } from '../backends/db/index.ts';
 import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import { AgentSpec } from '../models/agent-spec.ts';
 import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
@@ -12,6 +12,9 @@ import { sha256Hex } from './identity.ts';
 import { attemptLiveness, type EarlierAttempt, followAttempt, readHeartbeat } from './liveness.ts';
 import type { PreparedJob } from './prepare.ts';
 import { emptyVerdict, type Verdict, verifyJob } from './verify.ts';
+
+/** What a runner that stalled reports when another runner adopted its job. */
+const ADOPTED_ELSEWHERE = 'this runner stopped renewing its lease in time and another runner adopted the job; that runner records it';
 
 /** How often an agent rewrites its status file (its heartbeat) unless told otherwise. */
 export const DEFAULT_STATUS_INTERVAL_MS = 2000;
@@ -156,14 +159,7 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
       clearTimeout(deadline);
       ctx.signal?.removeEventListener('abort', interrupt);
     });
-    if (ended === 'adopted') {
-      return {
-        ...base,
-        attempt,
-        outcome: 'running',
-        reason: 'this runner stopped renewing its lease in time and another runner adopted the job; that runner records it',
-      };
-    }
+    if (ended === 'adopted') return { ...base, attempt, outcome: 'running', reason: ADOPTED_ELSEWHERE };
     if (ended === 'taken') void launched.cancel('claim lost: another runner took this job over');
     const machineEnd = ended === 'taken' ? await launched.ended : ended;
     const verdict = await verifyJob(ctx.store, job.bucket, place.keys, job.analysis);
@@ -417,7 +413,13 @@ class Recorder {
           }),
       }),
     );
-    if (!written) return { ...base, attempt, outcome: 'lost', reason: 'another runner took over this job before its record was written' };
+    if (!written) {
+      // The machine may have ended before this runner noticed it had lost its lease to an adopter.
+      const now = await ctx.db.get(job.identity).catch(() => undefined);
+      const adopted = now?.attempts.find((a) => a.n === attempt)?.adopted?.some((x) => !sameOwner(x.by, ctx.owner));
+      if (adopted) return { ...base, attempt, outcome: 'running', reason: ADOPTED_ELSEWHERE };
+      return { ...base, attempt, outcome: 'lost', reason: 'another runner took over this job before its record was written' };
+    }
     return {
       ...base,
       attempt,

@@ -21,7 +21,9 @@ import { S3Store } from '../../backends/storage/s3.ts';
 import { AgentSpec } from '../../models/agent-spec.ts';
 import type { Owner } from '../../models/record.ts';
 import { runAgent } from '../../wrapper/agent.ts';
-import { type ExecuteContext, executeJob } from '../../wrapper/execute.ts';
+import { jobKeys, parseJobRef } from '../../wrapper/bucket-contract.ts';
+import { type ExecuteContext, executeJob, jobNames } from '../../wrapper/execute.ts';
+import { readHeartbeat } from '../../wrapper/liveness.ts';
 import { JobPreparer, type PreparedJob } from '../../wrapper/prepare.ts';
 import { type S3rverHandle, startS3rver } from '../support/s3rver.ts';
 import { AnalysisRepo, mockJob, removeDir, scratchDir } from '../support/workspace.ts';
@@ -184,10 +186,19 @@ describe('EC2: taking over a job whose runner stopped', () => {
     // The instance's analysis waits for this file: it stays at work until the test has seen the adoption.
     const gate = path.join(base, `gate-${randomUUID()}`);
     process.env.CAAS_MOCK_GATE_FILE = gate;
-    const first = executeJob(job, await runner('a', a, false));
-    // The instance's agent is at work and the first runner's 1.5 s lease has lapsed.
-    for (let i = 0; i < 100 && fake.instances.size === 0; i++) await sleep(100);
-    await sleep(2500);
+    const stalled = await runner('a', a, false);
+    const first = executeJob(job, stalled);
+    // The instance's agent has written its heartbeat, and the first runner's 1.5 s lease has lapsed.
+    const heartbeat = async () => {
+      const record = await a.get(job.identity);
+      const timestamp = record?.attempts[0]?.results ? parseJobRef(record.attempts[0].results)?.timestamp : undefined;
+      if (!record?.lease || !timestamp || Date.parse(record.lease.expires) > Date.now()) return false;
+      const names = jobNames(job);
+      const keys = jobKeys(job.bucket, job.group, timestamp, names.dataname, names.configname);
+      return (await readHeartbeat(stalled.store, job.bucket, keys)).heartbeat !== undefined;
+    };
+    for (let i = 0; i < 600 && !(await heartbeat()); i++) await sleep(100);
+    expect(await heartbeat()).toBe(true);
     const adopting = executeJob(job, await runner('b', b, true));
     for (let i = 0; i < 300 && !(await b.get(job.identity))?.attempts[0]?.adopted; i++) await sleep(100);
     writeFileSync(gate, '');
