@@ -3,6 +3,7 @@ import { register } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Analysis, AnalysisDefinition } from '../models/analysis.ts';
+import { CaasError } from '../models/caas-error.ts';
 import { describeIssues } from '../models/issues.ts';
 
 const BUILT_IN = path.dirname(fileURLToPath(import.meta.url));
@@ -32,7 +33,7 @@ export function listAnalysisNames(roots = analysisRoots()): string[] {
 }
 
 /** An analysis that cannot be used, unknown or failing to load: the user's input (exit code 2), not a fault of caas. */
-export class AnalysisError extends Error {}
+export class AnalysisError extends CaasError {}
 export class UnknownAnalysisError extends AnalysisError {}
 
 const loaded = new Map<string, Promise<Analysis>>();

@@ -1,26 +1,7 @@
-import { Command, CommanderError } from 'commander';
-import { AnalysisError } from '../analyses/index.ts';
+import { CommanderError } from 'commander';
 import { condenseAwsSdkNodeNotice } from '../backends/aws-sdk-notice.ts';
-import { UnknownComputeError } from '../backends/compute/index.ts';
-import { DatabaseUrlError } from '../backends/db/index.ts';
-import { StoreUrlError } from '../backends/storage/index.ts';
-import { DispatchError } from '../dispatcher/dispatch-error.ts';
-import { InvalidFilterError } from '../models/filter.ts';
-import { CAAS_VERSION } from '../wrapper/caas-version.ts';
-import { CodeVersionError } from '../wrapper/code-version.ts';
-import { registerBlueprint } from './commands/blueprint.ts';
-import { registerCatalog } from './commands/catalog.ts';
-import { registerDispatch } from './commands/dispatch.ts';
-import { registerLogs } from './commands/logs.ts';
-import { registerQuery } from './commands/query.ts';
-import { registerReap } from './commands/reap.ts';
-import { registerRun } from './commands/run.ts';
-import { registerSchema } from './commands/schema.ts';
-import { registerShow } from './commands/show.ts';
-import { registerSubmit } from './commands/submit.ts';
-import { registerWatch } from './commands/watch.ts';
-import { registerWhy } from './commands/why.ts';
-import { addGlobalOptions, UsageError } from './settings.ts';
+import { CaasError } from '../models/caas-error.ts';
+import { buildProgram } from './program.ts';
 
 condenseAwsSdkNodeNotice((line) => process.stderr.write(`${line}\n`));
 
@@ -30,53 +11,15 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   throw error;
 });
 
-const program = addGlobalOptions(new Command('caas'))
-  .version(CAAS_VERSION)
-  .description('cloud analysis as a service: run analyses over many datasets exactly once, and prove what produced every result')
-  .showHelpAfterError('(add --help for usage)')
-  .exitOverride()
-  .addHelpText(
-    'after',
-    `
-Examples:
-  $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .spikes.json > jobs.jsonl
-  $ caas run jobs.jsonl             # dry run: the plan, nothing written
-  $ caas run jobs.jsonl --execute   # run on the embedded defaults (.caas/: folder buckets, SQLite, child processes)
-  $ caas query '{"status":"succeeded"}'
-
-Exit codes: 0 all good, 1 some jobs failed, 2 invalid input.`,
-  );
-
-registerDispatch(program);
-registerCatalog(program);
-registerRun(program);
-registerSchema(program);
-registerWatch(program);
-registerSubmit(program);
-registerLogs(program);
-registerBlueprint(program);
-registerReap(program);
-registerQuery(program);
-registerShow(program);
-registerWhy(program);
-
 try {
-  await program.parseAsync(process.argv);
+  await buildProgram().parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
+    // commander has printed its own message (or the help, exit code 0).
     process.exitCode = error.exitCode === 0 ? 0 : 2;
-  } else if (
-    error instanceof UsageError ||
-    error instanceof CodeVersionError ||
-    error instanceof DispatchError ||
-    error instanceof InvalidFilterError ||
-    error instanceof AnalysisError ||
-    error instanceof DatabaseUrlError ||
-    error instanceof StoreUrlError ||
-    error instanceof UnknownComputeError
-  ) {
+  } else if (error instanceof CaasError) {
     process.stderr.write(`caas: ${error.message}\n`);
-    process.exitCode = 2;
+    process.exitCode = error.exitCode;
   } else {
     process.stderr.write(`caas: ${(error as Error).message}\n`);
     if ((error as Error).name === 'CredentialsProviderError') {

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
+import { CaasError } from '../models/caas-error.ts';
 import type { Workspace } from '../wrapper/provenance.ts';
 
 /** Where things live: flags first, then environment, then the embedded defaults under the workspace. */
@@ -27,7 +28,7 @@ export function settingsOf(command: Command): Settings {
 }
 
 /** Invalid input (flags, job files, queries) exits 2; the message says what to do. */
-export class UsageError extends Error {}
+export class UsageError extends CaasError {}
 
 /** Commander argument parsers that fail with the flag's name and what it expects. */
 export function positiveInt(value: string, flag: string, min = 1): number {

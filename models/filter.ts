@@ -1,6 +1,7 @@
 import { Query } from 'mingo';
 import * as accumulatorOperators from 'mingo/operators/accumulator';
 import * as expressionOperators from 'mingo/operators/expression';
+import { CaasError } from './caas-error.ts';
 import { MAX_JSON_DEPTH } from './untrusted-json.ts';
 
 /**
@@ -14,7 +15,7 @@ import { MAX_JSON_DEPTH } from './untrusted-json.ts';
 export type Filter = Record<string, unknown>;
 
 /** A filter no store will run: the user's input, never a fault of the store (exit code 2). */
-export class InvalidFilterError extends Error {
+export class InvalidFilterError extends CaasError {
   constructor(detail: string, options?: ErrorOptions) {
     super(`invalid filter: ${detail}`, options);
   }

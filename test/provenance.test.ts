@@ -9,7 +9,8 @@ import { openDatabase } from '../backends/db/index.ts';
 import { registerQuery } from '../cli/commands/query.ts';
 import { registerShow } from '../cli/commands/show.ts';
 import { registerWhy } from '../cli/commands/why.ts';
-import { addGlobalOptions, UsageError } from '../cli/settings.ts';
+import { addGlobalOptions } from '../cli/settings.ts';
+import { CaasError } from '../models/caas-error.ts';
 import type { JobLocation } from '../models/record.ts';
 import { concluded, owner, recordDraft } from './support/records.ts';
 import { git } from './support/workspace.ts';
@@ -79,9 +80,9 @@ async function caas(args: string[], options: { home?: string } = {}): Promise<Cl
     await program.parseAsync(['node', 'caas', '--home', options.home ?? HOME, ...args]);
     code = Number(process.exitCode ?? 0);
   } catch (error) {
-    if (!(error instanceof UsageError || error instanceof CommanderError)) throw error;
-    if (error instanceof UsageError) stderr += `caas: ${error.message}\n`;
-    code = 2;
+    if (!(error instanceof CaasError || error instanceof CommanderError)) throw error;
+    if (error instanceof CaasError) stderr += `caas: ${error.message}\n`;
+    code = error instanceof CaasError ? error.exitCode : 2;
   } finally {
     out.mockRestore();
     err.mockRestore();

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { simpleGit } from 'simple-git';
+import { CaasError } from '../models/caas-error.ts';
 import type { CodeVersion } from '../models/identity.ts';
 
-export class CodeVersionError extends Error {}
+export class CodeVersionError extends CaasError {}
 
 export interface CodeState {
   version: CodeVersion;

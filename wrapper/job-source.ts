@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { CaasError } from '../models/caas-error.ts';
 import { type ParsedJson, parseJsonText } from '../models/untrusted-json.ts';
 
 /** One job (a JSONL line, or a .json file of a folder) is at most this long: 8 MiB. */
@@ -10,7 +11,7 @@ export const MAX_JOB_BYTES = 8 * 1024 * 1024;
 export const MAX_ARRAY_BYTES = 64 * 1024 * 1024;
 
 /** The job source itself cannot be read (missing file, unreadable folder): invalid input, exit 2. */
-export class JobSourceError extends Error {}
+export class JobSourceError extends CaasError {}
 
 /** One job as read, with where it came from (file:line) for error messages. */
 export interface JobEntry {

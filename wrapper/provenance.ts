@@ -1,11 +1,12 @@
 import path from 'node:path';
 import { type Filter, openDatabase } from '../backends/db/index.ts';
 import { openStore, parseObjectUrl } from '../backends/storage/index.ts';
+import { CaasError } from '../models/caas-error.ts';
 import { checkFilter } from '../models/filter.ts';
 import { type JobLocation, type MetadataRecord, RecordStatus } from '../models/record.ts';
 
 /** A filter, sort or shortcut the user wrote that no store could run. */
-export class QueryError extends Error {}
+export class QueryError extends CaasError {}
 
 export interface QueryShortcuts {
   analysis?: string;
@@ -228,7 +229,7 @@ export interface Workspace {
 }
 
 /** No record, or more than one, for what the user typed: invalid input. */
-export class RecordLookupError extends Error {}
+export class RecordLookupError extends CaasError {}
 
 const CANDIDATES = 10;
 

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { checkComputeName, openLauncher } from '../backends/compute/index.ts';
 import { openDatabase } from '../backends/db/index.ts';
 import { type ObjectStore, openStore } from '../backends/storage/index.ts';
+import { CaasError } from '../models/caas-error.ts';
 import type { Owner } from '../models/record.ts';
 import { provideAnalysisBucket } from './bucket-contract.ts';
 import { type ExecuteContext, executeJob, type JobResult, leaseProblem } from './execute.ts';
@@ -43,7 +44,7 @@ export interface RunSummary {
   exitCode: 0 | 1 | 2;
 }
 
-export class RunRefused extends Error {}
+export class RunRefused extends CaasError {}
 
 /**
  * `caas run`: read → validate → identity → gate (one lookup per chunk) → plan; with execute, run

@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { z } from 'zod';
 import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
+import { CaasError } from '../models/caas-error.ts';
 import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
 import type { Owner } from '../models/record.ts';
@@ -359,7 +360,7 @@ async function headOrRefusal(store: ObjectStore, bucket: string, key: string): P
 }
 
 /** The client side (`caas submit`): refused before anything is written. */
-export class SubmitRefused extends Error {}
+export class SubmitRefused extends CaasError {}
 
 export interface ClientSubmission {
   bucket: string;

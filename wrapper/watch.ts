@@ -7,6 +7,7 @@ import { checkComputeName, type Launcher, openLauncher } from '../backends/compu
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { getText, type ObjectInfo, type ObjectStore, objectUrl, openStore } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
+import { CaasError } from '../models/caas-error.ts';
 import type { MetadataRecord, Owner } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
 import { provideAnalysisBucket, statusKey } from './bucket-contract.ts';
@@ -89,7 +90,7 @@ interface DatasetResult {
   results?: string;
 }
 
-export class WatchRefused extends Error {}
+export class WatchRefused extends CaasError {}
 
 /**
  * Turns submit files in an analysis bucket into jobs, each exactly once: the first writer of the

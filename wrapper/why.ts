@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { claimVerdict, type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { openStore } from '../backends/storage/index.ts';
+import { CaasError } from '../models/caas-error.ts';
 import type { MetadataRecord } from '../models/record.ts';
 import { canonicalJson } from './identity.ts';
 import { type JobEntry, readJobEntries } from './job-source.ts';
@@ -9,7 +10,7 @@ import { JobPreparer, type PreparedJob } from './prepare.ts';
 import { isPlainObject, shellQuote, type Workspace } from './provenance.ts';
 
 /** The job named to `caas why` cannot be found or read: invalid input. */
-export class WhyError extends Error {}
+export class WhyError extends CaasError {}
 
 /** One pre-image field whose value differs; `undefined` means the field is absent on that side. */
 export interface Difference {

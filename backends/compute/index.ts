@@ -1,5 +1,6 @@
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import type { Blueprint } from '../../models/blueprint.ts';
+import { CaasError } from '../../models/caas-error.ts';
 import type { Heartbeat } from '../../models/status.ts';
 
 export interface LaunchRequest {
@@ -64,7 +65,7 @@ export interface LauncherOptions {
 }
 
 /** --compute names no launcher: the user's input, exit 2. */
-export class UnknownComputeError extends Error {}
+export class UnknownComputeError extends CaasError {}
 
 export const COMPUTE_NAMES = ['local', 'inline', 'ec2'] as const;
 

@@ -1,3 +1,4 @@
+import { CaasError } from '../../models/caas-error.ts';
 import type { Filter } from '../../models/filter.ts';
 import type { JobLocation, MetadataRecord, Owner } from '../../models/record.ts';
 
@@ -88,7 +89,7 @@ export interface DbOptions {
  * --db names nothing caas can use: an unknown scheme, or a file that is not a caas metadata DB.
  * The user's input, not a fault of the store: exit 2, nothing touched.
  */
-export class DatabaseUrlError extends Error {}
+export class DatabaseUrlError extends CaasError {}
 
 /** Opens the metadata DB a URL names: sqlite:<file> (default under the workspace) or mongodb://. */
 export async function openDatabase(url: string, options: DbOptions): Promise<Database> {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { CaasError } from '../../models/caas-error.ts';
 
 export interface ObjectInfo {
   key: string;
@@ -74,7 +75,7 @@ export class Sha256PassThrough extends Transform {
 }
 
 /** --store names a scheme caas has no store for: the user's input, exit 2, nothing touched. */
-export class StoreUrlError extends Error {}
+export class StoreUrlError extends CaasError {}
 
 export interface StoreOptions {
   /** Workspace folder for the file:// store when the URL names no folder. */
@@ -97,7 +98,7 @@ export interface StoreOptions {
  * The store will not serve a key: on a file store, its real path leaves the bucket or the key's
  * top-level folder (a symbolic link to another group's data, say).
  */
-export class KeyRefused extends Error {
+export class KeyRefused extends CaasError {
   readonly code = 'KeyRefused';
 }
 

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { generateSampleCatalog, importCatalog, queryCatalog } from '../../dispatcher/catalog.ts';
-import { InvalidFilterError } from '../../models/filter.ts';
-import { parseFilter, QueryError } from '../../wrapper/provenance.ts';
-import { positiveInt, settingsOf, UsageError } from '../settings.ts';
+import { parseFilter } from '../../wrapper/provenance.ts';
+import { positiveInt, settingsOf } from '../settings.ts';
 import { formatTable } from '../table.ts';
 
 /** A table is laid out in memory, so it stops at this many rows unless --limit says otherwise. */
@@ -37,13 +36,7 @@ Examples:
 Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
     )
     .action(async (filterText: string | undefined, options, command: Command) => {
-      let filter: Record<string, unknown>;
-      try {
-        filter = parseFilter(filterText ?? '{}');
-      } catch (error) {
-        if (error instanceof QueryError || error instanceof InvalidFilterError) throw new UsageError(error.message);
-        throw error;
-      }
+      const filter = parseFilter(filterText ?? '{}');
       const json = Boolean(options.json);
       const limit: number | undefined = options.limit ?? (json ? undefined : TABLE_LIMIT);
       // One more than the limit tells the table whether documents were left out.

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { InvalidFilterError, openDatabase } from '../../backends/db/index.ts';
+import { openDatabase } from '../../backends/db/index.ts';
 import type { MetadataRecord } from '../../models/record.ts';
-import { buildFilter, parseFields, parseFilter, parseSort, project, QueryError, valuesAt } from '../../wrapper/provenance.ts';
-import { positiveInt, settingsOf, UsageError } from '../settings.ts';
+import { buildFilter, parseFields, parseFilter, parseSort, project, valuesAt } from '../../wrapper/provenance.ts';
+import { positiveInt, settingsOf } from '../settings.ts';
 import { formatTable, shortId, truncate } from '../table.ts';
 
 /** A table is laid out in memory, so it stops at this many rows unless --limit says otherwise. */
@@ -43,20 +43,15 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
       let filter: Record<string, unknown>;
       let sort: Record<string, 1 | -1> | undefined;
       let fields: string[] | undefined;
-      try {
-        filter = buildFilter(parseFilter(filterText ?? '{}'), {
-          analysis: options.analysis,
-          input: options.input,
-          commit: options.commit,
-          status: options.status,
-          since: options.since,
-        });
-        sort = options.sort ? parseSort(options.sort) : json ? undefined : { created: -1 };
-        fields = options.fields ? parseFields(options.fields) : undefined;
-      } catch (error) {
-        if (error instanceof QueryError || error instanceof InvalidFilterError) throw new UsageError(error.message);
-        throw error;
-      }
+      filter = buildFilter(parseFilter(filterText ?? '{}'), {
+        analysis: options.analysis,
+        input: options.input,
+        commit: options.commit,
+        status: options.status,
+        since: options.since,
+      });
+      sort = options.sort ? parseSort(options.sort) : json ? undefined : { created: -1 };
+      fields = options.fields ? parseFields(options.fields) : undefined;
       const limit: number | undefined = options.limit ?? (json ? undefined : TABLE_LIMIT);
       const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true });
       try {
@@ -84,10 +79,6 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
         );
         if (shown.length < rows.length && options.limit === undefined)
           process.stderr.write(`(first ${shown.length} records; --limit <n> shows more, --json streams all)\n`);
-      } catch (error) {
-        // MongoDB rejects what the shared check accepted only in corner cases; it is still the user's filter.
-        if (error instanceof InvalidFilterError) throw new UsageError(error.message);
-        throw error;
       } finally {
         await db.close();
       }

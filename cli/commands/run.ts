@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import type { JobResult } from '../../wrapper/execute.ts';
 import type { PlanEntry } from '../../wrapper/gate.ts';
-import { JobSourceError } from '../../wrapper/job-source.ts';
-import { RunRefused, type RunReporter, runBatch } from '../../wrapper/run.ts';
+import { type RunReporter, runBatch } from '../../wrapper/run.ts';
 import { BatchProgress } from '../progress.ts';
 import { positiveInt, positiveNumber, settingsOf, statusIntervalMs, UsageError } from '../settings.ts';
 import { formatTable, shortId } from '../table.ts';
@@ -114,9 +113,6 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
           );
         }
         process.exitCode = summary.exitCode;
-      } catch (error) {
-        if (error instanceof RunRefused || error instanceof JobSourceError) throw new UsageError(error.message);
-        throw error;
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { MetadataRecord } from '../../models/record.ts';
-import { RecordLookupError, type ResultsPlace, recordByPrefix } from '../../wrapper/provenance.ts';
-import { settingsOf, UsageError } from '../settings.ts';
+import { type ResultsPlace, recordByPrefix } from '../../wrapper/provenance.ts';
+import { settingsOf } from '../settings.ts';
 import { formatTable } from '../table.ts';
 
 const MANIFEST_LINES = 20;
@@ -23,13 +23,7 @@ Examples:
 Exit codes: 0 shown, 2 no record or an ambiguous prefix (the candidates are listed).`,
     )
     .action(async (given: string, options, command: Command) => {
-      let found: Awaited<ReturnType<typeof recordByPrefix>>;
-      try {
-        found = await recordByPrefix(given, settingsOf(command));
-      } catch (error) {
-        if (error instanceof RecordLookupError) throw new UsageError(error.message);
-        throw error;
-      }
+      const found = await recordByPrefix(given, settingsOf(command));
       const { record, place } = found;
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ ...record, ...(place ? { fetch: place.fetch } : {}) })}\n`);

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { openStore } from '../../backends/storage/index.ts';
 import { followJob } from '../../wrapper/follow.ts';
-import { SubmitRefused, submitFiles } from '../../wrapper/submission.ts';
-import { positiveNumber, settingsOf, UsageError } from '../settings.ts';
+import { submitFiles } from '../../wrapper/submission.ts';
+import { positiveNumber, settingsOf } from '../settings.ts';
 
 export function registerSubmit(program: Command): void {
   program
@@ -30,24 +30,18 @@ Exit codes: 0 submitted (with --follow: succeeded), 1 the job failed, 2 invalid 
       const store = await openStore(settings.storeUrl, { home: settings.home, s3Endpoint: settings.s3Endpoint });
       const out = (line: string) => process.stdout.write(`${line}\n`);
       try {
-        let submitted: Awaited<ReturnType<typeof submitFiles>>;
-        try {
-          submitted = await submitFiles(
-            store,
-            {
-              bucket: options.bucket,
-              group: options.group,
-              data: options.data,
-              config: options.config,
-              timestamp: options.timestamp,
-              instanceType: options.instanceType,
-            },
-            out,
-          );
-        } catch (error) {
-          if (error instanceof SubmitRefused) throw new UsageError(error.message);
-          throw error;
-        }
+        const submitted = await submitFiles(
+          store,
+          {
+            bucket: options.bucket,
+            group: options.group,
+            data: options.data,
+            config: options.config,
+            timestamp: options.timestamp,
+            instanceType: options.instanceType,
+          },
+          out,
+        );
         const job = { bucket: options.bucket, group: options.group, timestamp: submitted.timestamp };
         out(`job folder: ${submitted.folder}`);
         if (!options.follow) {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { objectUrl } from '../../backends/storage/index.ts';
-import { SubmissionWatcher, WatchRefused } from '../../wrapper/watch.ts';
-import { positiveInt, positiveNumber, settingsOf, statusIntervalMs, UsageError } from '../settings.ts';
+import { SubmissionWatcher } from '../../wrapper/watch.ts';
+import { positiveInt, positiveNumber, settingsOf, statusIntervalMs } from '../settings.ts';
 
 export function registerWatch(program: Command): void {
   program
@@ -33,25 +33,19 @@ Exit codes: 0 stopped normally, 1 some submit files could not be processed (--on
     )
     .action(async (options, command: Command) => {
       const settings = settingsOf(command);
-      let watcher: SubmissionWatcher;
-      try {
-        watcher = await SubmissionWatcher.open({
-          bucket: options.bucket,
-          home: settings.home,
-          storeUrl: settings.storeUrl,
-          dbUrl: settings.dbUrl,
-          compute: options.compute,
-          s3Endpoint: settings.s3Endpoint,
-          concurrency: options.concurrency,
-          leaseMs: options.leaseSeconds * 1000,
-          allowDirty: options.allowDirty,
-          statusIntervalMs: statusIntervalMs(),
-          retryMs: options.interval * 1000,
-        });
-      } catch (error) {
-        if (error instanceof WatchRefused) throw new UsageError(error.message);
-        throw error;
-      }
+      const watcher = await SubmissionWatcher.open({
+        bucket: options.bucket,
+        home: settings.home,
+        storeUrl: settings.storeUrl,
+        dbUrl: settings.dbUrl,
+        compute: options.compute,
+        s3Endpoint: settings.s3Endpoint,
+        concurrency: options.concurrency,
+        leaseMs: options.leaseSeconds * 1000,
+        allowDirty: options.allowDirty,
+        statusIntervalMs: statusIntervalMs(),
+        retryMs: options.interval * 1000,
+      });
       try {
         if (options.once) {
           const outcomes = await watcher.pollOnce();

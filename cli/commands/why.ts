@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type Difference, explainJobRef, hintsFor, WhyError, type WhyReport } from '../../wrapper/why.ts';
+import { type Difference, explainJobRef, hintsFor, type WhyReport } from '../../wrapper/why.ts';
 import { positiveInt, settingsOf, UsageError } from '../settings.ts';
 import { shortId, truncate } from '../table.ts';
 
@@ -28,15 +28,10 @@ Differences are pre-image paths with the recorded value and this job's value, e.
 Exit codes: 0 explained (whether the job would run or not), 2 the job is invalid or cannot be found.`,
     )
     .action(async (ref: string, options, command: Command) => {
-      try {
-        const outcome = await explainJobRef(ref, settingsOf(command), { allowDirty: options.allowDirty, limit: options.limit });
-        if (!outcome.ok) throw new UsageError(`${outcome.where}: ${outcome.reason}`);
-        const text = options.json ? JSON.stringify(asJson(outcome.report)) : describe(outcome.report, options.allowDirty);
-        process.stdout.write(`${text}\n`);
-      } catch (error) {
-        if (error instanceof WhyError) throw new UsageError(error.message);
-        throw error;
-      }
+      const outcome = await explainJobRef(ref, settingsOf(command), { allowDirty: options.allowDirty, limit: options.limit });
+      if (!outcome.ok) throw new UsageError(`${outcome.where}: ${outcome.reason}`);
+      const text = options.json ? JSON.stringify(asJson(outcome.report)) : describe(outcome.report, options.allowDirty);
+      process.stdout.write(`${text}\n`);
     });
 }
 
