@@ -11,7 +11,7 @@ import { Ec2Launcher } from '../backends/compute/ec2.ts';
 import type { LaunchRequest } from '../backends/compute/index.ts';
 import { S3Store } from '../backends/storage/s3.ts';
 import { Blueprint } from '../models/blueprint.ts';
-import { jobKeys } from '../wrapper/bucket-contract.ts';
+import { jobKeys } from '../models/bucket-contract.ts';
 import { type S3rverHandle, s3Env, startS3rver } from './support/s3rver.ts';
 
 /**

@@ -16,7 +16,7 @@ import { clientToken, Ec2Launcher, type Ec2LauncherOptions } from '../backends/c
 import type { LaunchRequest } from '../backends/compute/index.ts';
 import { FileStore } from '../backends/storage/fs.ts';
 import { Blueprint } from '../models/blueprint.ts';
-import { jobKeys } from '../wrapper/bucket-contract.ts';
+import { jobKeys } from '../models/bucket-contract.ts';
 
 const ec2 = mockClient(EC2Client);
 const IDENTITY = 'ab'.repeat(32);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Launcher, openLauncher } from '../backends/compute/index.ts';
 import type { ObjectStore } from '../backends/storage/index.ts';
 import { StatusFile } from '../models/status.ts';
+import { AGENT_PROGRAM } from '../wrapper/agent-program.ts';
 import { showJob } from '../wrapper/follow.ts';
 import { sha256Hex } from '../wrapper/identity.ts';
 import { folderKeys, submitFiles } from '../wrapper/submission.ts';
@@ -14,7 +15,7 @@ const BUCKET = 'mock-wait';
 
 /** The real local launcher, counting what it starts. */
 async function countedLocal(): Promise<Launcher & { launches: number }> {
-  const inner = await openLauncher('local', { storeUrl: 'file:' });
+  const inner = await openLauncher('local', { storeUrl: 'file:', agent: AGENT_PROGRAM });
   const counted = {
     name: inner.name,
     launches: 0,

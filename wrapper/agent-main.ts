@@ -5,9 +5,9 @@
 // even when it is killed (by its watchdog) or when its runner has died long before.
 import { readFileSync, rmSync } from 'node:fs';
 import { condenseAwsSdkNodeNotice } from '../backends/aws-sdk-notice.ts';
+import { JobProcesses } from '../backends/compute/job-processes.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
 import { runAgent } from './agent.ts';
-import { JobProcesses } from './job-processes.ts';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];

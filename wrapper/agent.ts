@@ -6,16 +6,15 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { finished, pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import { JOB_TOKEN_VARIABLE, JobProcesses } from '../backends/compute/job-processes.ts';
 import { ObjectLocator, type ObjectStore, openStore } from '../backends/storage/index.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
+import { type JobKeys, jobKeys } from '../models/bucket-contract.ts';
 import { staleAfterMs } from '../models/liveness.ts';
 import type { ManifestEntry } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
 import { analysisEnvironment } from './analysis-env.ts';
-import { type JobKeys, jobKeys } from './bucket-contract.ts';
 import { CappedLog } from './capped-log.ts';
-import { JOB_TOKEN_VARIABLE, JobProcesses } from './job-processes.ts';
 import { uploadFolder } from './upload.ts';
 
 const STD_LINES = 20;
@@ -581,5 +580,3 @@ function processUsage(pid: number): { cpu: string; memory: string } | undefined 
     return undefined;
   }
 }
-
-export const agentEntry = fileURLToPath(new URL('./agent-main.ts', import.meta.url));

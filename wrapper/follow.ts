@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getText, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
+import type { JobRef } from '../models/bucket-contract.ts';
 import { StatusFile } from '../models/status.ts';
-import type { JobRef } from './bucket-contract.ts';
 import { type FolderKeys, folderKeys, parseMarker, rejectionNoteKey, UNREADABLE_MARKER } from './submission.ts';
 
 export type FollowOutcome = 'succeeded' | 'failed' | 'rejected' | 'conflict';

@@ -2,9 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Launcher } from '../backends/compute/index.ts';
 import { getText, type ObjectStore } from '../backends/storage/index.ts';
 import type { Blueprint } from '../models/blueprint.ts';
+import type { JobKeys } from '../models/bucket-contract.ts';
 import { staleAfterMs } from '../models/liveness.ts';
 import { Heartbeat } from '../models/status.ts';
-import type { JobKeys } from './bucket-contract.ts';
 
 /** DescribeInstances is rate-limited per account: a machine is asked about at most this often. */
 const MACHINE_PROBE_MS = 15_000;

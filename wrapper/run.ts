@@ -5,7 +5,8 @@ import { openDatabase } from '../backends/db/index.ts';
 import { type ObjectStore, openStore } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { Owner } from '../models/record.ts';
-import { provideAnalysisBucket } from './bucket-contract.ts';
+import { AGENT_PROGRAM } from './agent-program.ts';
+import { provideAnalysisBucket } from './analysis-bucket.ts';
 import { type ExecuteContext, executeJob, type JobResult, leaseProblem } from './execute.ts';
 import { GATE_CHUNK, type PlanEntry, planChunk } from './gate.ts';
 import { readJobEntries } from './job-source.ts';
@@ -107,7 +108,7 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
       await ensureBuckets(store, new Set(toRun.map((e) => e.job!.bucket)));
       await db.close();
       db = await openDatabase(options.dbUrl, { home: options.home });
-      const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint });
+      const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM });
       const owner: Owner = { host: hostname(), pid: process.pid, run: randomUUID() };
       const ctx: ExecuteContext = {
         db,

@@ -5,13 +5,13 @@ import { pipeline } from 'node:stream/promises';
 import type { z } from 'zod';
 import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
+import { datasetName, type JobFolder, jobFolder, submitKey } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
 import type { Owner } from '../models/record.ts';
 import { SubmitFile } from '../models/submit.ts';
 import { parseJsonText, untrustedJsonProblem } from '../models/untrusted-json.ts';
-import { datasetName, type JobFolder, jobFolder, submitKey } from './bucket-contract.ts';
 import { sha256Hex } from './identity.ts';
 import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepare.ts';
 

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import type { ObjectStore } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
+import type { JobKeys } from '../models/bucket-contract.ts';
 import { describeIssues } from '../models/issues.ts';
 import { ManifestEntry } from '../models/record.ts';
 import { StatusFile } from '../models/status.ts';
-import type { JobKeys } from './bucket-contract.ts';
 
 export interface Verdict {
   succeeded: boolean;

@@ -7,10 +7,12 @@ import { checkComputeName, type Launcher, openLauncher } from '../backends/compu
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { getText, type ObjectInfo, type ObjectStore, objectUrl, openStore } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
+import { statusKey } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { MetadataRecord, Owner } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
-import { provideAnalysisBucket, statusKey } from './bucket-contract.ts';
+import { AGENT_PROGRAM } from './agent-program.ts';
+import { provideAnalysisBucket } from './analysis-bucket.ts';
 import { readCodeVersion } from './code-version.ts';
 import { type ExecuteContext, executeJob, type JobPlacement, leaseProblem } from './execute.ts';
 import { planChunk } from './gate.ts';
@@ -150,7 +152,9 @@ export class SubmissionWatcher {
       const refusal = await provideAnalysisBucket(store, options.bucket);
       if (refusal) throw new WatchRefused(refusal);
       const db = await openDatabase(options.dbUrl, { home: options.home });
-      const launcher = options.launcher ?? (await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint }));
+      const launcher =
+        options.launcher ??
+        (await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM }));
       return new SubmissionWatcher(analysis, store, db, launcher, options);
     } catch (error) {
       if (!options.store) await store.close();

@@ -14,7 +14,7 @@ import {
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import { jobFolder } from '../../wrapper/bucket-contract.ts';
+import { jobFolder } from '../../models/bucket-contract.ts';
 import { type ObjectStore, openStore } from '../storage/index.ts';
 import type { CaasMachine, EarlierMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest, MachineEnd } from './index.ts';
 import { USER_DATA_LIMIT, userDataScript } from './user-data.ts';

@@ -2,6 +2,7 @@ import type { AgentSpec } from '../../models/agent-spec.ts';
 import type { Blueprint } from '../../models/blueprint.ts';
 import { CaasError } from '../../models/caas-error.ts';
 import type { Heartbeat } from '../../models/status.ts';
+import type { JobProcesses } from './job-processes.ts';
 
 export interface LaunchRequest {
   /** Already checked against its schema by the runner (wrapper/execute.ts). */
@@ -58,10 +59,29 @@ export interface Launcher {
   close(): Promise<void>;
 }
 
+/**
+ * The agent a launcher starts for a job. The wrapper hands it in (wrapper/agent-program.ts), so no
+ * backend imports the wrapper: launchers only know how to start a program somewhere.
+ */
+export interface AgentProgram {
+  /** The agent's entry module, for launchers that start it as a process on this machine. */
+  entry: string;
+  /** Runs the agent in this process, for launchers that do (inline); resolves to its exit code. */
+  run(spec: AgentSpec, workDir: string, options: { cancel: AbortSignal; processes: JobProcesses }): Promise<number>;
+}
+
 export interface LauncherOptions {
   /** Store URL and endpoint the agent must open (EC2 needs them in UserData). */
   storeUrl: string;
   s3Endpoint?: string;
+  /** Launchers that start the agent on this machine need it; remote ones start the copy on their image. */
+  agent?: AgentProgram;
+}
+
+/** The agent program a launcher that starts it here cannot do without. */
+export function requireAgent(name: string, options: LauncherOptions): AgentProgram {
+  if (!options.agent) throw new Error(`the ${name} launcher starts the agent on this machine: pass LauncherOptions.agent`);
+  return options.agent;
 }
 
 /** --compute names no launcher: the user's input, exit 2. */
@@ -82,11 +102,11 @@ export async function openLauncher(name: string, options: LauncherOptions): Prom
   checkComputeName(name);
   if (name === 'local') {
     const { LocalLauncher } = await import('./local.ts');
-    return new LocalLauncher();
+    return new LocalLauncher(requireAgent(name, options));
   }
   if (name === 'inline') {
     const { InlineLauncher } = await import('./inline.ts');
-    return new InlineLauncher();
+    return new InlineLauncher(requireAgent(name, options));
   }
   if (name === 'ec2') {
     const { Ec2Launcher } = await import('./ec2.ts');

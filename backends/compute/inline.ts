@@ -1,9 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
-import { runAgent } from '../../wrapper/agent.ts';
-import { JobProcesses } from '../../wrapper/job-processes.ts';
-import type { LaunchedJob, Launcher, LaunchRequest } from './index.ts';
+import type { AgentProgram, LaunchedJob, Launcher, LaunchRequest } from './index.ts';
+import { JobProcesses } from './job-processes.ts';
 
 /** A job's folder and watchdog, made ahead of the job so that neither is on its clock. */
 interface Slot {
@@ -22,6 +21,8 @@ export class InlineLauncher implements Launcher {
   private spare: Promise<Slot> | undefined;
   private closing = false;
 
+  constructor(private readonly program: AgentProgram) {}
+
   async launch(request: LaunchRequest): Promise<LaunchedJob> {
     const { spec } = request;
     // Taken before any await, so concurrent launches never share one slot.
@@ -31,7 +32,8 @@ export class InlineLauncher implements Launcher {
     const { workDir, processes } = (await waiting?.catch(() => undefined)) ?? (await makeSlot());
     const stop = new AbortController();
     let cancelled: string | undefined;
-    const ended = runAgent(spec, workDir, { cancel: stop.signal, processes })
+    const ended = this.program
+      .run(spec, workDir, { cancel: stop.signal, processes })
       .then(
         (exitCode) => (cancelled ? { exitCode, reason: cancelled } : { exitCode }),
         (error: Error) => ({ exitCode: 70, reason: `agent crashed: ${error.message}` }),

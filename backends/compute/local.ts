@@ -7,8 +7,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import { CAAS_SETTINGS } from '../../models/caas-settings.ts';
-import { agentEntry } from '../../wrapper/agent.ts';
-import type { EarlierMachine, LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
+import type { AgentProgram, EarlierMachine, LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 
 /** An agent process started ahead of its job, waiting for a spec on standard input. */
 interface Agent {
@@ -31,18 +30,20 @@ export class LocalLauncher implements Launcher {
   private spare: Promise<Agent> | undefined;
   private closing = false;
 
+  constructor(private readonly program: AgentProgram) {}
+
   async launch(request: LaunchRequest): Promise<LaunchedJob> {
     const { spec } = request;
     const tls = needsTls(spec);
     // Taken before any await, so concurrent launches never share one process.
     const waiting = this.spare;
-    this.spare = this.closing ? undefined : startAgent(tls);
+    this.spare = this.closing ? undefined : startAgent(this.program.entry, tls);
     // A spare that fails to start is simply not used: the next launch starts its own.
     this.spare?.catch(() => {});
     let agent = await waiting?.catch(() => undefined);
     if (!agent || agent.tls !== tls || agent.child.exitCode !== null || agent.child.signalCode !== null) {
       if (agent) void discard(agent);
-      agent = await startAgent(tls);
+      agent = await startAgent(this.program.entry, tls);
     }
     agent.child.stdin?.end(JSON.stringify(spec));
 
@@ -116,7 +117,7 @@ function withoutCaasSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([name]) => !CAAS_SETTINGS.test(name)));
 }
 
-async function startAgent(tls: boolean): Promise<Agent> {
+async function startAgent(entry: string, tls: boolean): Promise<Agent> {
   const workDir = await mkdtemp(path.join(tmpdir(), 'caas-job-'));
   // The agent removes its folder itself: it may outlive this runner (and be adopted by the next one).
   const env: NodeJS.ProcessEnv = {
@@ -131,7 +132,7 @@ async function startAgent(tls: boolean): Promise<Agent> {
     env.CAAS_AGENT_NODE_EXTRA_CA_CERTS = env.NODE_EXTRA_CA_CERTS;
     delete env.NODE_EXTRA_CA_CERTS;
   }
-  const child = spawn(process.execPath, await agentArgs(), { cwd: workDir, env, stdio: ['pipe', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, await agentArgs(entry), { cwd: workDir, env, stdio: ['pipe', 'ignore', 'pipe'] });
   // A runner that dies without close() leaves the spare's stdin at EOF, and the spare exits.
   child.stdin?.on('error', () => {});
   let stderr = '';
@@ -156,7 +157,7 @@ async function discard(agent: Agent): Promise<void> {
 }
 
 const CACHE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../node_modules/.cache/caas');
-let agentArgsOnce: Promise<string[]> | undefined;
+const agentArgsOnce = new Map<string, Promise<string[]>>();
 
 /**
  * How to start the agent. Through tsx it takes ~0.9 s of CPU to start, which dominates short jobs
@@ -165,8 +166,10 @@ let agentArgsOnce: Promise<string[]> | undefined;
  * what a job may not need (the S3 client, zod for a spec that needs no second check) stays in
  * chunks loaded on first use, so an agent on the file store starts in a few tens of ms.
  */
-function agentArgs(): Promise<string[]> {
-  agentArgsOnce ??= (async () => {
+function agentArgs(agentEntry: string): Promise<string[]> {
+  const known = agentArgsOnce.get(agentEntry);
+  if (known) return known;
+  const args = (async () => {
     try {
       const { build } = await import('esbuild');
       const result = await build({
@@ -202,5 +205,6 @@ function agentArgs(): Promise<string[]> {
       return ['--import', import.meta.resolve('tsx'), agentEntry];
     }
   })();
-  return agentArgsOnce;
+  agentArgsOnce.set(agentEntry, args);
+  return args;
 }

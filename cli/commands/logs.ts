@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { openStore } from '../../backends/storage/index.ts';
-import { parseJobRef } from '../../wrapper/bucket-contract.ts';
+import { parseJobRef } from '../../models/bucket-contract.ts';
 import { followJob, showJob } from '../../wrapper/follow.ts';
 import { positiveNumber, settingsOf, UsageError } from '../settings.ts';
 
