@@ -16,7 +16,8 @@ import {
 } from '@aws-sdk/client-ec2';
 import { jobFolder } from '../../models/bucket-contract.ts';
 import { type ObjectStore, openStore } from '../storage/index.ts';
-import type { CaasMachine, EarlierMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest, MachineEnd } from './index.ts';
+import type { CaasMachine, EarlierMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest } from './index.ts';
+import { MonitorGroup, monitorRemote, type RemoteMachine } from './remote-monitor.ts';
 import { USER_DATA_LIMIT, userDataScript } from './user-data.ts';
 
 export interface Ec2LauncherOptions extends LauncherOptions {
@@ -54,9 +55,8 @@ export class Ec2Launcher implements Launcher {
   private readonly ours = new Map<string, Set<string>>();
   /** Serializes count-then-launch per analysis, so concurrent launches cannot overshoot deploy_limit together. */
   private readonly slots = new Map<string, Promise<unknown>>();
-  private readonly watchers = new Set<() => void>();
+  private readonly monitors = new MonitorGroup();
   private readonly rootDevices = new Map<string, Promise<string>>();
-  private closed = false;
 
   constructor(private readonly options: Ec2LauncherOptions) {
     if (!options.storeUrl.startsWith('s3:')) {
@@ -116,8 +116,7 @@ export class Ec2Launcher implements Launcher {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    for (const wake of this.watchers) wake();
+    this.monitors.close();
     for (const client of this.clients.values()) client.destroy();
     if (this.endStore && !this.options.endStore) await (await this.endStore).close();
   }
@@ -246,80 +245,36 @@ export class Ec2Launcher implements Launcher {
   }
 
   private watch(client: EC2Client, request: LaunchRequest, instanceId: string): LaunchedJob {
-    let cancelled: string | undefined;
-    let wake: () => void = () => {};
-    const ended = (async (): Promise<MachineEnd> => {
-      let seen = false;
-      let missing = 0;
-      try {
-        for (;;) {
-          if (this.closed) return { exitCode: null, reason: cancelled ?? 'caas stopped watching the instance (launcher closed)' };
-          let instance: Instance | undefined;
-          let lookupFailed = false;
-          try {
-            instance = await describe(client, instanceId);
-          } catch {
-            // Throttling or a network blip: the next poll asks again; the deadline still holds.
-            lookupFailed = true;
-          }
-          if (instance) seen = true;
-          else if (!lookupFailed && (seen || ++missing > NOT_FOUND_GRACE_POLLS)) {
-            return this.gone(request, cancelled ?? 'instance lost: EC2 no longer lists it');
-          }
-          const state = instance?.State?.Name;
-          if (state && GONE_STATES.has(state)) {
-            // A stopped instance still bills its volume; only terminated is really gone.
-            if (state === 'stopping' || state === 'stopped') await terminate(client, instanceId).catch(() => {});
-            const why = instance?.StateReason?.Message ?? instance?.StateTransitionReason ?? state;
-            return this.gone(request, cancelled ?? `instance lost: ${why || state}`);
-          }
-          const untilDeadline = request.deadline.getTime() - Date.now();
-          if (untilDeadline <= 0) {
-            const timeout = cancelled ?? `timeout: past max runtime of ${request.blueprint.max_runtime_minutes} min`;
-            const failed = await terminate(client, instanceId).then(
-              () => '',
-              (error: Error) => ` (TerminateInstances failed: ${error.message}; the instance powers itself off at its max runtime)`,
-            );
-            return this.gone(request, `${timeout}${failed}`);
-          }
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, Math.min(this.pollMs, untilDeadline));
-            wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-            this.watchers.add(wake);
-          });
-          this.watchers.delete(wake);
-        }
-      } finally {
-        this.oursFor(request.analysis).delete(instanceId);
-      }
-    })();
-    return {
-      instance: instanceId,
-      ended,
-      cancel: async (reason: string) => {
-        cancelled ??= reason;
-        // Callers fire and forget; a failed terminate is retried at the deadline, and the instance's own hard stop follows.
-        await terminate(client, instanceId).catch((error: Error) =>
-          this.log(`caas: could not terminate ${instanceId} (${reason}): ${error.message}`),
-        );
-        wake();
-      },
-    };
-  }
-
-  /**
-   * The machine is gone. If the agent wrote end.txt its own verdict stands and no reason is given;
-   * otherwise `reason` says why the job never finished.
-   */
-  private async gone(request: LaunchRequest, reason: string): Promise<MachineEnd> {
     const { spec } = request;
-    const { end } = jobFolder(spec.bucket, spec.group, spec.timestamp);
-    this.endStore ??= openStore(this.options.storeUrl, { home: tmpdir(), s3Endpoint: this.options.s3Endpoint });
-    const finished = await (await this.endStore).head(spec.bucket, end).catch(() => undefined);
-    return finished ? { exitCode: null } : { exitCode: null, reason };
+    const machine: RemoteMachine = {
+      id: instanceId,
+      look: async () => {
+        const instance = await describe(client, instanceId);
+        const state = instance?.State?.Name;
+        if (!instance) return { kind: 'unlisted' };
+        if (!state || !GONE_STATES.has(state)) return { kind: 'up' };
+        // A stopped instance still bills its volume; only terminated is really gone.
+        if (state === 'stopping' || state === 'stopped') await terminate(client, instanceId).catch(() => {});
+        return { kind: 'ended', why: instance.StateReason?.Message ?? instance.StateTransitionReason ?? state };
+      },
+      stop: () => terminate(client, instanceId),
+    };
+    return monitorRemote(machine, {
+      noun: 'instance',
+      api: 'EC2',
+      pollMs: this.pollMs,
+      deadline: request.deadline,
+      maxRuntimeMinutes: request.blueprint.max_runtime_minutes,
+      unlistedGraceLooks: NOT_FOUND_GRACE_POLLS,
+      endWritten: async () => {
+        this.endStore ??= openStore(this.options.storeUrl, { home: tmpdir(), s3Endpoint: this.options.s3Endpoint });
+        const { end } = jobFolder(spec.bucket, spec.group, spec.timestamp);
+        return (await (await this.endStore).head(spec.bucket, end)) !== undefined;
+      },
+      group: this.monitors,
+      log: this.log,
+      settled: () => this.oursFor(request.analysis).delete(instanceId),
+    });
   }
 
   private oursFor(analysis: string): Set<string> {

@@ -1,0 +1,123 @@
+import type { LaunchedJob, MachineEnd } from './index.ts';
+
+/** What one look at a remote machine found. */
+export type RemoteState =
+  | { kind: 'up' }
+  /** The API does not list it: not yet (eventual consistency after a launch), or not any more. */
+  | { kind: 'unlisted' }
+  | { kind: 'ended'; why: string };
+
+/** A machine in someone else's cloud, as a launcher can ask after it and end it. */
+export interface RemoteMachine {
+  /** Instance id, Batch job id, ...: what the status file and the record name. */
+  readonly id: string;
+  /** One look; throws when the API cannot be asked right now (throttling, a network blip). */
+  look(): Promise<RemoteState>;
+  /** Ends the machine. Asking twice is harmless. */
+  stop(reason: string): Promise<void>;
+}
+
+/** The monitors of one launcher: closing the launcher wakes them all, and they stop watching. */
+export class MonitorGroup {
+  closed = false;
+  private readonly wakers = new Set<() => void>();
+
+  close(): void {
+    this.closed = true;
+    for (const wake of this.wakers) wake();
+  }
+
+  /** Sleeps up to ms, or until the group is closed or the waker handed to onWaker is called. */
+  async pause(ms: number, onWaker: (wake: () => void) => void): Promise<void> {
+    let wake: () => void = () => {};
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.wakers.add(wake);
+      onWaker(wake);
+      if (this.closed) wake();
+    });
+    this.wakers.delete(wake);
+  }
+}
+
+export interface MonitorOptions {
+  /** What the machine is called in messages: "instance", "job". */
+  noun: string;
+  /** Who lists the machines, in messages: "EC2", "AWS Batch". */
+  api: string;
+  pollMs: number;
+  /** When the machine must be gone; the monitor stops it then. */
+  deadline: Date;
+  maxRuntimeMinutes: number;
+  /** Looks during which a fresh machine may be unlisted before it counts as lost. */
+  unlistedGraceLooks: number;
+  /** Whether the job's end.txt is in the bucket: a machine that wrote it ended the job itself. */
+  endWritten(): Promise<boolean>;
+  group: MonitorGroup;
+  log(line: string): void;
+  /** Called once the monitor is done, however it ended. */
+  settled?(): void;
+}
+
+/**
+ * The one watch every remote launcher keeps over its machine (EC2, AWS Batch): poll its state,
+ * stop it at the deadline or when cancelled, and, once it is gone, let end.txt say whether the job
+ * ended on its own. A look that fails is asked again at the next poll; the deadline still holds.
+ */
+export function monitorRemote(machine: RemoteMachine, options: MonitorOptions): LaunchedJob {
+  let cancelled: string | undefined;
+  let wake: () => void = () => {};
+  const gone = async (reason: string): Promise<MachineEnd> => {
+    const finished = await options.endWritten().catch(() => false);
+    return finished ? { exitCode: null } : { exitCode: null, reason };
+  };
+  const ended = (async (): Promise<MachineEnd> => {
+    let seen = false;
+    let unlisted = 0;
+    try {
+      for (;;) {
+        if (options.group.closed)
+          return { exitCode: null, reason: cancelled ?? `caas stopped watching the ${options.noun} (launcher closed)` };
+        let state: RemoteState | undefined;
+        try {
+          state = await machine.look();
+        } catch {
+          state = undefined;
+        }
+        if (state?.kind === 'up') seen = true;
+        if (state?.kind === 'unlisted' && (seen || ++unlisted > options.unlistedGraceLooks)) {
+          return gone(cancelled ?? `${options.noun} lost: ${options.api} no longer lists it`);
+        }
+        if (state?.kind === 'ended') return gone(cancelled ?? `${options.noun} lost: ${state.why}`);
+        const untilDeadline = options.deadline.getTime() - Date.now();
+        if (untilDeadline <= 0) {
+          const timeout = cancelled ?? `timeout: past max runtime of ${options.maxRuntimeMinutes} min`;
+          const failed = await machine.stop(timeout).then(
+            () => '',
+            (error: Error) => ` (stopping ${machine.id} failed: ${error.message}; it stops itself at its max runtime)`,
+          );
+          return gone(`${timeout}${failed}`);
+        }
+        await options.group.pause(Math.min(options.pollMs, untilDeadline), (w) => {
+          wake = w;
+        });
+      }
+    } finally {
+      options.settled?.();
+    }
+  })();
+  return {
+    instance: machine.id,
+    ended,
+    cancel: async (reason: string) => {
+      cancelled ??= reason;
+      // Callers fire and forget; a failed stop is tried again at the deadline, and the machine's own hard stop follows.
+      await machine.stop(reason).catch((error: Error) => options.log(`caas: could not stop ${machine.id} (${reason}): ${error.message}`));
+      wake();
+    },
+  };
+}
