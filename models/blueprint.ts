@@ -22,6 +22,20 @@ export const AnalysisEnvironment = z
   .strict();
 export type AnalysisEnvironment = z.infer<typeof AnalysisEnvironment>;
 
+/**
+ * Where `--compute batch` submits the analysis' jobs. The container image comes from the job
+ * definition: it must hold bash, Node >= 20.19 and caas at /opt/caas (after `npm ci`), like the AMI.
+ */
+export const BatchSection = z
+  .object({
+    job_queue: z.string().min(1).describe('the AWS Batch job queue (name or ARN)'),
+    job_definition: z.string().min(1).describe('the job definition (name, name:revision or ARN) whose image holds caas'),
+    vcpus: z.number().positive().optional().describe("vCPUs per job, overriding the job definition's"),
+    memory_mib: z.number().int().positive().optional().describe("memory per job in MiB, overriding the job definition's"),
+  })
+  .strict();
+export type BatchSection = z.infer<typeof BatchSection>;
+
 /** Per-analysis deployment description (NeuroCAAS stack config). */
 export const Blueprint = z
   .object({
@@ -45,6 +59,7 @@ export const Blueprint = z
       .default(64)
       .describe('per log (stdout, stderr): a longer log keeps its first and last halves, and the status and certificate say what was cut'),
     environment: AnalysisEnvironment.default({ set: {}, pass: [] }),
+    batch: BatchSection.optional().describe('for --compute batch: the queue and job definition the jobs go to'),
     groups: z.array(z.object({ name: z.string().min(1), users: z.array(z.string()).optional() }).strict()).default([{ name: 'caas' }]),
   })
   .strict()

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -14,10 +13,9 @@ import {
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import { jobFolder } from '../../models/bucket-contract.ts';
-import { type ObjectStore, openStore } from '../storage/index.ts';
+import type { ObjectStore } from '../storage/index.ts';
 import type { CaasMachine, EarlierMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest } from './index.ts';
-import { MonitorGroup, monitorRemote, type RemoteMachine } from './remote-monitor.ts';
+import { ClientsByRegion, EndMarkers, MonitorGroup, monitorRemote, type RemoteMachine } from './remote-monitor.ts';
 import { USER_DATA_LIMIT, userDataScript } from './user-data.ts';
 
 export interface Ec2LauncherOptions extends LauncherOptions {
@@ -47,10 +45,10 @@ const NOT_FOUND_GRACE_POLLS = 8;
  */
 export class Ec2Launcher implements Launcher {
   readonly name = 'ec2';
-  private readonly clients = new Map<string, EC2Client>();
+  private readonly clients: ClientsByRegion<EC2Client>;
   private readonly pollMs: number;
   private readonly log: (line: string) => void;
-  private endStore: Promise<ObjectStore> | undefined;
+  private readonly ends: EndMarkers;
   /** Instances this launcher started that have not ended, per analysis: DescribeInstances may not list them yet. */
   private readonly ours = new Map<string, Set<string>>();
   /** Serializes count-then-launch per analysis, so concurrent launches cannot overshoot deploy_limit together. */
@@ -64,7 +62,8 @@ export class Ec2Launcher implements Launcher {
     }
     this.pollMs = options.pollMs ?? 15_000;
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
-    if (options.endStore) this.endStore = Promise.resolve(options.endStore);
+    this.clients = new ClientsByRegion((region) => new EC2Client({ region }), options.client);
+    this.ends = new EndMarkers({ storeUrl: options.storeUrl, s3Endpoint: options.s3Endpoint, store: options.endStore });
   }
 
   async launch(request: LaunchRequest): Promise<LaunchedJob> {
@@ -80,7 +79,7 @@ export class Ec2Launcher implements Launcher {
         `instance type "${request.instanceType}" is not allowed for ${request.analysis}: use one of ${[...new Set(allowed)].join(', ')}, or add it to allowed_instance_types in its blueprint`,
       );
     }
-    const client = this.clientFor(blueprint.region);
+    const client = this.clients.in(blueprint.region);
     const received = Date.now();
     const previous = this.slots.get(request.analysis) ?? Promise.resolve();
     const launched = previous.catch(() => {}).then(() => this.startWithinLimit(client, request, blueprint.ami!, received));
@@ -98,7 +97,7 @@ export class Ec2Launcher implements Launcher {
     const ids = await this.instancesOf(machine);
     if (ids.length === 0) return false;
     this.log(`caas: terminating ${ids.join(', ')} (${reason})`);
-    await this.clientFor(machine.blueprint.region).send(new TerminateInstancesCommand({ InstanceIds: ids }));
+    await this.clients.in(machine.blueprint.region).send(new TerminateInstancesCommand({ InstanceIds: ids }));
     return true;
   }
 
@@ -109,7 +108,7 @@ export class Ec2Launcher implements Launcher {
       { Name: 'instance-state-name', Values: LIVE_STATES },
     ];
     const ids: string[] = [];
-    for await (const instance of describeAll(this.clientFor(machine.blueprint.region), filters)) {
+    for await (const instance of describeAll(this.clients.in(machine.blueprint.region), filters)) {
       if (instance.InstanceId) ids.push(instance.InstanceId);
     }
     return ids;
@@ -117,18 +116,8 @@ export class Ec2Launcher implements Launcher {
 
   async close(): Promise<void> {
     this.monitors.close();
-    for (const client of this.clients.values()) client.destroy();
-    if (this.endStore && !this.options.endStore) await (await this.endStore).close();
-  }
-
-  private clientFor(region: string): EC2Client {
-    if (this.options.client) return this.options.client;
-    let client = this.clients.get(region);
-    if (!client) {
-      client = new EC2Client({ region });
-      this.clients.set(region, client);
-    }
-    return client;
+    this.clients.destroy();
+    await this.ends.close();
   }
 
   private async startWithinLimit(
@@ -266,11 +255,7 @@ export class Ec2Launcher implements Launcher {
       deadline: request.deadline,
       maxRuntimeMinutes: request.blueprint.max_runtime_minutes,
       unlistedGraceLooks: NOT_FOUND_GRACE_POLLS,
-      endWritten: async () => {
-        this.endStore ??= openStore(this.options.storeUrl, { home: tmpdir(), s3Endpoint: this.options.s3Endpoint });
-        const { end } = jobFolder(spec.bucket, spec.group, spec.timestamp);
-        return (await (await this.endStore).head(spec.bucket, end)) !== undefined;
-      },
+      endWritten: () => this.ends.written(spec),
       group: this.monitors,
       log: this.log,
       settled: () => this.oursFor(request.analysis).delete(instanceId),
@@ -323,6 +308,7 @@ const TERMINATE_BATCH = 100;
 
 /** Every caas-tagged instance of a region that is pending or running, paging through DescribeInstances. */
 export class Ec2Fleet implements Fleet {
+  readonly noun = 'instance';
   private readonly client: EC2Client;
 
   constructor(region: string) {

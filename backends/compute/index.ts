@@ -87,13 +87,13 @@ export function requireAgent(name: string, options: LauncherOptions): AgentProgr
 /** --compute names no launcher: the user's input, exit 2. */
 export class UnknownComputeError extends CaasError {}
 
-export const COMPUTE_NAMES = ['local', 'inline', 'ec2'] as const;
+export const COMPUTE_NAMES = ['local', 'inline', 'ec2', 'batch'] as const;
 
 /** Throws UnknownComputeError unless openLauncher knows the name: callers check before any side effect. */
 export function checkComputeName(name: string): void {
   if (!(COMPUTE_NAMES as readonly string[]).includes(name)) {
     throw new UnknownComputeError(
-      `--compute "${name}" is not supported: use local (an agent process per job), inline (the agent in this process, the analysis in its own) or ec2 (an instance per job)`,
+      `--compute "${name}" is not supported: use local (an agent process per job), inline (the agent in this process, the analysis in its own), ec2 (an instance per job) or batch (an AWS Batch job per job)`,
     );
   }
 }
@@ -112,6 +112,10 @@ export async function openLauncher(name: string, options: LauncherOptions): Prom
     const { Ec2Launcher } = await import('./ec2.ts');
     return new Ec2Launcher(options);
   }
+  if (name === 'batch') {
+    const { BatchLauncher } = await import('./batch.ts');
+    return new BatchLauncher(options);
+  }
   throw new Error(`compute "${name}" is listed in COMPUTE_NAMES but has no launcher`);
 }
 
@@ -124,16 +128,27 @@ export interface CaasMachine {
 
 /** The live machines of a compute backend, for `caas reap`. */
 export interface Fleet {
+  /** What one machine is called: "instance", "job". */
+  readonly noun: string;
   /** Machines tagged caas:identity that are starting or running. */
   list(): Promise<CaasMachine[]>;
   terminate(ids: readonly string[]): Promise<void>;
   close(): void;
 }
 
+/** The compute backends whose machines outlive their runner, so `caas reap` can look for them. */
+export const FLEET_NAMES = ['ec2', 'batch'] as const;
+
 export async function openFleet(name: string, options: { region: string }): Promise<Fleet> {
   if (name === 'ec2') {
     const { Ec2Fleet } = await import('./ec2.ts');
     return new Ec2Fleet(options.region);
   }
-  throw new Error(`no fleet for compute "${name}": only ec2 machines outlive their runner`);
+  if (name === 'batch') {
+    const { BatchFleet } = await import('./batch.ts');
+    return new BatchFleet(options.region);
+  }
+  throw new UnknownComputeError(
+    `no fleet for compute "${name}": machines of ${FLEET_NAMES.join(' and ')} outlive their runner, the others end with it`,
+  );
 }

@@ -3,6 +3,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AgentProgram, LaunchedJob, Launcher, LaunchRequest } from './index.ts';
 import { JobProcesses } from './job-processes.ts';
+import { DEADLINE_GRACE_MS, LaunchesByAttempt, stopAtDeadline } from './launch-once.ts';
 
 /** A job's folder and watchdog, made ahead of the job so that neither is on its clock. */
 interface Slot {
@@ -21,9 +22,15 @@ export class InlineLauncher implements Launcher {
   private spare: Promise<Slot> | undefined;
   private closing = false;
 
+  private readonly launches = new LaunchesByAttempt();
+
   constructor(private readonly program: AgentProgram) {}
 
-  async launch(request: LaunchRequest): Promise<LaunchedJob> {
+  launch(request: LaunchRequest): Promise<LaunchedJob> {
+    return this.launches.launch(request, async () => stopAtDeadline(await this.start(request), request, DEADLINE_GRACE_MS));
+  }
+
+  private async start(request: LaunchRequest): Promise<LaunchedJob> {
     const { spec } = request;
     // Taken before any await, so concurrent launches never share one slot.
     const waiting = this.spare;

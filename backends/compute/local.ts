@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import { CAAS_SETTINGS } from '../../models/caas-settings.ts';
 import type { AgentProgram, EarlierMachine, LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
+import { DEADLINE_GRACE_MS, LaunchesByAttempt, stopAtDeadline } from './launch-once.ts';
 
 /** An agent process started ahead of its job, waiting for a spec on standard input. */
 interface Agent {
@@ -30,9 +31,15 @@ export class LocalLauncher implements Launcher {
   private spare: Promise<Agent> | undefined;
   private closing = false;
 
+  private readonly launches = new LaunchesByAttempt();
+
   constructor(private readonly program: AgentProgram) {}
 
-  async launch(request: LaunchRequest): Promise<LaunchedJob> {
+  launch(request: LaunchRequest): Promise<LaunchedJob> {
+    return this.launches.launch(request, async () => stopAtDeadline(await this.start(request), request, DEADLINE_GRACE_MS));
+  }
+
+  private async start(request: LaunchRequest): Promise<LaunchedJob> {
     const { spec } = request;
     const tls = needsTls(spec);
     // Taken before any await, so concurrent launches never share one process.

@@ -1,3 +1,7 @@
+import { tmpdir } from 'node:os';
+import type { AgentSpec } from '../../models/agent-spec.ts';
+import { jobFolder } from '../../models/bucket-contract.ts';
+import { type ObjectStore, openStore } from '../storage/index.ts';
 import type { LaunchedJob, MachineEnd } from './index.ts';
 
 /** What one look at a remote machine found. */
@@ -120,4 +124,47 @@ export function monitorRemote(machine: RemoteMachine, options: MonitorOptions): 
       wake();
     },
   };
+}
+
+/** Whether a job's end.txt is in its bucket, asked through one store opened on first use. */
+export class EndMarkers {
+  private store: Promise<ObjectStore> | undefined;
+
+  constructor(private readonly options: { storeUrl: string; s3Endpoint?: string; store?: ObjectStore }) {
+    if (options.store) this.store = Promise.resolve(options.store);
+  }
+
+  async written(spec: Pick<AgentSpec, 'bucket' | 'group' | 'timestamp'>): Promise<boolean> {
+    this.store ??= openStore(this.options.storeUrl, { home: tmpdir(), s3Endpoint: this.options.s3Endpoint });
+    const { end } = jobFolder(spec.bucket, spec.group, spec.timestamp);
+    return (await (await this.store).head(spec.bucket, end)) !== undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.store && !this.options.store) await (await this.store).close();
+  }
+}
+
+/** One SDK client per region, made on first use; or the one client a test hands in, for every region. */
+export class ClientsByRegion<Client extends { destroy(): void }> {
+  private readonly clients = new Map<string, Client>();
+
+  constructor(
+    private readonly make: (region: string) => Client,
+    private readonly given?: Client,
+  ) {}
+
+  in(region: string): Client {
+    if (this.given) return this.given;
+    let client = this.clients.get(region);
+    if (!client) {
+      client = this.make(region);
+      this.clients.set(region, client);
+    }
+    return client;
+  }
+
+  destroy(): void {
+    for (const client of this.clients.values()) client.destroy();
+  }
 }

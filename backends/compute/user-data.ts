@@ -23,12 +23,6 @@ export interface UserDataOptions {
  * outside an instance, as the tests do.
  */
 export function userDataScript(options: UserDataOptions): string {
-  const { spec } = options;
-  // JSON.stringify writes one line (newlines inside strings are escaped), so no line of it can
-  // ever equal the heredoc's terminator.
-  const specJson = JSON.stringify(spec);
-  const exports = [`export AWS_REGION=${shellWord(options.region)} AWS_DEFAULT_REGION=${shellWord(options.region)}`];
-  if (options.s3Endpoint) exports.push(`export AWS_ENDPOINT_URL_S3=${shellWord(options.s3Endpoint)}`);
   const hardStopS = Math.max(1, Math.ceil(options.hardStopS));
   return `#!/bin/bash
 # ${options.label.replace(/[\r\n]/g, ' ')}
@@ -59,25 +53,57 @@ power_off() {
 }
 trap power_off EXIT
 
-spec_file="$(mktemp)"
-cat >"$spec_file" <<'CAAS_SPEC'
-${specJson}
-CAAS_SPEC
-${exports.join('\n')}
-
-# The instance id, for the agent's heartbeat (IMDSv2; a runner that adopts this job names the machine by it).
+${agentLines(
+  options,
+  `# The instance id, for the agent's heartbeat (IMDSv2; a runner that adopts this job names the machine by it).
 imds="\${CAAS_IMDS_URL:-http://169.254.169.254}"
 imds_token="$(curl -sf -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/latest/api/token" || true)"
 CAAS_INSTANCE_ID="$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $imds_token" "$imds/latest/meta-data/instance-id" || true)"
-export CAAS_INSTANCE_ID
+export CAAS_INSTANCE_ID`,
+)}
+`;
+}
 
+/**
+ * Writes the spec to a file and runs caas's agent from CAAS_ROOT (default /opt/caas) on it, after
+ * `identify` (lines that export CAAS_INSTANCE_ID, the machine's name in the heartbeat).
+ */
+function agentLines(options: Omit<UserDataOptions, 'hardStopS' | 'label'>, identify: string): string {
+  const exports = [`export AWS_REGION=${shellWord(options.region)} AWS_DEFAULT_REGION=${shellWord(options.region)}`];
+  if (options.s3Endpoint) exports.push(`export AWS_ENDPOINT_URL_S3=${shellWord(options.s3Endpoint)}`);
+  // JSON.stringify writes one line (newlines inside strings are escaped), so no line of it can
+  // ever equal the heredoc's terminator.
+  return `spec_file="$(mktemp)"
+cat >"$spec_file" <<'CAAS_SPEC'
+${JSON.stringify(options.spec)}
+CAAS_SPEC
+${exports.join('\n')}
+
+${identify}
 cd "$(mktemp -d)" || exit 1
 # --import resolves bare names from the working folder, which is a fresh one, so tsx is found
 # from caas's own node_modules instead.
 tsx_loader="$(cd "$caas_root" && node --input-type=module -e 'process.stdout.write(import.meta.resolve("tsx"))')" || exit 1
-CAAS_AGENT_SPEC_FILE="$spec_file" node --import "$tsx_loader" "$caas_root/wrapper/agent-main.ts"
+CAAS_AGENT_SPEC_FILE="$spec_file" node --import "$tsx_loader" "$caas_root/wrapper/agent-main.ts"`;
+}
+
+/**
+ * The command of a container that runs one job (AWS Batch): caas's agent on the spec, as on an
+ * instance, without the power-off (the container ends with the agent, and Batch enforces the max
+ * runtime as the job's timeout). The machine is named by its Batch job id.
+ */
+export function containerScript(options: Omit<UserDataOptions, 'hardStopS'>): string {
+  return `#!/bin/bash
+# ${options.label.replace(/[\r\n]/g, ' ')}
+# Written by caas (backends/compute/batch.ts).
+export PATH="/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:$PATH"
+caas_root="\${CAAS_ROOT:-/opt/caas}"
+${agentLines(options, BATCH_JOB_ID)}
 `;
 }
+
+// biome-ignore lint/suspicious/noTemplateCurlyInString: a bash expansion, in the container's shell
+const BATCH_JOB_ID = 'export CAAS_INSTANCE_ID="${AWS_BATCH_JOB_ID:-}"';
 
 /** One single-quoted shell word: nothing inside is expanded. */
 function shellWord(value: string): string {

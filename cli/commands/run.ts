@@ -15,7 +15,7 @@ export function registerRun(program: Command): void {
     .option('--no-dry-run', 'same as --execute')
     .option(
       '--compute <name>',
-      'where jobs run: local (an agent process per job), inline (agent in this process: for many short jobs) or ec2 (an instance per job)',
+      "where jobs run: local (an agent process per job), inline (agent in this process: for many short jobs), ec2 (an instance per job) or batch (an AWS Batch job per job, from the blueprint's batch section)",
       process.env.CAAS_COMPUTE ?? 'local',
     )
     .option('--concurrency <n>', 'jobs at a time', (v) => positiveInt(v, '--concurrency'), 2)

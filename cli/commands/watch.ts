@@ -8,7 +8,11 @@ export function registerWatch(program: Command): void {
     .command('watch')
     .description('Answer NeuroCAAS submit files ({group}/submissions/*submit.json) in an analysis bucket, each exactly once')
     .requiredOption('--bucket <name>', "the analysis bucket (an analysis' blueprint.bucket)")
-    .option('--compute <name>', 'where jobs run: local (an agent process per job), inline or ec2', process.env.CAAS_COMPUTE ?? 'local')
+    .option(
+      '--compute <name>',
+      'where jobs run: local (an agent process per job), inline, ec2 or batch',
+      process.env.CAAS_COMPUTE ?? 'local',
+    )
     .option('--interval <s>', 'seconds between looks at the bucket', (v) => positiveNumber(v, '--interval'), 2)
     .option('--once', 'process the submit files there now, then exit', false)
     .option('--concurrency <n>', 'submissions at a time', (v) => positiveInt(v, '--concurrency'), 4)

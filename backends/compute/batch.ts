@@ -1,0 +1,252 @@
+import path from 'node:path';
+import {
+  BatchClient,
+  DescribeJobQueuesCommand,
+  DescribeJobsCommand,
+  type JobStatus,
+  type JobSummary,
+  ListJobsCommand,
+  SubmitJobCommand,
+  TerminateJobCommand,
+} from '@aws-sdk/client-batch';
+import type { BatchSection, Blueprint } from '../../models/blueprint.ts';
+import type { CaasMachine, EarlierMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest } from './index.ts';
+import { LaunchesByAttempt } from './launch-once.ts';
+import { ClientsByRegion, EndMarkers, MonitorGroup, monitorRemote, type RemoteMachine } from './remote-monitor.ts';
+import { containerScript } from './user-data.ts';
+
+export interface BatchLauncherOptions extends LauncherOptions {
+  /** One client for every region (tests); by default one per blueprint region. */
+  client?: BatchClient;
+  /** How often job states are read (default 15 s: DescribeJobs is rate-limited per account). */
+  pollMs?: number;
+  /** Where the image holds the analyses (default /opt/caas/analyses); analysis_dir is rewritten to it. */
+  imageAnalysesDir?: string;
+  /** Progress notes; default stderr. */
+  log?: (line: string) => void;
+}
+
+/** SubmitJob takes at most 30 KiB; the rest of the request needs some of it. */
+export const CONTAINER_COMMAND_LIMIT = 24 * 1024;
+const LIVE_STATUSES: JobStatus[] = ['SUBMITTED', 'PENDING', 'RUNNABLE', 'STARTING', 'RUNNING'];
+const ENDED_STATUSES = new Set<string>(['SUCCEEDED', 'FAILED']);
+/** Looks during which a fresh job may still be unknown to DescribeJobs (eventual consistency). */
+const NOT_FOUND_GRACE_LOOKS = 8;
+/** Batch refuses a job timeout under a minute. */
+const MIN_TIMEOUT_S = 60;
+
+/**
+ * One AWS Batch job per caas job: a container from the blueprint's job definition runs the same
+ * agent a local job runs, on the queue's compute environment (spot, Fargate, GPUs: the queue
+ * decides). Batch retries nothing (caas owns retries) and times the job out at its max runtime;
+ * the launcher watches its state like EC2's. Launching is idempotent per (identity, attempt): the
+ * job is named after both, and a launch first looks for a job of that name in the queue.
+ */
+export class BatchLauncher implements Launcher {
+  readonly name = 'batch';
+  private readonly clients: ClientsByRegion<BatchClient>;
+  private readonly pollMs: number;
+  private readonly log: (line: string) => void;
+  private readonly monitors = new MonitorGroup();
+  /** A repeated launch gets the same job, even before ListJobs lists it. */
+  private readonly launches = new LaunchesByAttempt();
+  private readonly ends: EndMarkers;
+
+  constructor(private readonly options: BatchLauncherOptions) {
+    if (!options.storeUrl.startsWith('s3:')) {
+      throw new Error(`--compute batch needs --store s3://: a container cannot read "${options.storeUrl}" on this machine`);
+    }
+    this.pollMs = options.pollMs ?? 15_000;
+    this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.clients = new ClientsByRegion((region) => new BatchClient({ region }), options.client);
+    this.ends = new EndMarkers({ storeUrl: options.storeUrl, s3Endpoint: options.s3Endpoint });
+  }
+
+  launch(request: LaunchRequest): Promise<LaunchedJob> {
+    return this.launches.launch(request, () => this.start(request));
+  }
+
+  private async start(request: LaunchRequest): Promise<LaunchedJob> {
+    const section = batchSection(request.analysis, request.blueprint);
+    const client = this.clients.in(request.blueprint.region);
+    const name = batchJobName(request.identity, request.attempt);
+    const existing = (await jobsNamed(client, section.job_queue, name))[0];
+    const jobId = existing?.jobId ?? (await this.submit(client, section, name, request));
+    return this.watch(client, request, jobId);
+  }
+
+  async machineAlive(machine: EarlierMachine): Promise<boolean> {
+    return (await this.liveJobsOf(machine)).length > 0;
+  }
+
+  async stopMachine(machine: EarlierMachine, reason: string): Promise<boolean> {
+    const ids = await this.liveJobsOf(machine);
+    if (ids.length === 0) return false;
+    this.log(`caas: terminating Batch job ${ids.join(', ')} (${reason})`);
+    const client = this.clients.in(machine.blueprint.region);
+    await Promise.all(ids.map((jobId) => client.send(new TerminateJobCommand({ jobId, reason: reason.slice(0, 200) }))));
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.monitors.close();
+    this.clients.destroy();
+    await this.ends.close();
+  }
+
+  private async liveJobsOf(machine: EarlierMachine): Promise<string[]> {
+    const section = batchSection(machine.identity.slice(0, 12), machine.blueprint);
+    const jobs = await jobsNamed(
+      this.clients.in(machine.blueprint.region),
+      section.job_queue,
+      batchJobName(machine.identity, machine.attempt),
+    );
+    return jobs.filter((job) => job.jobId && !ENDED_STATUSES.has(job.status ?? '')).map((job) => job.jobId!);
+  }
+
+  private async submit(client: BatchClient, section: BatchSection, name: string, request: LaunchRequest): Promise<string> {
+    const { blueprint, spec } = request;
+    const analysesDir = this.options.imageAnalysesDir ?? '/opt/caas/analyses';
+    const script = containerScript({
+      spec: { ...spec, analysis_dir: `${analysesDir.replace(/\/+$/, '')}/${path.posix.basename(spec.analysis_dir)}` },
+      region: blueprint.region,
+      s3Endpoint: this.options.s3Endpoint,
+      label: `caas job ${request.identity} attempt ${request.attempt} (${request.analysis})`,
+    });
+    const bytes = Buffer.byteLength(script);
+    if (bytes > CONTAINER_COMMAND_LIMIT) {
+      throw new Error(
+        `the job's container command is ${bytes} bytes, over the ${CONTAINER_COMMAND_LIMIT} caas allows in a SubmitJob: it lists ${spec.inputs.length} input URL(s); give the job a folder URL instead of every file`,
+      );
+    }
+    const resources = [
+      ...(section.vcpus ? [{ type: 'VCPU' as const, value: String(section.vcpus) }] : []),
+      ...(section.memory_mib ? [{ type: 'MEMORY' as const, value: String(section.memory_mib) }] : []),
+    ];
+    const response = await client.send(
+      new SubmitJobCommand({
+        jobName: name,
+        jobQueue: section.job_queue,
+        jobDefinition: section.job_definition,
+        containerOverrides: { command: ['bash', '-c', script], ...(resources.length ? { resourceRequirements: resources } : {}) },
+        // caas owns retries: a second try by Batch would be a second execution of the identity.
+        retryStrategy: { attempts: 1 },
+        timeout: { attemptDurationSeconds: Math.max(MIN_TIMEOUT_S, Math.ceil((request.deadline.getTime() - Date.now()) / 1000)) },
+        tags: {
+          'caas:identity': request.identity,
+          'caas:attempt': String(request.attempt),
+          'caas:analysis': request.analysis,
+          'caas:group': request.group,
+          'caas:job': `${spec.bucket}/${spec.group}/${spec.timestamp}`,
+          'caas:deadline': request.deadline.toISOString(),
+        },
+        propagateTags: true,
+      }),
+    );
+    if (!response.jobId) throw new Error(`SubmitJob for ${request.identity.slice(0, 12)} returned no job id`);
+    return response.jobId;
+  }
+
+  private watch(client: BatchClient, request: LaunchRequest, jobId: string): LaunchedJob {
+    const { spec } = request;
+    const machine: RemoteMachine = {
+      id: jobId,
+      look: async () => {
+        const job = (await client.send(new DescribeJobsCommand({ jobs: [jobId] }))).jobs?.find((j) => j.jobId === jobId);
+        if (!job) return { kind: 'unlisted' };
+        if (!ENDED_STATUSES.has(job.status ?? '')) return { kind: 'up' };
+        return { kind: 'ended', why: job.statusReason ?? job.status ?? 'ended' };
+      },
+      stop: async (reason) => {
+        await client.send(new TerminateJobCommand({ jobId, reason: reason.slice(0, 200) }));
+      },
+    };
+    return monitorRemote(machine, {
+      noun: 'Batch job',
+      api: 'AWS Batch',
+      pollMs: this.pollMs,
+      deadline: request.deadline,
+      maxRuntimeMinutes: request.blueprint.max_runtime_minutes,
+      unlistedGraceLooks: NOT_FOUND_GRACE_LOOKS,
+      endWritten: () => this.ends.written(spec),
+      group: this.monitors,
+      log: this.log,
+    });
+  }
+}
+
+/** Letters, digits, - and _, at most 128: the identity (64 hex digits) and the attempt fit whole. */
+export function batchJobName(identity: string, attempt: number): string {
+  return `caas-${identity}-${attempt}`;
+}
+
+function batchSection(analysis: string, blueprint: Blueprint): BatchSection {
+  if (!blueprint.batch) {
+    throw new Error(
+      `the blueprint of ${analysis} has no "batch" section: add {"batch": {"job_queue": "…", "job_definition": "…"}} (a job definition whose image holds caas at /opt/caas; see docs/aws.md)`,
+    );
+  }
+  return blueprint.batch;
+}
+
+/** Jobs of the queue with exactly this name, newest first (ListJobs' JOB_NAME filter ignores case). */
+async function jobsNamed(client: BatchClient, jobQueue: string, name: string): Promise<JobSummary[]> {
+  const found: JobSummary[] = [];
+  let nextToken: string | undefined;
+  do {
+    const page = await client.send(new ListJobsCommand({ jobQueue, filters: [{ name: 'JOB_NAME', values: [name] }], nextToken }));
+    found.push(...(page.jobSummaryList ?? []).filter((job) => job.jobName === name));
+    nextToken = page.nextToken;
+  } while (nextToken);
+  return found;
+}
+
+const DESCRIBE_BATCH = 100;
+
+/** Every caas job of a region's queues that has not ended, for `caas reap`. */
+export class BatchFleet implements Fleet {
+  readonly noun = 'job';
+  private readonly client: BatchClient;
+
+  constructor(region: string, client?: BatchClient) {
+    this.client = client ?? new BatchClient({ region });
+  }
+
+  async list(): Promise<CaasMachine[]> {
+    const queues: string[] = [];
+    let nextToken: string | undefined;
+    do {
+      const page = await this.client.send(new DescribeJobQueuesCommand({ nextToken }));
+      for (const queue of page.jobQueues ?? []) if (queue.jobQueueArn) queues.push(queue.jobQueueArn);
+      nextToken = page.nextToken;
+    } while (nextToken);
+    const ids: string[] = [];
+    for (const jobQueue of queues) {
+      for (const jobStatus of LIVE_STATUSES) {
+        let token: string | undefined;
+        do {
+          const page = await this.client.send(new ListJobsCommand({ jobQueue, jobStatus, nextToken: token }));
+          for (const job of page.jobSummaryList ?? []) if (job.jobId && job.jobName?.startsWith('caas-')) ids.push(job.jobId);
+          token = page.nextToken;
+        } while (token);
+      }
+    }
+    const machines: CaasMachine[] = [];
+    for (let i = 0; i < ids.length; i += DESCRIBE_BATCH) {
+      const page = await this.client.send(new DescribeJobsCommand({ jobs: ids.slice(i, i + DESCRIBE_BATCH) }));
+      for (const job of page.jobs ?? []) {
+        const tags = job.tags ?? {};
+        if (job.jobId && tags['caas:identity']) machines.push({ id: job.jobId, state: job.status ?? 'unknown', tags });
+      }
+    }
+    return machines;
+  }
+
+  async terminate(ids: readonly string[]): Promise<void> {
+    for (const jobId of ids) await this.client.send(new TerminateJobCommand({ jobId, reason: 'caas reap' }));
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}

@@ -1,0 +1,143 @@
+import {
+  BatchClient,
+  DescribeJobQueuesCommand,
+  DescribeJobsCommand,
+  ListJobsCommand,
+  SubmitJobCommand,
+  TerminateJobCommand,
+} from '@aws-sdk/client-batch';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { BatchFleet, BatchLauncher, batchJobName } from '../backends/compute/batch.ts';
+import type { LaunchRequest } from '../backends/compute/index.ts';
+import { Blueprint } from '../models/blueprint.ts';
+
+/** What AWS Batch adds to the launcher contract (test/launcher.conformance.test.ts runs the rest). */
+const batch = mockClient(BatchClient);
+const IDENTITY = 'ab'.repeat(32);
+
+function request(blueprint: Record<string, unknown>): LaunchRequest {
+  return {
+    identity: IDENTITY,
+    attempt: 2,
+    analysis: 'mock-wait',
+    group: 'caas',
+    blueprint: Blueprint.parse({ bucket: 'mock-wait', ...blueprint }),
+    instanceType: 't3.micro',
+    deadline: new Date(Date.now() + 60_000),
+    spec: {
+      store: 's3://',
+      bucket: 'mock-wait',
+      group: 'caas',
+      timestamp: '20260101T000000000Z-abababab',
+      dataname: 's3://mock-wait/caas/inputs/data.txt',
+      inputs: ['s3://mock-wait/caas/inputs/data.txt'],
+      input_checks: {},
+      configname: 'c.json',
+      command: ['true'],
+      analysis_dir: '/opt/caas/analyses/mock-wait',
+      instance: 'batch',
+      max_runtime_s: 60,
+      status_interval_ms: 2000,
+      log_limit_bytes: 1024,
+      environment: { set: {}, pass: [] },
+    },
+  };
+}
+
+const launcher = () =>
+  new BatchLauncher({ storeUrl: 's3://', client: new BatchClient({ region: 'us-east-1' }), pollMs: 60_000, log: () => {} });
+
+beforeEach(() => batch.reset());
+
+describe('AWS Batch', () => {
+  it('needs an S3 store and a "batch" section in the blueprint, and says how to add one', async () => {
+    expect(() => new BatchLauncher({ storeUrl: 'file:' })).toThrow(/--compute batch needs --store s3:\/\//);
+    await expect(launcher().launch(request({}))).rejects.toThrow(/has no "batch" section: add \{"batch": \{"job_queue"/);
+    expect(Blueprint.safeParse({ bucket: 'mock-wait', batch: { job_queue: 'q' } }).success).toBe(false);
+  });
+
+  it('names each job after its identity and attempt, within Batch’s 128 letters, digits, - and _', () => {
+    const name = batchJobName(IDENTITY, 12);
+    expect(name).toMatch(/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/);
+    expect(name).toContain(IDENTITY);
+  });
+
+  it('follows the job an earlier runner submitted for the same attempt instead of submitting another', async () => {
+    batch
+      .on(ListJobsCommand)
+      .resolves({ jobSummaryList: [{ jobId: 'job-earlier', jobName: batchJobName(IDENTITY, 2), status: 'RUNNING', createdAt: 1 }] });
+    batch.on(DescribeJobsCommand).resolves({ jobs: [] });
+    const made = launcher();
+    try {
+      const job = await made.launch(request({ batch: { job_queue: 'q', job_definition: 'caas:3', vcpus: 2, memory_mib: 4096 } }));
+      expect(job.instance).toBe('job-earlier');
+      expect(batch.commandCalls(SubmitJobCommand)).toHaveLength(0);
+      expect(batch.commandCalls(ListJobsCommand)[0]!.args[0].input).toMatchObject({
+        jobQueue: 'q',
+        filters: [{ name: 'JOB_NAME', values: [batchJobName(IDENTITY, 2)] }],
+      });
+    } finally {
+      await made.close();
+    }
+  });
+
+  it('submits with no Batch retries, the max runtime as timeout, the blueprint’s resources and caas tags', async () => {
+    batch.on(ListJobsCommand).resolves({ jobSummaryList: [] });
+    batch.on(SubmitJobCommand).resolves({ jobId: 'job-new', jobName: batchJobName(IDENTITY, 2) });
+    batch.on(DescribeJobsCommand).resolves({ jobs: [{ jobId: 'job-new', status: 'RUNNING' }] as never });
+    const made = launcher();
+    try {
+      await made.launch(request({ batch: { job_queue: 'q', job_definition: 'caas:3', vcpus: 2, memory_mib: 4096 } }));
+      const input = batch.commandCalls(SubmitJobCommand)[0]!.args[0].input;
+      expect(input).toMatchObject({
+        jobName: batchJobName(IDENTITY, 2),
+        jobQueue: 'q',
+        jobDefinition: 'caas:3',
+        retryStrategy: { attempts: 1 },
+        propagateTags: true,
+        tags: { 'caas:identity': IDENTITY, 'caas:attempt': '2', 'caas:analysis': 'mock-wait' },
+        containerOverrides: {
+          resourceRequirements: [
+            { type: 'VCPU', value: '2' },
+            { type: 'MEMORY', value: '4096' },
+          ],
+        },
+      });
+      expect(input.timeout!.attemptDurationSeconds).toBeGreaterThanOrEqual(59);
+      // The agent's heartbeat names the machine by the job id Batch gives the container.
+      expect(input.containerOverrides!.command![2]).toContain('CAAS_INSTANCE_ID="$' + '{AWS_BATCH_JOB_ID:-}"');
+    } finally {
+      await made.close();
+    }
+  });
+
+  it('lists the caas jobs of every queue that have not ended, for caas reap, and terminates them', async () => {
+    batch
+      .on(DescribeJobQueuesCommand)
+      .resolves({ jobQueues: [{ jobQueueArn: 'arn:q1', jobQueueName: 'q1', state: 'ENABLED', priority: 1, computeEnvironmentOrder: [] }] });
+    batch.on(ListJobsCommand).callsFake((input: { jobStatus?: string }) => ({
+      jobSummaryList:
+        input.jobStatus === 'RUNNING'
+          ? [
+              { jobId: 'j1', jobName: batchJobName(IDENTITY, 1) },
+              { jobId: 'j2', jobName: 'someone-elses-job' },
+            ]
+          : [],
+    }));
+    batch
+      .on(DescribeJobsCommand)
+      .resolves({ jobs: [{ jobId: 'j1', status: 'RUNNING', tags: { 'caas:identity': IDENTITY, 'caas:analysis': 'mock-wait' } }] as never });
+    batch.on(TerminateJobCommand).resolves({});
+    const fleet = new BatchFleet('us-east-1', new BatchClient({ region: 'us-east-1' }));
+    try {
+      expect(await fleet.list()).toEqual([
+        { id: 'j1', state: 'RUNNING', tags: { 'caas:identity': IDENTITY, 'caas:analysis': 'mock-wait' } },
+      ]);
+      await fleet.terminate(['j1']);
+      expect(batch.commandCalls(TerminateJobCommand).map((c) => c.args[0].input.jobId)).toEqual(['j1']);
+    } finally {
+      fleet.close();
+    }
+  });
+});
