@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's main job on the embedded defaults (folder buckets, SQLite, child processes):
-# sample data -> dispatch -> dry-run plan -> execute -> rerun (all skipped) -> records.
+# The main job on the embedded defaults (folder buckets, SQLite, child processes):
+# sample data -> dispatch -> dry-run plan -> execute -> rerun (all skipped) -> records, as the README's
+# "What the demo shows" tells it.
 # Everything lands in the workspace (CAAS_HOME, default ./.caas); run it again to see the gate skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."

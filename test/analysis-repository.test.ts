@@ -18,11 +18,11 @@ function caasOnPath(): string {
   return bin;
 }
 
-/** The fenced block of README.md that starts with `first`, and the block right after it (its output). */
-function readmeBlock(first: string): { script: string; output: string } {
-  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const match = new RegExp(`\`\`\`sh\\n(${first.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[^]*?)\`\`\`\\n\`\`\`\\n([^]*?)\`\`\``).exec(readme);
-  if (!match) throw new Error(`README.md has no sh block starting with "${first}"`);
+/** The sh block of a docs file that starts with `first`, and the block right after it (its output). */
+function docsBlock(file: string, first: string): { script: string; output: string } {
+  const docs = readFileSync(path.join(ROOT, file), 'utf8');
+  const match = new RegExp(`\`\`\`sh\\n(${first.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[^]*?)\`\`\`\\n\`\`\`\\n([^]*?)\`\`\``).exec(docs);
+  if (!match) throw new Error(`${file} has no sh block starting with "${first}"`);
   return { script: match[1]!, output: match[2]! };
 }
 
@@ -35,13 +35,13 @@ function bash(script: string, cwd: string, env: Record<string, string>): Promise
 }
 
 describe('an analysis repository of its own, outside the caas tree', () => {
-  it("runs the README's provenance walk-through as written", { timeout: 180_000 }, async () => {
-    const { script, output } = readmeBlock('mkdir analyses');
+  it('runs the provenance walk-through of docs/provenance.md as written', { timeout: 180_000 }, async () => {
+    const { script, output } = docsBlock('docs/provenance.md', 'mkdir analyses');
     const lab = path.join(base, 'lab');
     mkdirSync(lab);
     const run = await bash(script.replaceAll('/path/to/caas', ROOT), lab, {
       PATH: `${caasOnPath()}${path.delimiter}${process.env.PATH}`,
-      // The README's git commit needs an identity; a test machine may have none.
+      // The walk-through's git commit needs an identity; a test machine may have none.
       GIT_AUTHOR_NAME: 'lab',
       GIT_AUTHOR_EMAIL: 'lab@example.org',
       GIT_COMMITTER_NAME: 'lab',
@@ -49,7 +49,7 @@ describe('an analysis repository of its own, outside the caas tree', () => {
     });
     expect(run.stderr).not.toMatch(/ES module|package\.json/);
     expect(run.code, run.stderr).toBe(0);
-    // generate-sample says what it imported first; the run ends with the lines the README shows.
+    // generate-sample says what it imported first; the run ends with the lines the docs show.
     expect(run.stdout.endsWith(output), run.stdout).toBe(true);
     expect(readFileSync(path.join(lab, 'jobs.jsonl'), 'utf8').trim().split('\n')).toHaveLength(6);
   });

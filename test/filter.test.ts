@@ -86,7 +86,7 @@ describe('one filter check for every command and store', () => {
     expect(problem(JSON.parse(DEEP[3]![1](MAX_JSON_DEPTH + 1)))).toBe(`invalid filter: a.a.a.a.a.a.a.a…: ${TOO_DEEP}`);
   });
 
-  it('accepts the filters the README and the demo use', () => {
+  it('accepts the filters the docs and the demo use', () => {
     for (const filter of [
       {},
       { 'subject.subject_id': '774659' },

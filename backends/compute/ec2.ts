@@ -70,7 +70,7 @@ export class Ec2Launcher implements Launcher {
     const { blueprint } = request;
     if (!blueprint.ami) {
       throw new Error(
-        `the blueprint of ${request.analysis} names no "ami": add the id of an image that holds Node >= 20.19 and caas at /opt/caas (see "Running in AWS" in the README)`,
+        `the blueprint of ${request.analysis} names no "ami": add the id of an image that holds Node >= 20.19 and caas at /opt/caas (see "The AMI" in docs/aws.md)`,
       );
     }
     const allowed = [blueprint.instance_type, ...blueprint.allowed_instance_types];
