@@ -91,6 +91,14 @@ describe('the IAM policies of docs/aws.md', () => {
     for (const action of [...calls, 'ec2:CreateTags', 'iam:PassRole']) expect(runner.has(action), action).toBe(true);
   });
 
+  it('allow a Batch runner every AWS Batch call caas makes', () => {
+    const source = readFileSync(path.join(ROOT, 'backends', 'compute', 'batch.ts'), 'utf8');
+    const calls = [...new Set([...source.matchAll(/new (\w+)Command\(/g)].map((m) => `batch:${m[1]}`))];
+    expect(calls).toEqual(expect.arrayContaining(['batch:SubmitJob', 'batch:DescribeJobs', 'batch:TerminateJob', 'batch:ListJobs']));
+    const runner = allowed('batch-runner-policy.json');
+    for (const action of calls) expect(runner.has(action), action).toBe(true);
+  });
+
   it('let the runner and the instance read and write job folders and read the data, and delete nothing', () => {
     for (const file of ['runner-policy.json', 'instance-policy.json']) {
       const actions = allowed(file);
