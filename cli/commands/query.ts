@@ -40,18 +40,15 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
     .action(async (filterText: string | undefined, options, command: Command) => {
       const settings = settingsOf(command);
       const json = Boolean(options.json);
-      let filter: Record<string, unknown>;
-      let sort: Record<string, 1 | -1> | undefined;
-      let fields: string[] | undefined;
-      filter = buildFilter(parseFilter(filterText ?? '{}'), {
+      const filter = buildFilter(parseFilter(filterText ?? '{}'), {
         analysis: options.analysis,
         input: options.input,
         commit: options.commit,
         status: options.status,
         since: options.since,
       });
-      sort = options.sort ? parseSort(options.sort) : json ? undefined : { created: -1 };
-      fields = options.fields ? parseFields(options.fields) : undefined;
+      const sort: Record<string, 1 | -1> | undefined = options.sort ? parseSort(options.sort) : json ? undefined : { created: -1 };
+      const fields = options.fields ? parseFields(options.fields) : undefined;
       const limit: number | undefined = options.limit ?? (json ? undefined : TABLE_LIMIT);
       const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true });
       try {
