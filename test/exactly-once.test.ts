@@ -66,8 +66,9 @@ describe('exactly once', () => {
     timeout: 180_000,
   }, async () => {
     const { home, marker, jobs } = setup('killed', 8, { wait: 1 });
-    // A lease long enough that the check below sees it live even on a loaded machine.
-    const victim = startRunner(home, jobs, { CAAS_MOCK_MARKER_FILE: marker }, '--concurrency', '2', '--lease-seconds', '10');
+    // A lease long enough that the check below sees it live even on a loaded machine, where a CLI
+    // start alone can take several seconds (10 s was not always enough).
+    const victim = startRunner(home, jobs, { CAAS_MOCK_MARKER_FILE: marker }, '--concurrency', '2', '--lease-seconds', '30');
     // Kill it once it has recorded something and is busy with more.
     for (let i = 0; i < 200 && (await readRecords(home).catch(() => [])).filter((r) => r.status === 'succeeded').length < 2; i++) {
       await new Promise((r) => setTimeout(r, 200));
@@ -80,7 +81,7 @@ describe('exactly once', () => {
     for (const record of await readRecords(home)) {
       if (record.status === 'succeeded') expect(endTxtExists(home, record)).toBe(true);
     }
-    await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 10_500 - Date.now())));
+    await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 30_500 - Date.now())));
     const rescue = await runCli(['--home', home, 'run', jobs, '--execute', '--lease-seconds', '3'], {
       env: env({ CAAS_MOCK_MARKER_FILE: marker }),
     });

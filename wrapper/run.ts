@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { checkComputeName, openLauncher } from '../backends/compute/index.ts';
-import { openDatabase } from '../backends/db/index.ts';
+import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { type ObjectStore, openStore } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
-import type { Owner } from '../models/record.ts';
 import { AGENT_PROGRAM } from './agent-program.ts';
 import { provideAnalysisBucket } from './analysis-bucket.ts';
 import { type ExecuteContext, executeJob, type JobResult, leaseProblem } from './execute.ts';
 import { GATE_CHUNK, type PlanEntry, planChunk } from './gate.ts';
 import { readJobEntries } from './job-source.ts';
 import { JobPreparer, type Prepared } from './prepare.ts';
+import { forEachAtMost } from './worker-pool.ts';
 
 export interface RunOptions {
   /** JSONL / JSON array file, folder of job files, or "-" for stdin. */
@@ -62,70 +62,109 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
   const store = await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint });
   // Planning reads only; the DB is opened for writing once there is something to run, after the
   // refusals below, so a refused or dry run leaves no file behind.
-  let db = await openDatabase(options.dbUrl, { home: options.home, readOnly: true });
+  const planningDb = await openDatabase(options.dbUrl, { home: options.home, readOnly: true });
+  let plan: PlanEntry[];
   try {
-    const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty });
-    const plan: PlanEntry[] = [];
-    const seen = new Map<string, string>();
-    let chunk: Prepared[] = [];
-    const flush = async () => {
-      const entries = await planChunk(chunk, db, { force: options.forceReason !== undefined, seen });
-      reporter.plan(entries);
-      plan.push(...entries);
-      chunk = [];
-    };
-    for await (const entry of readJobEntries(options.source, options.stdin as never)) {
-      chunk.push(await preparer.prepare(entry));
-      if (chunk.length >= GATE_CHUNK) await flush();
-    }
-    await flush();
-
+    plan = await planJobs(options, store, planningDb, reporter);
+  } finally {
+    await planningDb.close();
+  }
+  try {
     const summary: RunSummary = {
       planned: { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0 },
       results: { succeeded: 0, failed: 0, skipped: 0, running: 0, 'failed-elsewhere': 0, lost: 0 },
       exitCode: 0,
     };
     for (const entry of plan) summary.planned[entry.action]++;
-
     const toRun = plan.filter((e) => e.action === 'RUN');
-    const dirty = new Map<string, string[]>();
-    for (const entry of toRun) if (entry.job?.code.dirtyFiles.length) dirty.set(entry.job.analysis.dir, entry.job.code.dirtyFiles);
-    for (const [dir, files] of dirty) {
-      const message = `analysis folder ${dir} has uncommitted changes: ${files.join(', ')}`;
-      if (options.execute && !options.allowDirty) {
-        throw new RunRefused(
-          `${message}\nCommit them (the identity records the commit), or pass --allow-dirty to run with a hash of the diff in the identity.`,
-        );
-      }
-      reporter.warn(
-        options.allowDirty
-          ? `${message} (--allow-dirty: the diff's sha256 is part of the identity)`
-          : `${message}: --execute will refuse until they are committed or --allow-dirty is given`,
+    checkDirtyAnalyses(toRun, options, reporter);
+    if (options.execute && toRun.length > 0) {
+      await executePlan(
+        toRun,
+        { ...options, plannedAt },
+        store,
+        (result) => {
+          summary.results[result.outcome]++;
+          reporter.result(result);
+        },
+        reporter,
       );
     }
+    summary.exitCode = summary.planned.INVALID > 0 ? 2 : summary.results.failed > 0 || summary.results.lost > 0 ? 1 : 0;
+    return summary;
+  } finally {
+    await store.close();
+  }
+}
 
-    if (options.execute && toRun.length > 0) {
-      await ensureBuckets(store, new Set(toRun.map((e) => e.job!.bucket)));
-      await db.close();
-      db = await openDatabase(options.dbUrl, { home: options.home });
-      const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM });
-      const owner: Owner = { host: hostname(), pid: process.pid, run: randomUUID() };
-      const ctx: ExecuteContext = {
-        db,
-        store,
-        launcher,
-        owner,
-        leaseMs: options.leaseMs,
-        force: options.forceReason,
-        signal: options.signal,
-        s3Endpoint: options.s3Endpoint,
-        statusIntervalMs: options.statusIntervalMs,
-        plannedAt,
-      };
-      let next = 0;
-      const worker = async () => {
-        while (next < toRun.length && !options.signal?.aborted) {
-          const entry = toRun[next++]!;
+/** read → validate → identity → gate, one DB lookup per chunk of jobs; the reporter sees each chunk's plan. */
+async function planJobs(options: RunOptions, store: ObjectStore, db: MetadataStore, reporter: RunReporter): Promise<PlanEntry[]> {
+  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty });
+  const plan: PlanEntry[] = [];
+  const seen = new Map<string, string>();
+  let chunk: Prepared[] = [];
+  const flush = async () => {
+    const entries = await planChunk(chunk, db, { force: options.forceReason !== undefined, seen });
+    reporter.plan(entries);
+    plan.push(...entries);
+    chunk = [];
+  };
+  for await (const entry of readJobEntries(options.source, options.stdin as never)) {
+    chunk.push(await preparer.prepare(entry));
+    if (chunk.length >= GATE_CHUNK) await flush();
+  }
+  await flush();
+  return plan;
+}
+
+/** Uncommitted changes in an analysis folder: refused with --execute (unless --allow-dirty), a warning otherwise. */
+function checkDirtyAnalyses(toRun: readonly PlanEntry[], options: RunOptions, reporter: RunReporter): void {
+  const dirty = new Map<string, string[]>();
+  for (const entry of toRun) if (entry.job?.code.dirtyFiles.length) dirty.set(entry.job.analysis.dir, entry.job.code.dirtyFiles);
+  for (const [dir, files] of dirty) {
+    const message = `analysis folder ${dir} has uncommitted changes: ${files.join(', ')}`;
+    if (options.execute && !options.allowDirty) {
+      throw new RunRefused(
+        `${message}\nCommit them (the identity records the commit), or pass --allow-dirty to run with a hash of the diff in the identity.`,
+      );
+    }
+    reporter.warn(
+      options.allowDirty
+        ? `${message} (--allow-dirty: the diff's sha256 is part of the identity)`
+        : `${message}: --execute will refuse until they are committed or --allow-dirty is given`,
+    );
+  }
+}
+
+/** Runs the RUN jobs, `concurrency` at a time, each claimed, launched and recorded by executeJob. */
+async function executePlan(
+  toRun: readonly PlanEntry[],
+  options: RunOptions & { plannedAt: Date },
+  store: ObjectStore,
+  onResult: (result: JobResult) => void,
+  reporter: RunReporter,
+): Promise<void> {
+  await ensureBuckets(store, new Set(toRun.map((e) => e.job!.bucket)));
+  const db = await openDatabase(options.dbUrl, { home: options.home });
+  try {
+    const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM });
+    const ctx: ExecuteContext = {
+      db,
+      store,
+      launcher,
+      owner: { host: hostname(), pid: process.pid, run: randomUUID() },
+      leaseMs: options.leaseMs,
+      force: options.forceReason,
+      signal: options.signal,
+      s3Endpoint: options.s3Endpoint,
+      statusIntervalMs: options.statusIntervalMs,
+      plannedAt: options.plannedAt,
+    };
+    try {
+      await forEachAtMost(
+        toRun,
+        options.concurrency,
+        async (entry) => {
           reporter.started?.(entry);
           let result: JobResult;
           try {
@@ -135,21 +174,15 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
             const reason = `caas could not record this job: ${(error as Error).message}; its lease will expire and the next run retries it`;
             result = { where: entry.where, identity: entry.job!.identity, outcome: 'lost', reason };
           }
-          summary.results[result.outcome]++;
-          reporter.result(result);
-        }
-      };
-      try {
-        await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, toRun.length)) }, worker));
-      } finally {
-        await launcher.close();
-      }
+          onResult(result);
+        },
+        () => options.signal?.aborted === true,
+      );
+    } finally {
+      await launcher.close();
     }
-    summary.exitCode = summary.planned.INVALID > 0 ? 2 : summary.results.failed > 0 || summary.results.lost > 0 ? 1 : 0;
-    return summary;
   } finally {
     await db.close();
-    await store.close();
   }
 }
 

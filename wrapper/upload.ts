@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { ObjectStore } from '../backends/storage/index.ts';
 import type { ManifestEntry } from '../models/record.ts';
+import { forEachAtMost } from './worker-pool.ts';
 
 /**
  * Files uploaded at once. Results folders are mostly many small files, where one request after
@@ -38,11 +39,10 @@ export async function uploadFolder(
 
   const manifest: ManifestEntry[] = [];
   let failure: Error | undefined;
-  let next = 0;
-  const uploadNext = async (): Promise<void> => {
-    // Once one upload has failed the result is a rejection anyway; starting more would only add objects.
-    while (failure === undefined && next < files.length) {
-      const relativePath = files[next++]!;
+  await forEachAtMost(
+    files,
+    concurrency,
+    async (relativePath) => {
       const key = prefix + relativePath;
       const localPath = path.join(dir, ...relativePath.split('/'));
       try {
@@ -51,9 +51,10 @@ export async function uploadFolder(
       } catch (error) {
         failure ??= new Error(`could not upload ${localPath} to ${key} in bucket ${bucket}: ${(error as Error).message}`, { cause: error });
       }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, uploadNext));
+    },
+    // Once one upload has failed the result is a rejection anyway; starting more would only add objects.
+    () => failure !== undefined,
+  );
   if (failure) throw failure;
   return manifest.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
