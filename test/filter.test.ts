@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../backends/db/index.ts';
+import { mongoUri, withDatabase } from '../fixtures/mongo.ts';
 import { checkFilter, InvalidFilterError } from '../models/filter.ts';
 import { MAX_JSON_DEPTH } from '../models/untrusted-json.ts';
-import { mongoUri, withDatabase } from './support/mongo.ts';
 import { runCli } from './support/workspace.ts';
 
 const EXAMPLE_OPERATORS = /expected one of \$eq, \$ne, .*\$bitsAnyClear$/;

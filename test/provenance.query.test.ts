@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../backends/db/index.ts';
+import { mongoUri, withDatabase } from '../fixtures/mongo.ts';
+import { concluded, owner, recordDraft } from '../fixtures/records.ts';
 import { InvalidFilterError } from '../models/filter.ts';
 import {
   buildFilter,
@@ -16,8 +18,6 @@ import {
   valuesAt,
 } from '../wrapper/provenance.ts';
 import { preimageDiff } from '../wrapper/why.ts';
-import { mongoUri, withDatabase } from './support/mongo.ts';
-import { concluded, owner, recordDraft } from './support/records.ts';
 
 const NOW = new Date('2024-03-10T12:00:00.000Z');
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileStore } from '../backends/storage/fs.ts';
 import type { ObjectInfo, ObjectStore } from '../backends/storage/index.ts';
 import { S3Store } from '../backends/storage/s3.ts';
-import { s3Env, startS3rver } from './support/s3rver.ts';
+import { s3Env, startS3rver } from '../fixtures/s3rver.ts';
 
 const run = promisify(execFile);
 const hasAwsCli = await run('which', ['aws']).then(
