@@ -5,12 +5,12 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BatchProgress, DispatchProgress, duration } from '../cli/progress.ts';
-import type { JobResult } from '../wrapper/execute.ts';
-import type { PlanEntry } from '../wrapper/gate.ts';
-import type { PreparedJob } from '../wrapper/prepare.ts';
-import type { RunReporter } from '../wrapper/run.ts';
-import { AnalysisRepo, ROOT, removeDir, scratchDir } from './support/workspace.ts';
+import { BatchProgress, DispatchProgress, duration } from '../../cli/progress.ts';
+import type { JobResult } from '../../wrapper/execute.ts';
+import type { PlanEntry } from '../../wrapper/gate.ts';
+import type { PreparedJob } from '../../wrapper/prepare.ts';
+import type { RunReporter } from '../../wrapper/run.ts';
+import { AnalysisRepo, ROOT, removeDir, scratchDir } from '../support/workspace.ts';
 
 /** A stream that records what was written and says whether it is a terminal. */
 class Sink extends Writable {

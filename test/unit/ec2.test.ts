@@ -12,11 +12,11 @@ import {
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { clientToken, Ec2Launcher, type Ec2LauncherOptions } from '../backends/compute/ec2.ts';
-import type { LaunchRequest } from '../backends/compute/index.ts';
-import { FileStore } from '../backends/storage/fs.ts';
-import { Blueprint } from '../models/blueprint.ts';
-import { jobKeys } from '../wrapper/bucket-contract.ts';
+import { clientToken, Ec2Launcher, type Ec2LauncherOptions } from '../../backends/compute/ec2.ts';
+import type { LaunchRequest } from '../../backends/compute/index.ts';
+import { FileStore } from '../../backends/storage/fs.ts';
+import { Blueprint } from '../../models/blueprint.ts';
+import { jobKeys } from '../../wrapper/bucket-contract.ts';
 
 const ec2 = mockClient(EC2Client);
 const IDENTITY = 'ab'.repeat(32);

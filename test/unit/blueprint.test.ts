@@ -6,9 +6,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blueprintProblems } from '../cli/commands/blueprint.ts';
+import { blueprintProblems } from '../../cli/commands/blueprint.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'bin/caas.js');
 const ANALYSES = readdirSync(path.join(ROOT, 'analyses'), { withFileTypes: true })
   .filter((e) => e.isDirectory())
