@@ -12,8 +12,8 @@ import { performance } from 'node:perf_hooks';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { type ObjectStore, openStore } from '../backends/storage/index.ts';
 import { mulberry32 } from '../dispatcher/sample-data.ts';
+import { startS3rver } from '../fixtures/s3rver.ts';
 import type { ManifestEntry } from '../models/record.ts';
-import { startS3rver } from '../test/support/s3rver.ts';
 import { uploadFolder } from '../wrapper/upload.ts';
 import { type BenchOptions, type BenchReport, check, formatNumber, type Measurement } from './report.ts';
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type S3rverHandle, s3Env, startS3rver } from './support/s3rver.ts';
+import { type S3rverHandle, s3Env, startS3rver } from '../fixtures/s3rver.ts';
 import { AnalysisRepo, mockJob, ROOT, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 const NOTE = /^caas: note: AWS SDK releases from 2027 on need Node >=\s*\d+; this is Node v[\d.]+ \(caas supports >=20\.19\)$/;

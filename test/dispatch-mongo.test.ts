@@ -5,7 +5,7 @@ import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../backends/db/index.ts';
 import { type DispatchRequest, runDispatch } from '../dispatcher/dispatch.ts';
-import { mongoUri, withDatabase } from './support/mongo.ts';
+import { mongoUri, withDatabase } from '../fixtures/mongo.ts';
 
 const mongo = await mongoUri();
 if (mongo.reason) console.warn(mongo.reason);

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../backends/db/index.ts';
 import { S3Store } from '../backends/storage/s3.ts';
 import { type DispatchRequest, runDispatch } from '../dispatcher/dispatch.ts';
+import { type S3rverHandle, startS3rver } from '../fixtures/s3rver.ts';
 import type { JobInput } from '../models/job-input.ts';
-import { type S3rverHandle, startS3rver } from './support/s3rver.ts';
 
 const BUCKET = 'aind-open-data';
 const OBJECTS: Record<string, string> = {

@@ -6,9 +6,9 @@ import { loadAnalysis } from '../analyses/index.ts';
 import { openDatabase } from '../backends/db/index.ts';
 import { type DispatchRequest, runDispatch, summaryLine } from '../dispatcher/dispatch.ts';
 import { DispatchError } from '../dispatcher/dispatch-error.ts';
+import { concluded, owner, recordDraft } from '../fixtures/records.ts';
 import { JobInput } from '../models/job-input.ts';
 import { JobPreparer } from '../wrapper/prepare.ts';
-import { concluded, owner, recordDraft } from './support/records.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
 
 const DISPATCHED_AT = '2025-01-31T12:00:00.000Z';

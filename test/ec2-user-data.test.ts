@@ -10,9 +10,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Ec2Launcher } from '../backends/compute/ec2.ts';
 import type { LaunchRequest } from '../backends/compute/index.ts';
 import { S3Store } from '../backends/storage/s3.ts';
+import { type S3rverHandle, s3Env, startS3rver } from '../fixtures/s3rver.ts';
 import { Blueprint } from '../models/blueprint.ts';
 import { jobKeys } from '../models/bucket-contract.ts';
-import { type S3rverHandle, s3Env, startS3rver } from './support/s3rver.ts';
 
 /**
  * The UserData script is run for real with bash, as cloud-init would run it, with the two things

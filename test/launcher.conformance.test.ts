@@ -30,10 +30,10 @@ import type { Launcher, LaunchRequest } from '../backends/compute/index.ts';
 import { InlineLauncher } from '../backends/compute/inline.ts';
 import { LocalLauncher } from '../backends/compute/local.ts';
 import { S3Store } from '../backends/storage/s3.ts';
+import { type S3rverHandle, s3Env, startS3rver } from '../fixtures/s3rver.ts';
 import { Blueprint } from '../models/blueprint.ts';
 import { jobFolder } from '../models/bucket-contract.ts';
 import { AGENT_PROGRAM } from '../wrapper/agent-program.ts';
-import { type S3rverHandle, s3Env, startS3rver } from './support/s3rver.ts';
 import { removeDir, scratchDir } from './support/workspace.ts';
 
 /**

@@ -10,9 +10,9 @@ import { registerQuery } from '../cli/commands/query.ts';
 import { registerShow } from '../cli/commands/show.ts';
 import { registerWhy } from '../cli/commands/why.ts';
 import { addGlobalOptions } from '../cli/settings.ts';
+import { concluded, owner, recordDraft } from '../fixtures/records.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { JobLocation } from '../models/record.ts';
-import { concluded, owner, recordDraft } from './support/records.ts';
 import { git } from './support/workspace.ts';
 
 /**

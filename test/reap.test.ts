@@ -9,9 +9,9 @@ import { Ec2Fleet } from '../backends/compute/ec2.ts';
 import { type Database, openDatabase } from '../backends/db/index.ts';
 import { registerReap } from '../cli/commands/reap.ts';
 import { addGlobalOptions } from '../cli/settings.ts';
+import { concluded, owner, recordDraft } from '../fixtures/records.ts';
 import { startAttempt } from '../wrapper/attempts.ts';
 import { findReapable } from '../wrapper/reap.ts';
-import { concluded, owner, recordDraft } from './support/records.ts';
 
 const ec2 = mockClient(EC2Client);
 const NOW = new Date('2030-01-01T12:00:00.000Z');

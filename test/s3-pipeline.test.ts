@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type S3rverHandle, s3Env, startS3rver } from './support/s3rver.ts';
+import { type S3rverHandle, s3Env, startS3rver } from '../fixtures/s3rver.ts';
 import { readRecords, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 /** The demo path with --store s3:// against a real S3-protocol server (s3rver on 127.0.0.1). */

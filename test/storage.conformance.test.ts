@@ -6,11 +6,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ListObjectsV2Command, type ListObjectsV2CommandInput, type ListObjectsV2CommandOutput, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FileStore } from '../backends/storage/fs.ts';
 import type { ObjectInfo, ObjectStore } from '../backends/storage/index.ts';
 import { S3Store } from '../backends/storage/s3.ts';
-import { s3Env, startS3rver } from './support/s3rver.ts';
+import { type S3rverHandle, s3Env, startS3rver } from '../fixtures/s3rver.ts';
 
 const run = promisify(execFile);
 const hasAwsCli = await run('which', ['aws']).then(
@@ -24,8 +25,6 @@ interface Subject {
 }
 
 const BIG_FILE_BYTES = 20 * 1024 * 1024 + 12_345; // not a multiple of the 8 MiB part size
-const PAGED_KEYS = 1_111; // more than one 1,000-key S3 list page
-const WRITES_IN_FLIGHT = 32;
 
 let scratch: string;
 beforeAll(async () => {
@@ -44,14 +43,6 @@ async function collect(listing: AsyncIterable<ObjectInfo>): Promise<string[]> {
   const keys: string[] = [];
   for await (const info of listing) keys.push(info.key);
   return keys;
-}
-
-async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await work(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 async function sha256File(file: string): Promise<string> {
@@ -171,17 +162,6 @@ function objectStoreContract(name: string, open: () => Promise<Subject>): void {
       expect(await collect(store.list(bucket, 'mi'))).toEqual([...keys].sort(byteOrder));
     });
 
-    it(`list pages through ${PAGED_KEYS} keys and yields every one, in key order`, async () => {
-      const keys = Array.from(
-        { length: PAGED_KEYS },
-        (_, i) => `paged/${String(i % 12).padStart(2, '0')}/${String(i).padStart(5, '0')}.txt`,
-      );
-      await eachLimited(keys, WRITES_IN_FLIGHT, (key) => store.put(bucket, key, key));
-      const listed = await collect(store.list(bucket, 'paged/'));
-      expect(listed.length).toBe(PAGED_KEYS);
-      expect(listed).toEqual([...keys].sort(byteOrder));
-    });
-
     it('putIfAbsent writes a new key, then returns false and leaves the first content in place', async () => {
       expect(await store.putIfAbsent(bucket, 'claims/lease.json', 'first')).toBe(true);
       expect(await store.putIfAbsent(bucket, 'claims/lease.json', 'second')).toBe(false);
@@ -242,6 +222,78 @@ objectStoreContract('S3Store on s3rver', async () => {
       await server.stop();
     },
   };
+});
+
+describe('S3Store lists a prefix in pages of listPageSize keys (s3rver)', () => {
+  const bucket = 'caas-paging';
+  const PAGE_SIZE = 3;
+  // Seven keys over three folders, written out of order, beside keys the prefix leaves out: pages of 3, 3 and 1.
+  const keys = Array.from({ length: 7 }, (_, i) => `paged/${i % 3}/${String(i).padStart(2, '0')}.txt`);
+  let server: S3rverHandle;
+  let paged: S3Store;
+  let whole: S3Store;
+
+  beforeAll(async () => {
+    server = await startS3rver();
+    paged = new S3Store('s3://', { home: scratch, s3Endpoint: server.endpoint, listPageSize: PAGE_SIZE });
+    whole = new S3Store('s3://', { home: scratch, s3Endpoint: server.endpoint });
+    await paged.createBucket(bucket);
+    await Promise.all([...keys, 'paged-not/x.txt', 'pag.txt'].reverse().map((key) => paged.put(bucket, key, key)));
+  });
+  afterAll(async () => {
+    await paged?.close();
+    await whole?.close();
+    await server?.stop();
+  });
+
+  /** The keys list() yields, with the ListObjectsV2 requests it sent and the pages they returned. */
+  async function listWithRequests(store: S3Store, prefix: string) {
+    const send = vi.spyOn(S3Client.prototype, 'send');
+    const requests: ListObjectsV2CommandInput[] = [];
+    const pages: Promise<ListObjectsV2CommandOutput>[] = [];
+    let listed: string[];
+    try {
+      listed = await collect(store.list(bucket, prefix));
+      send.mock.calls.forEach(([command], i) => {
+        if (!(command instanceof ListObjectsV2Command)) return;
+        requests.push(command.input);
+        pages.push(send.mock.results[i]!.value as Promise<ListObjectsV2CommandOutput>);
+      });
+    } finally {
+      // This also forgets the calls: they are read above.
+      send.mockRestore();
+    }
+    return { listed, requests, pages: await Promise.all(pages) };
+  }
+
+  it('follows the continuation tokens over three pages and yields every key once, in key order', async () => {
+    const { listed, requests, pages } = await listWithRequests(paged, 'paged/');
+    expect(listed).toEqual([...keys].sort(byteOrder));
+    expect(requests.map((r) => r.MaxKeys)).toEqual([PAGE_SIZE, PAGE_SIZE, PAGE_SIZE]);
+    expect(pages.map((p) => [p.Contents?.length, p.IsTruncated])).toEqual([
+      [3, true],
+      [3, true],
+      [1, false],
+    ]);
+    // The first request has no token; each next one carries the token the page before ended with.
+    expect(requests[0]!.ContinuationToken).toBeUndefined();
+    const tokens = pages.slice(0, -1).map((p) => p.NextContinuationToken);
+    expect(tokens.every((token) => typeof token === 'string' && token !== '')).toBe(true);
+    expect(requests.slice(1).map((r) => r.ContinuationToken)).toEqual(tokens);
+  });
+
+  it("without listPageSize sends no MaxKeys, so the server's page of 1000 keys holds them all", async () => {
+    const { listed, requests } = await listWithRequests(whole, 'paged/');
+    expect(listed).toEqual([...keys].sort(byteOrder));
+    expect(requests).toHaveLength(1);
+    expect(requests[0]!.MaxKeys).toBeUndefined();
+  });
+
+  it('refuses a page size S3 would not honour', () => {
+    for (const listPageSize of [0, 1001, 2.5]) {
+      expect(() => new S3Store('s3://', { home: scratch, listPageSize })).toThrow(/expected a whole number from 1 to 1000/);
+    }
+  });
 });
 
 describe('FileStore confinement', () => {

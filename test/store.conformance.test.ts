@@ -7,9 +7,9 @@ import { MongoClient } from 'mongodb';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type ClaimRequest, type Database, openDatabase } from '../backends/db/index.ts';
 import { databaseName } from '../backends/db/mongo.ts';
+import { mongoUri, withDatabase } from '../fixtures/mongo.ts';
+import { concluded, finishedRecord, owner, recordDraft } from '../fixtures/records.ts';
 import { MetadataRecord, type Owner } from '../models/record.ts';
-import { mongoUri, withDatabase } from './support/mongo.ts';
-import { concluded, finishedRecord, owner, recordDraft } from './support/records.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const workerScript = path.join(repoRoot, 'test/support/claim-worker.ts');

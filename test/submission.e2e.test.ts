@@ -3,8 +3,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ObjectStore, openStore } from '../backends/storage/index.ts';
+import { s3Env, startS3rver } from '../fixtures/s3rver.ts';
 import { folderKeys } from '../wrapper/submission.ts';
-import { s3Env, startS3rver } from './support/s3rver.ts';
 import { AnalysisRepo, ROOT, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 const BUCKET = 'mock-wait';

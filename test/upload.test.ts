@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileStore } from '../backends/storage/fs.ts';
 import type { ObjectInfo, ObjectStore } from '../backends/storage/index.ts';
 import { S3Store } from '../backends/storage/s3.ts';
+import { startS3rver } from '../fixtures/s3rver.ts';
 import { uploadFolder } from '../wrapper/upload.ts';
-import { startS3rver } from './support/s3rver.ts';
 import { removeDir, scratchDir } from './support/workspace.ts';
 
 const PREFIX = 'grp/results/job__b_ts/process_results/';

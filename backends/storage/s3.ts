@@ -21,15 +21,31 @@ import { type Body, type ObjectInfo, type ObjectStore, Sha256PassThrough, type S
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 4;
 
-/** Amazon S3 or any S3-compatible server (path-style) when an endpoint is given. */
+export interface S3StoreOptions extends StoreOptions {
+  /**
+   * Keys per ListObjectsV2 request (MaxKeys), 1 to 1000. Default: none sent, so S3 pages at 1000;
+   * a smaller page lets a test see list() follow its continuation tokens over a few keys.
+   */
+  listPageSize?: number;
+}
+
+/**
+ * Amazon S3 or any S3-compatible server (path-style) when an endpoint is given. list() reads a
+ * prefix page by page (1000 keys a page, or `listPageSize`), following the continuation tokens.
+ */
 export class S3Store implements ObjectStore {
   readonly scheme = 's3' as const;
   readonly url = 's3://';
   readonly region: string;
   readonly endpoint: string | undefined;
   private readonly client: S3Client;
+  private readonly listPageSize: number | undefined;
 
-  constructor(_url: string, options: StoreOptions) {
+  constructor(_url: string, options: S3StoreOptions) {
+    const { listPageSize } = options;
+    if (listPageSize !== undefined && !(Number.isInteger(listPageSize) && listPageSize >= 1 && listPageSize <= 1000))
+      throw new Error(`listPageSize ${listPageSize}: expected a whole number from 1 to 1000`);
+    this.listPageSize = listPageSize;
     this.region = process.env.AWS_REGION || 'us-east-1';
     this.endpoint = options.s3Endpoint || process.env.AWS_ENDPOINT_URL || undefined;
     this.client = new S3Client({
@@ -125,7 +141,9 @@ export class S3Store implements ObjectStore {
   async *list(bucket: string, prefix: string): AsyncIterable<ObjectInfo> {
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: this.listPageSize }),
+      );
       for (const object of page.Contents ?? []) {
         if (object.Key === undefined) continue;
         yield { key: object.Key, size: object.Size ?? 0, etag: unquote(object.ETag), modified: object.LastModified ?? new Date(0) };

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../backends/storage/s3.ts';
-import { type S3rverHandle, s3Env, startS3rver } from '../support/s3rver.ts';
+import { type S3rverHandle, s3Env, startS3rver } from '../../fixtures/s3rver.ts';
 import { AnalysisRepo, readRecords, removeDir, runCli, scratchDir } from '../support/workspace.ts';
 
 /** Writes its environment and what `aws s3 ls` of its own inputs finds into its results. */

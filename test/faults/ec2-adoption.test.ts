@@ -18,6 +18,7 @@ import { Ec2Launcher } from '../../backends/compute/ec2.ts';
 import { type Database, openDatabase } from '../../backends/db/index.ts';
 import type { ObjectStore } from '../../backends/storage/index.ts';
 import { S3Store } from '../../backends/storage/s3.ts';
+import { type S3rverHandle, startS3rver } from '../../fixtures/s3rver.ts';
 import { AgentSpec } from '../../models/agent-spec.ts';
 import { jobKeys, parseJobRef } from '../../models/bucket-contract.ts';
 import type { Owner } from '../../models/record.ts';
@@ -25,7 +26,6 @@ import { runAgent } from '../../wrapper/agent.ts';
 import { type ExecuteContext, executeJob, jobNames } from '../../wrapper/execute.ts';
 import { readHeartbeat } from '../../wrapper/liveness.ts';
 import { JobPreparer, type PreparedJob } from '../../wrapper/prepare.ts';
-import { type S3rverHandle, startS3rver } from '../support/s3rver.ts';
 import { AnalysisRepo, mockJob, removeDir, scratchDir } from '../support/workspace.ts';
 
 const ec2 = mockClient(EC2Client);

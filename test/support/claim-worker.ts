@@ -6,7 +6,7 @@
  */
 import { once } from 'node:events';
 import { openDatabase } from '../../backends/db/index.ts';
-import { owner, recordDraft } from './records.ts';
+import { owner, recordDraft } from '../../fixtures/records.ts';
 
 const [url = '', home = '', count = '0', run = 'worker'] = process.argv.slice(2);
 const db = await openDatabase(url, { home });

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { describe, expect, it } from 'vitest';
-import unitFilter from '../analyses/unit-filter/index.ts';
-import type { CodeVersion } from '../models/identity.ts';
-import type { JobInputAsset } from '../models/job-input.ts';
-import { buildPreImage, canonicalJson, identityOf, sha256Hex } from '../wrapper/identity.ts';
+import unitFilter from '../../analyses/unit-filter/index.ts';
+import type { CodeVersion } from '../../models/identity.ts';
+import type { JobInputAsset } from '../../models/job-input.ts';
+import { buildPreImage, canonicalJson, identityOf, sha256Hex } from '../../wrapper/identity.ts';
 
 const code: CodeVersion = { url: 'https://example.org/lab/analyses.git', commit: 'a'.repeat(40) };
 const inputs: JobInputAsset[] = [

@@ -2,12 +2,12 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import unitFilter from '../analyses/unit-filter/index.ts';
-import { filterUnits, SpikeTrains } from '../analyses/unit-filter/isi.ts';
-import { UnitFilterParameters } from '../analyses/unit-filter/parameters.ts';
-import { FileStore } from '../backends/storage/fs.ts';
-import { generateSampleData, SPIKES_KEY, writeSampleJobs } from '../dispatcher/sample-data.ts';
-import { JobInput } from '../models/job-input.ts';
+import unitFilter from '../../analyses/unit-filter/index.ts';
+import { filterUnits, SpikeTrains } from '../../analyses/unit-filter/isi.ts';
+import { UnitFilterParameters } from '../../analyses/unit-filter/parameters.ts';
+import { FileStore } from '../../backends/storage/fs.ts';
+import { generateSampleData, SPIKES_KEY, writeSampleJobs } from '../../dispatcher/sample-data.ts';
+import { JobInput } from '../../models/job-input.ts';
 
 let tmp: string;
 

@@ -12,11 +12,11 @@ import {
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { clientToken, Ec2Launcher, type Ec2LauncherOptions } from '../backends/compute/ec2.ts';
-import type { LaunchRequest } from '../backends/compute/index.ts';
-import { FileStore } from '../backends/storage/fs.ts';
-import { Blueprint } from '../models/blueprint.ts';
-import { jobKeys } from '../models/bucket-contract.ts';
+import { clientToken, Ec2Launcher, type Ec2LauncherOptions } from '../../backends/compute/ec2.ts';
+import type { LaunchRequest } from '../../backends/compute/index.ts';
+import { FileStore } from '../../backends/storage/fs.ts';
+import { Blueprint } from '../../models/blueprint.ts';
+import { jobKeys } from '../../models/bucket-contract.ts';
 
 const ec2 = mockClient(EC2Client);
 const IDENTITY = 'ab'.repeat(32);
@@ -93,6 +93,8 @@ beforeAll(async () => {
   endStore = new FileStore(`file://${scratch}`, { home: scratch });
 });
 afterAll(async () => {
+  // The unit tier shares modules between files: later ones get the real EC2Client back.
+  ec2.restore();
   await rm(scratch, { recursive: true, force: true });
 });
 beforeEach(() => {

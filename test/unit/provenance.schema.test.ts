@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { describe, expect, it, vi } from 'vitest';
-import { listAnalysisNames } from '../analyses/index.ts';
-import { registerSchema } from '../cli/commands/schema.ts';
-import { namedModels } from '../models/index.ts';
+import { listAnalysisNames } from '../../analyses/index.ts';
+import { registerSchema } from '../../cli/commands/schema.ts';
+import { namedModels } from '../../models/index.ts';
 
 /** `caas schema <name>` in this process; its JSON Schema as printed. */
 async function schemaOf(name: string): Promise<Record<string, unknown>> {

@@ -2,23 +2,23 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { AnalysisError, UnknownAnalysisError } from '../analyses/index.ts';
-import { UnknownComputeError } from '../backends/compute/index.ts';
-import { DatabaseUrlError } from '../backends/db/index.ts';
-import { KeyRefused, StoreUrlError } from '../backends/storage/index.ts';
-import { UsageError } from '../cli/settings.ts';
-import { DispatchError } from '../dispatcher/dispatch-error.ts';
-import { CaasError, exitCodeOf } from '../models/caas-error.ts';
-import { InvalidFilterError } from '../models/filter.ts';
-import { CodeVersionError } from '../wrapper/code-version.ts';
-import { JobSourceError } from '../wrapper/job-source.ts';
-import { QueryError, RecordLookupError } from '../wrapper/provenance.ts';
-import { RunRefused } from '../wrapper/run.ts';
-import { SubmitRefused } from '../wrapper/submission.ts';
-import { WatchRefused } from '../wrapper/watch.ts';
-import { WhyError } from '../wrapper/why.ts';
+import { AnalysisError, UnknownAnalysisError } from '../../analyses/index.ts';
+import { UnknownComputeError } from '../../backends/compute/index.ts';
+import { DatabaseUrlError } from '../../backends/db/index.ts';
+import { KeyRefused, StoreUrlError } from '../../backends/storage/index.ts';
+import { UsageError } from '../../cli/settings.ts';
+import { DispatchError } from '../../dispatcher/dispatch-error.ts';
+import { CaasError, exitCodeOf } from '../../models/caas-error.ts';
+import { InvalidFilterError } from '../../models/filter.ts';
+import { CodeVersionError } from '../../wrapper/code-version.ts';
+import { JobSourceError } from '../../wrapper/job-source.ts';
+import { QueryError, RecordLookupError } from '../../wrapper/provenance.ts';
+import { RunRefused } from '../../wrapper/run.ts';
+import { SubmitRefused } from '../../wrapper/submission.ts';
+import { WatchRefused } from '../../wrapper/watch.ts';
+import { WhyError } from '../../wrapper/why.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 describe('errors caas explains to its user', () => {
   const classes = {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseJobRef } from '../models/bucket-contract.ts';
-import { confineKey, fallbackTimestamp, readSubmit, submitGroup } from '../wrapper/submission.ts';
+import { parseJobRef } from '../../models/bucket-contract.ts';
+import { confineKey, fallbackTimestamp, readSubmit, submitGroup } from '../../wrapper/submission.ts';
 
 const where = { bucket: 'mock-wait', group: 'demo', area: 'inputs' } as const;
 
