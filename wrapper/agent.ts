@@ -34,6 +34,16 @@ export interface AgentOptions {
   processes?: JobProcesses;
 }
 
+/** Aborts when either source does. Not AbortSignal.any: its signal is held only weakly by its sources, and once collected it never aborts. */
+function eitherSignal(...sources: (AbortSignal | undefined)[]): AbortSignal {
+  const stop = new AbortController();
+  for (const source of sources) {
+    if (source?.aborted) stop.abort(source.reason);
+    else source?.addEventListener('abort', () => stop.abort(source.reason), { once: true });
+  }
+  return stop.signal;
+}
+
 /**
  * The instance side of a job (NeuroCAAS's run_main.sh). The same code runs in a local child
  * process and on an EC2 instance: stage the config and inputs from the store, run the analysis
@@ -168,7 +178,44 @@ class AgentJob {
       return this.finish({ exitCode: 1, reason: `${message.startsWith('cancelled') ? '' : 'staging failed: '}${message}` });
     }
 
-    const env = analysisEnvironment({
+    const env = this.environment(staged);
+    const argv = spec.command.map((token) => expandPlaceholders(token, spec.analysis_dir));
+    this.status.status = 'IN PROGRESS';
+    await this.writeStatus();
+    await this.note(`running ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
+
+    const started = Date.now();
+    const stop = eitherSignal(cancel, this.fence.signal);
+    const ended = await runAnalysis({
+      argv,
+      env,
+      workDir: this.workDir,
+      logs: this.logs,
+      recent: this.recent,
+      processes: this.processes,
+      maxRuntimeS: spec.max_runtime_s,
+      cancel: stop,
+      onStart: (pid) => {
+        this.analysisPid = pid;
+      },
+    });
+    this.analysisPid = undefined;
+    await this.note(`analysis ended after ${((Date.now() - started) / 1000).toFixed(1)} s: ${ended.reason}`);
+    if (ended.swept > 0) await this.note(`ended ${ended.swept} process(es) the analysis left running`);
+    const outcome = { exitCode: ended.code, reason: ended.reason };
+    for (const problem of ended.logErrors) {
+      // Output that could not be kept fails the job: its log would be silently incomplete.
+      await this.note(problem);
+      outcome.reason = outcome.exitCode === 0 ? problem : `${outcome.reason}; ${problem}`;
+      if (outcome.exitCode === 0) outcome.exitCode = 1;
+    }
+    return this.finish(outcome);
+  }
+
+  /** What the analysis process sees: the explicit environment, with the NeuroCAAS and CAAS_* job variables. */
+  private environment(staged: string[]): Record<string, string> {
+    const { spec, keys } = this;
+    return analysisEnvironment({
       from: process.env,
       tmpDir: this.dirs.tmp,
       s3: !spec.store.startsWith('file:') || spec.inputs.some((url) => url.startsWith('s3:')),
@@ -190,42 +237,6 @@ class AgentJob {
         [JOB_TOKEN_VARIABLE]: this.processes.token,
       },
     });
-    const argv = spec.command.map((token) => expandPlaceholders(token, spec.analysis_dir));
-    this.status.status = 'IN PROGRESS';
-    await this.writeStatus();
-    await this.note(`running ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
-
-    const started = Date.now();
-    // Not AbortSignal.any: its signal is held only weakly by its sources, and once collected it never aborts.
-    const stop = new AbortController();
-    for (const source of [cancel, this.fence.signal]) {
-      if (source?.aborted) stop.abort(source.reason);
-      else source?.addEventListener('abort', () => stop.abort(source.reason), { once: true });
-    }
-    const ended = await runAnalysis({
-      argv,
-      env,
-      workDir: this.workDir,
-      logs: this.logs,
-      recent: this.recent,
-      processes: this.processes,
-      maxRuntimeS: spec.max_runtime_s,
-      cancel: stop.signal,
-      onStart: (pid) => {
-        this.analysisPid = pid;
-      },
-    });
-    this.analysisPid = undefined;
-    await this.note(`analysis ended after ${((Date.now() - started) / 1000).toFixed(1)} s: ${ended.reason}`);
-    if (ended.swept > 0) await this.note(`ended ${ended.swept} process(es) the analysis left running`);
-    const outcome = { exitCode: ended.code, reason: ended.reason };
-    for (const problem of ended.logErrors) {
-      // Output that could not be kept fails the job: its log would be silently incomplete.
-      await this.note(problem);
-      outcome.reason = outcome.exitCode === 0 ? problem : `${outcome.reason}; ${problem}`;
-      if (outcome.exitCode === 0) outcome.exitCode = 1;
-    }
-    return this.finish(outcome);
   }
 
   /** Config and inputs into the work folder, each input checked against the identity; then the code. Returns the staged paths. */
@@ -353,6 +364,8 @@ interface AnalysisRun {
  * still running when the main process ends at all). A cancel or the max runtime sends SIGTERM
  * to the process group, and ends everything of the job a few seconds later.
  */
+// One closure on purpose: the child's events, the timers and the sweeps share the state (stopping,
+// exit, settled) that decides, exactly once, how the analysis ended.
 function runAnalysis(run: AnalysisRun): Promise<{ code: number; reason: string; swept: number; logErrors: string[] }> {
   return new Promise((resolve) => {
     let child: ChildProcess;
@@ -365,20 +378,7 @@ function runAnalysis(run: AnalysisRun): Promise<{ code: number; reason: string; 
     }
     run.processes.started(child.pid);
     run.onStart(child.pid);
-    const remember = (chunk: Buffer) => run.recent.add(chunk);
-    const logErrors: string[] = [];
-    for (const name of ['stdout', 'stderr'] as const) {
-      const source = child[name];
-      const log = run.logs[name];
-      if (!source) continue;
-      source.on('data', remember).pipe(log);
-      // A full or failing disk: the analysis goes on (its output is drained, not kept), the job will fail.
-      log.on('error', (error) => {
-        logErrors.push(`${name}.txt could not be written: ${error.message}`);
-        source.unpipe(log);
-        source.resume();
-      });
-    }
+    const logErrors = pipeLogs(child, run);
     const timers: NodeJS.Timeout[] = [];
     let stopping: string | undefined;
     let timedOut = false;
@@ -444,6 +444,25 @@ function runAnalysis(run: AnalysisRun): Promise<{ code: number; reason: string; 
       else void settle({ code: code ?? 1, reason: `exit code ${code}` });
     });
   });
+}
+
+/** The analysis' stdout and stderr into their capped logs; returns the list the logs' write errors land in. */
+function pipeLogs(child: ChildProcess, run: AnalysisRun): string[] {
+  const remember = (chunk: Buffer) => run.recent.add(chunk);
+  const logErrors: string[] = [];
+  for (const name of ['stdout', 'stderr'] as const) {
+    const source = child[name];
+    const log = run.logs[name];
+    if (!source) continue;
+    source.on('data', remember).pipe(log);
+    // A full or failing disk: the analysis goes on (its output is drained, not kept), the job will fail.
+    log.on('error', (error) => {
+      logErrors.push(`${name}.txt could not be written: ${error.message}`);
+      source.unpipe(log);
+      source.resume();
+    });
+  }
+  return logErrors;
 }
 
 /** Ends a log whose source may have been destroyed rather than ended, and waits until it is on disk. */

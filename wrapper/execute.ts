@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LaunchedJob, Launcher } from '../backends/compute/index.ts';
-import { type MetadataStore, sameOwner } from '../backends/db/index.ts';
+import { type ClaimOutcome, type MetadataStore, sameOwner } from '../backends/db/index.ts';
 import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import { AgentSpec } from '../models/agent-spec.ts';
 import { type JobKeys, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
@@ -87,7 +87,7 @@ interface Place {
  */
 export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placement?: JobPlacement): Promise<JobResult> {
   const started = new Date();
-  const fresh = placeOf(job, ctx.store, placement?.timestamp ?? jobTimestamp(started, job.identity));
+  const place = placeOf(job, ctx.store, placement?.timestamp ?? jobTimestamp(started, job.identity));
   const base = { where: job.where, identity: job.identity };
 
   const claim = await ctx.db.claim(job.identity, {
@@ -95,50 +95,17 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
     owner: ctx.owner,
     leaseMs: ctx.leaseMs,
     force: ctx.force,
-    job: fresh.location,
+    job: place.location,
     plannedAt: ctx.plannedAt,
   });
-  if (!claim.won) {
-    if (claim.state === 'succeeded')
-      return { ...base, outcome: 'skipped', reason: 'already succeeded (recorded by another runner meanwhile)' };
-    if (claim.state === 'failed') {
-      const last = claim.record.attempts.at(-1);
-      return {
-        ...base,
-        outcome: 'failed-elsewhere',
-        reason: `failed just now in another runner (attempt ${last?.n ?? '?'}: ${claim.record.reason ?? 'unknown'}); the next run retries it`,
-        results: claim.record.job?.results,
-      };
-    }
-    return { ...base, outcome: 'running', reason: 'claimed by another runner meanwhile' };
-  }
+  if (!claim.won) return { ...base, ...claimedElsewhere(claim) };
   const lease = startLeaseRenewal(ctx, job.identity);
   const recorder = new Recorder(job, ctx, started, claim.attempt);
   let attempt = claim.attempt;
-  const place = fresh;
   try {
-    const lapsed = lapsedAttempt(claim.record, claim.attempt);
-    const earlierTimestamp = lapsed?.results ? parseJobRef(lapsed.results)?.timestamp : undefined;
-    if (claim.record.attempts.at(-1)?.status === 'claimed' && !(lapsed && earlierTimestamp)) {
-      // A lapsed attempt with no job folder to look at: nothing to adopt, this attempt runs.
-      if (!(await ctx.db.update(job.identity, ctx.owner, (r) => startAttempt(r, claim.attempt)))) {
-        return { ...base, outcome: 'lost', reason: 'another runner took over this job meanwhile' };
-      }
-    } else if (lapsed && earlierTimestamp) {
-      let takeover: Takeover;
-      try {
-        takeover = await takeOver(job, ctx, recorder, lease, lapsed, placeOf(job, ctx.store, earlierTimestamp), fresh, claim.attempt);
-      } catch (error) {
-        // The earlier attempt's agent may be at work: nothing is recorded, the lease lapses, and the next run looks again.
-        return {
-          ...base,
-          outcome: 'lost',
-          reason: `could not look at attempt ${lapsed.n} (${(error as Error).message}); the next run takes the job over`,
-        };
-      }
-      if (takeover.done) return takeover.done;
-      attempt = takeover.attempt;
-    }
+    const earlier = await settleEarlierAttempt(job, ctx, recorder, lease, claim, place);
+    if (earlier.done) return earlier.done;
+    attempt = earlier.attempt;
     if (ctx.signal?.aborted) {
       return await recorder.record(
         { ...emptyVerdict(), reason: `cancelled before launch: ${String(ctx.signal.reason)}` },
@@ -147,31 +114,98 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
         attempt,
       );
     }
-    const launched = await launchAttempt(job, ctx, place, attempt, started, placement);
-    const lost = lease.lost.then(() => claimLost(ctx, job.identity, attempt));
-    const interrupt = () => void launched.cancel(`runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`);
-    if (ctx.signal?.aborted) interrupt();
-    ctx.signal?.addEventListener('abort', interrupt, { once: true });
-    // The wrapper's own deadline, a minute after the agent's, catches machines that never report.
-    const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
-    const deadline = setTimeout(() => void launched.cancel(`timeout: past max runtime of ${maxRuntimeS} s`), (maxRuntimeS + 60) * 1000);
-    const ended = await Promise.race([launched.ended, lost]).finally(() => {
-      clearTimeout(deadline);
-      ctx.signal?.removeEventListener('abort', interrupt);
-    });
-    if (ended === 'adopted') return { ...base, attempt, outcome: 'running', reason: ADOPTED_ELSEWHERE };
-    if (ended === 'taken') void launched.cancel('claim lost: another runner took this job over');
-    const machineEnd = ended === 'taken' ? await launched.ended : ended;
-    const verdict = await verifyJob(ctx.store, job.bucket, place.keys, job.analysis);
-    if (!verdict.ended) verdict.reason = machineEnd.reason ?? 'instance lost: the machine ended without writing end.txt';
-    else if (!verdict.succeeded && machineEnd.reason) verdict.reason = `${machineEnd.reason}; ${verdict.reason}`;
-    return await recorder.record(verdict, place.location, launched.instance, attempt);
+    return await superviseAttempt(job, ctx, { place, attempt, started, placement, lease, recorder });
   } catch (error) {
     const reason = `caas could not run the job: ${(error as Error).message}`;
     return await recorder.record({ ...emptyVerdict(), reason }, place.location, null, attempt);
   } finally {
     lease.stop();
   }
+}
+
+/** What a runner that lost the claim reports: the job is done, failed in this wave, or running elsewhere. */
+function claimedElsewhere(claim: Extract<ClaimOutcome, { won: false }>): Omit<JobResult, 'where' | 'identity'> {
+  if (claim.state === 'succeeded') return { outcome: 'skipped', reason: 'already succeeded (recorded by another runner meanwhile)' };
+  if (claim.state === 'failed') {
+    const last = claim.record.attempts.at(-1);
+    return {
+      outcome: 'failed-elsewhere',
+      reason: `failed just now in another runner (attempt ${last?.n ?? '?'}: ${claim.record.reason ?? 'unknown'}); the next run retries it`,
+      results: claim.record.job?.results,
+    };
+  }
+  return { outcome: 'running', reason: 'claimed by another runner meanwhile' };
+}
+
+/**
+ * A claim that took over a lapsed lease first deals with the earlier attempt: adopt it while its
+ * agent lives, record it if it finished, or start this attempt once it is known to be dead. A
+ * plain claim (no earlier attempt) just runs.
+ */
+async function settleEarlierAttempt(
+  job: PreparedJob,
+  ctx: ExecuteContext,
+  recorder: Recorder,
+  lease: LeaseRenewal,
+  claim: Extract<ClaimOutcome, { won: true }>,
+  fresh: Place,
+): Promise<Takeover> {
+  const base = { where: job.where, identity: job.identity };
+  const lapsed = lapsedAttempt(claim.record, claim.attempt);
+  const earlierTimestamp = lapsed?.results ? parseJobRef(lapsed.results)?.timestamp : undefined;
+  if (!(lapsed && earlierTimestamp)) {
+    // A lapsed attempt with no job folder to look at: nothing to adopt, this attempt runs.
+    if (
+      claim.record.attempts.at(-1)?.status === 'claimed' &&
+      !(await ctx.db.update(job.identity, ctx.owner, (r) => startAttempt(r, claim.attempt)))
+    ) {
+      return { done: { ...base, outcome: 'lost', reason: 'another runner took over this job meanwhile' } };
+    }
+    return { attempt: claim.attempt };
+  }
+  try {
+    return await takeOver(job, ctx, recorder, lease, lapsed, placeOf(job, ctx.store, earlierTimestamp), fresh, claim.attempt);
+  } catch (error) {
+    // The earlier attempt's agent may be at work: nothing is recorded, the lease lapses, and the next run looks again.
+    return {
+      done: {
+        ...base,
+        outcome: 'lost',
+        reason: `could not look at attempt ${lapsed.n} (${(error as Error).message}); the next run takes the job over`,
+      },
+    };
+  }
+}
+
+/**
+ * Launches the attempt and waits for whichever comes first: the machine's end, a lost claim, the
+ * runner being stopped, or the wrapper's own deadline; then verifies the job folder and records.
+ */
+async function superviseAttempt(
+  job: PreparedJob,
+  ctx: ExecuteContext,
+  run: { place: Place; attempt: number; started: Date; placement?: JobPlacement; lease: LeaseRenewal; recorder: Recorder },
+): Promise<JobResult> {
+  const { place, attempt, lease, recorder } = run;
+  const launched = await launchAttempt(job, ctx, place, attempt, run.started, run.placement);
+  const lost = lease.lost.then(() => claimLost(ctx, job.identity, attempt));
+  const interrupt = () => void launched.cancel(`runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`);
+  if (ctx.signal?.aborted) interrupt();
+  ctx.signal?.addEventListener('abort', interrupt, { once: true });
+  // The wrapper's own deadline, a minute after the agent's, catches machines that never report.
+  const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
+  const deadline = setTimeout(() => void launched.cancel(`timeout: past max runtime of ${maxRuntimeS} s`), (maxRuntimeS + 60) * 1000);
+  const ended = await Promise.race([launched.ended, lost]).finally(() => {
+    clearTimeout(deadline);
+    ctx.signal?.removeEventListener('abort', interrupt);
+  });
+  if (ended === 'adopted') return { where: job.where, identity: job.identity, attempt, outcome: 'running', reason: ADOPTED_ELSEWHERE };
+  if (ended === 'taken') void launched.cancel('claim lost: another runner took this job over');
+  const machineEnd = ended === 'taken' ? await launched.ended : ended;
+  const verdict = await verifyJob(ctx.store, job.bucket, place.keys, job.analysis);
+  if (!verdict.ended) verdict.reason = machineEnd.reason ?? 'instance lost: the machine ended without writing end.txt';
+  else if (!verdict.succeeded && machineEnd.reason) verdict.reason = `${machineEnd.reason}; ${verdict.reason}`;
+  return await recorder.record(verdict, place.location, launched.instance, attempt);
 }
 
 /** What a takeover decided: the job is answered, or this attempt number runs now (in the fresh folder). */
@@ -413,13 +447,7 @@ class Recorder {
           }),
       }),
     );
-    if (!written) {
-      // The machine may have ended before this runner noticed it had lost its lease to an adopter.
-      const now = await ctx.db.get(job.identity).catch(() => undefined);
-      const adopted = now?.attempts.find((a) => a.n === attempt)?.adopted?.some((x) => !sameOwner(x.by, ctx.owner));
-      if (adopted) return { ...base, attempt, outcome: 'running', reason: ADOPTED_ELSEWHERE };
-      return { ...base, attempt, outcome: 'lost', reason: 'another runner took over this job before its record was written' };
-    }
+    if (!written) return this.notWritten(attempt);
     return {
       ...base,
       attempt,
@@ -428,6 +456,17 @@ class Recorder {
       results: where.results,
       durationS: (ended.getTime() - this.started.getTime()) / 1000,
     };
+  }
+
+  /** The record was not this runner's to write any more: another runner adopted the attempt, or took the job over. */
+  private async notWritten(attempt: number): Promise<JobResult> {
+    const { job, ctx } = this;
+    const base = { where: job.where, identity: job.identity, attempt };
+    // The machine may have ended before this runner noticed it had lost its lease to an adopter.
+    const now = await ctx.db.get(job.identity).catch(() => undefined);
+    const adopted = now?.attempts.find((a) => a.n === attempt)?.adopted?.some((x) => !sameOwner(x.by, ctx.owner));
+    if (adopted) return { ...base, outcome: 'running', reason: ADOPTED_ELSEWHERE };
+    return { ...base, outcome: 'lost', reason: 'another runner took over this job before its record was written' };
   }
 }
 

@@ -91,32 +91,34 @@ async function* readStream(stream: Readable, name: string): AsyncIterable<JobEnt
         };
         oneLineArray = undefined;
       }
-      if (line.bytes === undefined) {
-        yield { where, error: tooLong(line.length) };
-        continue;
-      }
-      if (text === undefined) {
-        yield { where, error: 'not UTF-8 text: expected JSON encoded as UTF-8' };
-        continue;
-      }
-      if (line.bytes.length > MAX_JOB_BYTES) {
-        yield { where, error: tooLong(line.bytes.length) };
-        continue;
-      }
-      yield parseOne(text, where);
+      yield lineEntry(line, text, where);
     }
   }
   if (oneLineArray) yield* arrayEntries(oneLineArray.value, name);
-  if (array) {
-    const text = decodeUtf8(Buffer.concat(array.parts));
-    if (text === undefined) yield { where: name, error: 'not UTF-8 text: expected JSON encoded as UTF-8' };
-    else {
-      const parsed = parseJsonText(text);
-      if (parsed.ok) yield* arrayEntries(parsed.value, name);
-      else yield { where: name, error: parsed.reason };
-    }
-  }
+  if (array) yield* spanningArrayEntries(array.parts, name);
 }
+
+/** One JSONL line as a job entry: parsed, or invalid with what is wrong with it. */
+function lineEntry(line: RawLine, text: string | undefined, where: string): JobEntry {
+  if (line.bytes === undefined) return { where, error: tooLong(line.length) };
+  if (text === undefined) return { where, error: NOT_UTF8 };
+  if (line.bytes.length > MAX_JOB_BYTES) return { where, error: tooLong(line.bytes.length) };
+  return parseOne(text, where);
+}
+
+/** The entries of a file that is one JSON array over several lines. */
+function* spanningArrayEntries(parts: Buffer[], name: string): Iterable<JobEntry> {
+  const text = decodeUtf8(Buffer.concat(parts));
+  if (text === undefined) {
+    yield { where: name, error: NOT_UTF8 };
+    return;
+  }
+  const parsed = parseJsonText(text);
+  if (parsed.ok) yield* arrayEntries(parsed.value, name);
+  else yield { where: name, error: parsed.reason };
+}
+
+const NOT_UTF8 = 'not UTF-8 text: expected JSON encoded as UTF-8';
 
 function tooLong(bytes: number): string {
   return `the line is ${bytes} bytes long: expected one job of at most ${MAX_JOB_BYTES} bytes (8 MiB) per line`;

@@ -445,7 +445,7 @@ describe('unknown schemes and compute names exit 2 before touching anything', ()
       args: [],
       says: /--store "ftp:\/\/host\/x" is not supported: use file:\/\/\/path\/to\/folder .* or s3:\/\//,
     },
-    { flags: [], args: ['--compute', 'bogus'], says: /--compute "bogus" is not supported: use local .*, inline .* or ec2/ },
+    { flags: [], args: ['--compute', 'bogus'], says: /--compute "bogus" is not supported: use local .*, inline .*, ec2 .* or batch/ },
     { flags: [], args: ['--compute', 'bogus', '--execute'], says: /--compute "bogus" is not supported/ },
     { flags: ['--db', 'bogus://x'], args: ['--execute'], says: /--db "bogus:\/\/x" is not supported/ },
   ])('$flags $args', async ({ flags, args, says }) => {
