@@ -376,13 +376,18 @@ async function launchAttempt(
   });
 }
 
+/** How long, at least, a runner that lost its lease waits for the new owner to decide on its attempt. */
+const CLAIM_DECISION_MS = 30_000;
+
 /**
  * The lease is gone. If another runner adopted this very attempt (this runner had stalled, its
  * agent had not), the agent must go on: the adopter records it. Otherwise the job is taken.
  */
 async function claimLost(ctx: ExecuteContext, identity: string, attempt: number): Promise<'adopted' | 'taken'> {
   // The new owner may still be looking at this attempt (its own is `claimed`): wait for its decision.
-  for (const until = Date.now() + 2 * ctx.leaseMs; ; ) {
+  // At least CLAIM_DECISION_MS, since a loaded new owner can take longer than two short leases to
+  // decide, and a machine stopped here meanwhile would be one it was about to adopt.
+  for (const until = Date.now() + Math.max(2 * ctx.leaseMs, CLAIM_DECISION_MS); ; ) {
     const record = await ctx.db.get(identity).catch(() => undefined);
     const current = record?.attempts.at(-1);
     if (current?.n === attempt && current.status === 'running' && current.adopted?.length) return 'adopted';
