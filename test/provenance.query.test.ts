@@ -4,17 +4,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../backends/db/index.ts';
 import { InvalidFilterError } from '../models/filter.ts';
-import {
-  buildFilter,
-  parseFields,
-  parseFilter,
-  parseSort,
-  project,
-  QueryError,
-  resultsPlace,
-  sinceInstant,
-  valuesAt,
-} from '../wrapper/provenance.ts';
+import { project, valuesAt } from '../wrapper/projection.ts';
+import { resultsPlace } from '../wrapper/record-lookup.ts';
+import { buildFilter, parseFields, parseFilter, parseSort, QueryError, sinceInstant } from '../wrapper/record-query.ts';
 import { preimageDiff } from '../wrapper/why.ts';
 import { mongoUri, withDatabase } from './support/mongo.ts';
 import { concluded, owner, recordDraft } from './support/records.ts';
