@@ -15,7 +15,7 @@ import { JobSourceError } from '../wrapper/job-source.ts';
 import { RecordLookupError } from '../wrapper/record-lookup.ts';
 import { QueryError } from '../wrapper/record-query.ts';
 import { RunRefused } from '../wrapper/run.ts';
-import { SubmitRefused } from '../wrapper/submission.ts';
+import { SubmitRefused } from '../wrapper/submit-client.ts';
 import { WatchRefused } from '../wrapper/watch.ts';
 import { WhyError } from '../wrapper/why.ts';
 
