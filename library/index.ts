@@ -21,13 +21,8 @@ import type { Workspace } from '../wrapper/workspace.ts';
 
 export { CaasError, exitCodeOf } from '../models/caas-error.ts';
 export type { MetadataRecord } from '../models/record.ts';
-export {
-  handler as s3EventHandler,
-  handleS3Event,
-  type SubmissionOutcome,
-  SubmissionWatcher,
-  type WatchOptions,
-} from '../wrapper/watch.ts';
+export { handler as s3EventHandler, handleS3Event } from '../wrapper/s3-event-handler.ts';
+export { type SubmissionOutcome, SubmissionWatcher, type WatchOptions } from '../wrapper/watch.ts';
 export type { DispatchSummary, JobResult, PlanEntry, RunSummary, WhyOutcome };
 
 /** Where caas keeps things; each field defaults as the CLI's global flags do. */

@@ -2,8 +2,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ObjectStore, openStore } from '../backends/storage/index.ts';
+import { durableDbUrl, handler } from '../wrapper/s3-event-handler.ts';
 import { folderKeys } from '../wrapper/submission.ts';
-import { durableDbUrl, handler } from '../wrapper/watch.ts';
 import { type S3rverHandle, s3Env, startS3rver } from './support/s3rver.ts';
 import { AnalysisRepo, mockJob, removeDir, runCli, scratchDir } from './support/workspace.ts';
 

@@ -17,7 +17,7 @@ const GROUP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const TIMESTAMP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 export const MAX_TIMESTAMP = 100;
 // Submit files and configs are a few lines; anything bigger is a mistake or an attack on the watcher.
-export const MAX_SUBMIT_BYTES = 64 * 1024;
+const MAX_SUBMIT_BYTES = 64 * 1024;
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_KEY_BYTES = 1024;
 const MAX_FOLDER_FILES = 10_000;
@@ -115,6 +115,17 @@ export function readSubmit(key: string, group: string, body: Uint8Array): Submit
   const field = (value as { timestamp?: unknown } | null | undefined)?.timestamp;
   const timestamp = typeof field === 'string' && usableTimestamp(field) ? field : fallbackTimestamp(key);
   return { key, group, sha256, value, jsonError, ...(problem === undefined ? {} : { problem }), timestamp };
+}
+
+/** The submit file at `key` as read from the store, or undefined when it is gone; an oversized one is not downloaded. */
+export async function readSubmitObject(store: ObjectStore, bucket: string, key: string, group: string): Promise<SubmitRead | undefined> {
+  const info = await store.head(bucket, key);
+  if (!info) return undefined;
+  if (info.size > MAX_SUBMIT_BYTES) {
+    const read = readSubmit(key, group, new Uint8Array());
+    return { ...read, sha256: `etag:${info.etag}`, value: undefined, jsonError: `larger than ${MAX_SUBMIT_BYTES} bytes` };
+  }
+  return readSubmit(key, group, await store.get(bucket, key));
 }
 
 /** A timestamp that can name a job folder, from a submit file or `caas submit --timestamp`. */
