@@ -5,6 +5,7 @@ import type { Analysis } from '../models/analysis.ts';
 import { datasetName, type JobFolder, jobFolder } from '../models/bucket-contract.ts';
 import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
+import { isPlainObject } from '../models/plain-object.ts';
 import type { Owner } from '../models/record.ts';
 import { SubmitFile } from '../models/submit.ts';
 import { parseJsonText, untrustedJsonProblem } from '../models/untrusted-json.ts';
@@ -164,7 +165,14 @@ export interface ValidSubmission {
   datasets: SubmittedDataset[];
 }
 
-export type Validation = { ok: true; submission: ValidSubmission } | { ok: false; reason: string };
+/** Why a submission may not run, written for the user who submitted. */
+type Refusal = { ok: false; reason: string };
+
+function reject(reason: string): Refusal {
+  return { ok: false, reason };
+}
+
+export type Validation = { ok: true; submission: ValidSubmission } | Refusal;
 
 export interface ValidationContext {
   store: ObjectStore;
@@ -180,9 +188,8 @@ export interface ValidationContext {
  * satisfies the analysis' parameter model. Reasons are written for the user who submitted.
  */
 export async function validateSubmission(read: SubmitRead, ctx: ValidationContext): Promise<Validation> {
-  const { analysis, store, bucket } = ctx;
+  const { analysis, bucket } = ctx;
   const groups = analysis.blueprint.groups.map((g) => g.name);
-  const reject = (reason: string): Validation => ({ ok: false, reason });
   if (!groups.includes(read.group)) {
     return reject(`group "${read.group}" may not use ${analysis.name}: the blueprint lists ${groups.join(', ')}`);
   }
@@ -201,50 +208,21 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
     return reject(`instance_type ${JSON.stringify(submit.instance_type)} is not allowed for ${analysis.name}: expected one of ${allowed}`);
   }
 
-  const config = confineKey(submit.configname, { bucket, group: read.group, area: 'configs' });
-  if (!config.ok) return reject(`configname: ${config.reason}`);
-  const configInfo = await headOrRefusal(store, bucket, config.key);
-  if (typeof configInfo === 'string') return reject(`configname: ${configInfo}`);
-  if (!configInfo) return reject(`configname: ${config.key} does not exist; upload the config to ${read.group}/configs/ first`);
-  if (configInfo.size > MAX_CONFIG_BYTES) return reject(`configname: ${config.key} is larger than ${MAX_CONFIG_BYTES} bytes`);
-  const configBytes = await store.get(bucket, config.key);
-  const parsedConfig = parseJsonText(configBytes.toString('utf8'));
-  if (!parsedConfig.ok) return reject(`config ${config.key} is not JSON (${parsedConfig.reason.replace(/^invalid JSON: /, '')})`);
-  const parameters = parsedConfig.value;
-  const problem = untrustedJsonProblem(parameters);
-  if (problem !== undefined) return reject(`config ${config.key}: ${problem}`);
-  if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
-    return reject(`config ${config.key} must be a JSON object of ${analysis.name} parameters`);
-  }
-  const checked = (analysis.parameters as z.ZodType).safeParse(parameters);
-  if (!checked.success) return reject(`config ${config.key} is not valid for ${analysis.name}: ${describeIssues(checked.error)}`);
+  const config = await checkConfig(submit.configname, read.group, ctx);
+  if (!config.ok) return config;
+  const { parameters } = config;
 
   const datanames = typeof submit.dataname === 'string' ? [submit.dataname] : submit.dataname;
-  const assets: { dataname: string; key: string; asset: JobInputAsset }[] = [];
-  const statusNames = new Map<string, string>();
-  for (const dataname of datanames) {
-    const data = confineKey(dataname, { bucket, group: read.group, area: 'inputs' });
-    if (!data.ok) return reject(`dataname ${JSON.stringify(dataname)}: ${data.reason}`);
-    const name = datasetName(data.key);
-    const clash = statusNames.get(name);
-    if (clash !== undefined)
-      return reject(
-        `datanames ${JSON.stringify(clash)} and ${JSON.stringify(dataname)} share the file name ${name}: their status files would collide`,
-      );
-    statusNames.set(name, dataname);
-    const asset = await describeAsset(store, bucket, data.key);
-    if (asset === undefined)
-      return reject(`dataname ${JSON.stringify(dataname)}: ${data.key} does not exist; upload the data to ${read.group}/inputs/ first`);
-    if (typeof asset === 'string') return reject(`dataname ${JSON.stringify(dataname)}: ${asset}`);
-    assets.push({ dataname, key: data.key, asset });
-  }
+  const located = await locateDatasets(datanames, read.group, ctx);
+  if (!located.ok) return located;
+  const { assets } = located;
 
   const datasets: SubmittedDataset[] = [];
   for (const [i, { dataname, key, asset }] of assets.entries()) {
     const job: JobInput = {
       analysis: analysis.name,
       inputs: [asset],
-      parameters: parameters as Record<string, unknown>,
+      parameters,
       group: read.group,
       bucket,
       ...(submit.instance_type ? { instance_type: submit.instance_type } : {}),
@@ -261,10 +239,72 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
       submit,
       configname: config.key.slice(`${read.group}/configs/`.length),
       configKey: config.key,
-      configSha256: sha256Hex(configBytes),
+      configSha256: sha256Hex(config.bytes),
       datasets,
     },
   };
+}
+
+/** The config a submit file names: inside the group's configs/, small, JSON, and valid for the analysis' parameter model. */
+async function checkConfig(
+  configname: string,
+  group: string,
+  ctx: ValidationContext,
+): Promise<{ ok: true; key: string; bytes: Buffer; parameters: Record<string, unknown> } | Refusal> {
+  const { analysis, store, bucket } = ctx;
+  const config = confineKey(configname, { bucket, group, area: 'configs' });
+  if (!config.ok) return reject(`configname: ${config.reason}`);
+  const configInfo = await headOrRefusal(store, bucket, config.key);
+  if (typeof configInfo === 'string') return reject(`configname: ${configInfo}`);
+  if (!configInfo) return reject(`configname: ${config.key} does not exist; upload the config to ${group}/configs/ first`);
+  if (configInfo.size > MAX_CONFIG_BYTES) return reject(`configname: ${config.key} is larger than ${MAX_CONFIG_BYTES} bytes`);
+  const configBytes = await store.get(bucket, config.key);
+  const parsedConfig = parseJsonText(configBytes.toString('utf8'));
+  if (!parsedConfig.ok) return reject(`config ${config.key} is not JSON (${parsedConfig.reason.replace(/^invalid JSON: /, '')})`);
+  const parameters = parsedConfig.value;
+  const problem = untrustedJsonProblem(parameters);
+  if (problem !== undefined) return reject(`config ${config.key}: ${problem}`);
+  if (!isPlainObject(parameters)) return reject(`config ${config.key} must be a JSON object of ${analysis.name} parameters`);
+  const checked = (analysis.parameters as z.ZodType).safeParse(parameters);
+  if (!checked.success) return reject(`config ${config.key} is not valid for ${analysis.name}: ${describeIssues(checked.error)}`);
+  return { ok: true, key: config.key, bytes: configBytes, parameters };
+}
+
+interface LocatedDataset {
+  dataname: string;
+  key: string;
+  asset: JobInputAsset;
+}
+
+/**
+ * The datasets a submit file names, each inside the group's inputs/ and there, with etags and sizes;
+ * two may not share a file name, which names their status files.
+ */
+async function locateDatasets(
+  datanames: string[],
+  group: string,
+  ctx: ValidationContext,
+): Promise<{ ok: true; assets: LocatedDataset[] } | Refusal> {
+  const { store, bucket } = ctx;
+  const assets: LocatedDataset[] = [];
+  const statusNames = new Map<string, string>();
+  for (const dataname of datanames) {
+    const data = confineKey(dataname, { bucket, group, area: 'inputs' });
+    if (!data.ok) return reject(`dataname ${JSON.stringify(dataname)}: ${data.reason}`);
+    const name = datasetName(data.key);
+    const clash = statusNames.get(name);
+    if (clash !== undefined)
+      return reject(
+        `datanames ${JSON.stringify(clash)} and ${JSON.stringify(dataname)} share the file name ${name}: their status files would collide`,
+      );
+    statusNames.set(name, dataname);
+    const asset = await describeAsset(store, bucket, data.key);
+    if (asset === undefined)
+      return reject(`dataname ${JSON.stringify(dataname)}: ${data.key} does not exist; upload the data to ${group}/inputs/ first`);
+    if (typeof asset === 'string') return reject(`dataname ${JSON.stringify(dataname)}: ${asset}`);
+    assets.push({ dataname, key: data.key, asset });
+  }
+  return { ok: true, assets };
 }
 
 /** zod's own message for the dataname union ("Invalid input") does not say what would be valid. */
