@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CaasError } from '../models/caas-error.ts';
-import type { Workspace } from '../wrapper/provenance.ts';
+import type { Workspace } from '../wrapper/workspace.ts';
 
 /** Where things live: flags first, then environment, then the embedded defaults under the workspace. */
 export type Settings = Workspace;

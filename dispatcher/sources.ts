@@ -6,7 +6,7 @@ import type { Catalog } from '../backends/db/index.ts';
 import { type ObjectLocator, parseObjectUrl } from '../backends/storage/index.ts';
 import { checkFilter, type Filter, InvalidFilterError } from '../models/filter.ts';
 import type { InputFile } from '../models/job-input.ts';
-import { isPlainObject } from '../wrapper/provenance.ts';
+import { isPlainObject } from '../models/plain-object.ts';
 import { DispatchError } from './dispatch-error.ts';
 import { parseJsonText } from './json-text.ts';
 

@@ -14,19 +14,15 @@ import { checkFilter, type Filter } from '../models/filter.ts';
 import type { MetadataRecord } from '../models/record.ts';
 import { DEFAULT_STATUS_INTERVAL_MS, type JobResult } from '../wrapper/execute.ts';
 import type { PlanEntry } from '../wrapper/gate.ts';
-import { type ResultsPlace, recordByPrefix, type Workspace } from '../wrapper/provenance.ts';
+import { type ResultsPlace, recordByPrefix } from '../wrapper/record-lookup.ts';
 import { type RunOptions, type RunReporter, type RunSummary, runBatch } from '../wrapper/run.ts';
 import { explainJobRef, type WhyOutcome } from '../wrapper/why.ts';
+import type { Workspace } from '../wrapper/workspace.ts';
 
 export { CaasError, exitCodeOf } from '../models/caas-error.ts';
 export type { MetadataRecord } from '../models/record.ts';
-export {
-  handler as s3EventHandler,
-  handleS3Event,
-  type SubmissionOutcome,
-  SubmissionWatcher,
-  type WatchOptions,
-} from '../wrapper/watch.ts';
+export { handler as s3EventHandler, handleS3Event } from '../wrapper/s3-event-handler.ts';
+export { type SubmissionOutcome, SubmissionWatcher, type WatchOptions } from '../wrapper/watch.ts';
 export type { DispatchSummary, JobResult, PlanEntry, RunSummary, WhyOutcome };
 
 /** Where caas keeps things; each field defaults as the CLI's global flags do. */

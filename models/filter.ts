@@ -2,6 +2,7 @@ import { Query } from 'mingo';
 import * as accumulatorOperators from 'mingo/operators/accumulator';
 import * as expressionOperators from 'mingo/operators/expression';
 import { CaasError } from './caas-error.ts';
+import { isPlainObject } from './plain-object.ts';
 import { MAX_JSON_DEPTH } from './untrusted-json.ts';
 
 /**
@@ -257,8 +258,4 @@ function join(at: string, key: string): string {
 function show(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }

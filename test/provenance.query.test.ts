@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../backends/db/index.ts';
 import { mongoUri, withDatabase } from '../fixtures/mongo.ts';
 import { concluded, owner, recordDraft } from '../fixtures/records.ts';
-import { buildFilter, parseFilter, parseSort } from '../wrapper/provenance.ts';
+import { buildFilter, parseFilter, parseSort } from '../wrapper/record-query.ts';
 
 const NOW = new Date('2024-03-10T12:00:00.000Z');
 

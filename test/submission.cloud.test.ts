@@ -3,8 +3,8 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ObjectStore, openStore } from '../backends/storage/index.ts';
 import { type S3rverHandle, s3Env, startS3rver } from '../fixtures/s3rver.ts';
+import { durableDbUrl, handler } from '../wrapper/s3-event-handler.ts';
 import { folderKeys } from '../wrapper/submission.ts';
-import { durableDbUrl, handler } from '../wrapper/watch.ts';
 import { AnalysisRepo, mockJob, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 const BUCKET = 'mock-wait';

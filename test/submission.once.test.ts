@@ -7,8 +7,10 @@ import { StatusFile } from '../models/status.ts';
 import { AGENT_PROGRAM } from '../wrapper/agent-program.ts';
 import { showJob } from '../wrapper/follow.ts';
 import { sha256Hex } from '../wrapper/identity.ts';
-import { folderKeys, submitFiles } from '../wrapper/submission.ts';
-import { handleS3Event, SubmissionWatcher, type WatchOptions } from '../wrapper/watch.ts';
+import { handleS3Event } from '../wrapper/s3-event-handler.ts';
+import { folderKeys } from '../wrapper/submission.ts';
+import { submitFiles } from '../wrapper/submit-client.ts';
+import { SubmissionWatcher, type WatchOptions } from '../wrapper/watch.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
 
 const BUCKET = 'mock-wait';

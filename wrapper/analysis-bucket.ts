@@ -1,4 +1,21 @@
+import { analysisRoots, listAnalysisNames, loadAnalysis } from '../analyses/index.ts';
 import type { ObjectStore } from '../backends/storage/index.ts';
+import type { Analysis } from '../models/analysis.ts';
+
+/**
+ * The analysis whose blueprint names this bucket, or the refusal that lists the buckets the
+ * analyses do name. An analysis that fails to load is passed over: its blueprint is unknown.
+ */
+export async function analysisOwningBucket(bucket: string, roots = analysisRoots()): Promise<Analysis | string> {
+  const known: string[] = [];
+  for (const name of listAnalysisNames(roots)) {
+    const analysis = await loadAnalysis(name, roots).catch(() => undefined);
+    if (!analysis) continue;
+    if (analysis.blueprint.bucket === bucket) return analysis;
+    known.push(analysis.blueprint.bucket);
+  }
+  return `no analysis has bucket "${bucket}" in its blueprint: expected one of ${known.join(', ') || '(none found)'}`;
+}
 
 /**
  * Makes sure an analysis bucket exists before anything is written to it, for `caas run` and

@@ -1,14 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { z } from 'zod';
 import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
-import { datasetName, type JobFolder, jobFolder, submitKey } from '../models/bucket-contract.ts';
-import { CaasError } from '../models/caas-error.ts';
+import { datasetName, type JobFolder, jobFolder } from '../models/bucket-contract.ts';
 import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
+import { isPlainObject } from '../models/plain-object.ts';
 import type { Owner } from '../models/record.ts';
 import { SubmitFile } from '../models/submit.ts';
 import { parseJsonText, untrustedJsonProblem } from '../models/untrusted-json.ts';
@@ -19,12 +16,17 @@ import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepa
 const SUBMIT_KEY = /^([^/]+)\/submissions\/([^/]*)submit\.json$/;
 const GROUP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const TIMESTAMP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-const MAX_TIMESTAMP = 100;
+export const MAX_TIMESTAMP = 100;
 // Submit files and configs are a few lines; anything bigger is a mistake or an attack on the watcher.
-export const MAX_SUBMIT_BYTES = 64 * 1024;
+const MAX_SUBMIT_BYTES = 64 * 1024;
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_KEY_BYTES = 1024;
 const MAX_FOLDER_FILES = 10_000;
+
+/** A name the watcher answers under and `caas submit --group` accepts. */
+export function isGroupName(name: string): boolean {
+  return GROUP.test(name);
+}
 
 export function isSubmitKey(key: string): boolean {
   return SUBMIT_KEY.test(key);
@@ -33,7 +35,7 @@ export function isSubmitKey(key: string): boolean {
 /** The group folder a submit key lies in, or undefined when that name could not be a group. */
 export function submitGroup(key: string): string | undefined {
   const group = SUBMIT_KEY.exec(key)?.[1];
-  return group !== undefined && GROUP.test(group) ? group : undefined;
+  return group !== undefined && isGroupName(group) ? group : undefined;
 }
 
 /**
@@ -116,7 +118,19 @@ export function readSubmit(key: string, group: string, body: Uint8Array): Submit
   return { key, group, sha256, value, jsonError, ...(problem === undefined ? {} : { problem }), timestamp };
 }
 
-function usableTimestamp(value: string): boolean {
+/** The submit file at `key` as read from the store, or undefined when it is gone; an oversized one is not downloaded. */
+export async function readSubmitObject(store: ObjectStore, bucket: string, key: string, group: string): Promise<SubmitRead | undefined> {
+  const info = await store.head(bucket, key);
+  if (!info) return undefined;
+  if (info.size > MAX_SUBMIT_BYTES) {
+    const read = readSubmit(key, group, new Uint8Array());
+    return { ...read, sha256: `etag:${info.etag}`, value: undefined, jsonError: `larger than ${MAX_SUBMIT_BYTES} bytes` };
+  }
+  return readSubmit(key, group, await store.get(bucket, key));
+}
+
+/** A timestamp that can name a job folder, from a submit file or `caas submit --timestamp`. */
+export function usableTimestamp(value: string): boolean {
   return TIMESTAMP.test(value) && value.length <= MAX_TIMESTAMP;
 }
 
@@ -151,7 +165,14 @@ export interface ValidSubmission {
   datasets: SubmittedDataset[];
 }
 
-export type Validation = { ok: true; submission: ValidSubmission } | { ok: false; reason: string };
+/** Why a submission may not run, written for the user who submitted. */
+type Refusal = { ok: false; reason: string };
+
+function reject(reason: string): Refusal {
+  return { ok: false, reason };
+}
+
+export type Validation = { ok: true; submission: ValidSubmission } | Refusal;
 
 export interface ValidationContext {
   store: ObjectStore;
@@ -167,9 +188,8 @@ export interface ValidationContext {
  * satisfies the analysis' parameter model. Reasons are written for the user who submitted.
  */
 export async function validateSubmission(read: SubmitRead, ctx: ValidationContext): Promise<Validation> {
-  const { analysis, store, bucket } = ctx;
+  const { analysis, bucket } = ctx;
   const groups = analysis.blueprint.groups.map((g) => g.name);
-  const reject = (reason: string): Validation => ({ ok: false, reason });
   if (!groups.includes(read.group)) {
     return reject(`group "${read.group}" may not use ${analysis.name}: the blueprint lists ${groups.join(', ')}`);
   }
@@ -188,50 +208,21 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
     return reject(`instance_type ${JSON.stringify(submit.instance_type)} is not allowed for ${analysis.name}: expected one of ${allowed}`);
   }
 
-  const config = confineKey(submit.configname, { bucket, group: read.group, area: 'configs' });
-  if (!config.ok) return reject(`configname: ${config.reason}`);
-  const configInfo = await headOrRefusal(store, bucket, config.key);
-  if (typeof configInfo === 'string') return reject(`configname: ${configInfo}`);
-  if (!configInfo) return reject(`configname: ${config.key} does not exist; upload the config to ${read.group}/configs/ first`);
-  if (configInfo.size > MAX_CONFIG_BYTES) return reject(`configname: ${config.key} is larger than ${MAX_CONFIG_BYTES} bytes`);
-  const configBytes = await store.get(bucket, config.key);
-  const parsedConfig = parseJsonText(configBytes.toString('utf8'));
-  if (!parsedConfig.ok) return reject(`config ${config.key} is not JSON (${parsedConfig.reason.replace(/^invalid JSON: /, '')})`);
-  const parameters = parsedConfig.value;
-  const problem = untrustedJsonProblem(parameters);
-  if (problem !== undefined) return reject(`config ${config.key}: ${problem}`);
-  if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
-    return reject(`config ${config.key} must be a JSON object of ${analysis.name} parameters`);
-  }
-  const checked = (analysis.parameters as z.ZodType).safeParse(parameters);
-  if (!checked.success) return reject(`config ${config.key} is not valid for ${analysis.name}: ${describeIssues(checked.error)}`);
+  const config = await checkConfig(submit.configname, read.group, ctx);
+  if (!config.ok) return config;
+  const { parameters } = config;
 
   const datanames = typeof submit.dataname === 'string' ? [submit.dataname] : submit.dataname;
-  const assets: { dataname: string; key: string; asset: JobInputAsset }[] = [];
-  const statusNames = new Map<string, string>();
-  for (const dataname of datanames) {
-    const data = confineKey(dataname, { bucket, group: read.group, area: 'inputs' });
-    if (!data.ok) return reject(`dataname ${JSON.stringify(dataname)}: ${data.reason}`);
-    const name = datasetName(data.key);
-    const clash = statusNames.get(name);
-    if (clash !== undefined)
-      return reject(
-        `datanames ${JSON.stringify(clash)} and ${JSON.stringify(dataname)} share the file name ${name}: their status files would collide`,
-      );
-    statusNames.set(name, dataname);
-    const asset = await describeAsset(store, bucket, data.key);
-    if (asset === undefined)
-      return reject(`dataname ${JSON.stringify(dataname)}: ${data.key} does not exist; upload the data to ${read.group}/inputs/ first`);
-    if (typeof asset === 'string') return reject(`dataname ${JSON.stringify(dataname)}: ${asset}`);
-    assets.push({ dataname, key: data.key, asset });
-  }
+  const located = await locateDatasets(datanames, read.group, ctx);
+  if (!located.ok) return located;
+  const { assets } = located;
 
   const datasets: SubmittedDataset[] = [];
   for (const [i, { dataname, key, asset }] of assets.entries()) {
     const job: JobInput = {
       analysis: analysis.name,
       inputs: [asset],
-      parameters: parameters as Record<string, unknown>,
+      parameters,
       group: read.group,
       bucket,
       ...(submit.instance_type ? { instance_type: submit.instance_type } : {}),
@@ -248,10 +239,72 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
       submit,
       configname: config.key.slice(`${read.group}/configs/`.length),
       configKey: config.key,
-      configSha256: sha256Hex(configBytes),
+      configSha256: sha256Hex(config.bytes),
       datasets,
     },
   };
+}
+
+/** The config a submit file names: inside the group's configs/, small, JSON, and valid for the analysis' parameter model. */
+async function checkConfig(
+  configname: string,
+  group: string,
+  ctx: ValidationContext,
+): Promise<{ ok: true; key: string; bytes: Buffer; parameters: Record<string, unknown> } | Refusal> {
+  const { analysis, store, bucket } = ctx;
+  const config = confineKey(configname, { bucket, group, area: 'configs' });
+  if (!config.ok) return reject(`configname: ${config.reason}`);
+  const configInfo = await headOrRefusal(store, bucket, config.key);
+  if (typeof configInfo === 'string') return reject(`configname: ${configInfo}`);
+  if (!configInfo) return reject(`configname: ${config.key} does not exist; upload the config to ${group}/configs/ first`);
+  if (configInfo.size > MAX_CONFIG_BYTES) return reject(`configname: ${config.key} is larger than ${MAX_CONFIG_BYTES} bytes`);
+  const configBytes = await store.get(bucket, config.key);
+  const parsedConfig = parseJsonText(configBytes.toString('utf8'));
+  if (!parsedConfig.ok) return reject(`config ${config.key} is not JSON (${parsedConfig.reason.replace(/^invalid JSON: /, '')})`);
+  const parameters = parsedConfig.value;
+  const problem = untrustedJsonProblem(parameters);
+  if (problem !== undefined) return reject(`config ${config.key}: ${problem}`);
+  if (!isPlainObject(parameters)) return reject(`config ${config.key} must be a JSON object of ${analysis.name} parameters`);
+  const checked = (analysis.parameters as z.ZodType).safeParse(parameters);
+  if (!checked.success) return reject(`config ${config.key} is not valid for ${analysis.name}: ${describeIssues(checked.error)}`);
+  return { ok: true, key: config.key, bytes: configBytes, parameters };
+}
+
+interface LocatedDataset {
+  dataname: string;
+  key: string;
+  asset: JobInputAsset;
+}
+
+/**
+ * The datasets a submit file names, each inside the group's inputs/ and there, with etags and sizes;
+ * two may not share a file name, which names their status files.
+ */
+async function locateDatasets(
+  datanames: string[],
+  group: string,
+  ctx: ValidationContext,
+): Promise<{ ok: true; assets: LocatedDataset[] } | Refusal> {
+  const { store, bucket } = ctx;
+  const assets: LocatedDataset[] = [];
+  const statusNames = new Map<string, string>();
+  for (const dataname of datanames) {
+    const data = confineKey(dataname, { bucket, group, area: 'inputs' });
+    if (!data.ok) return reject(`dataname ${JSON.stringify(dataname)}: ${data.reason}`);
+    const name = datasetName(data.key);
+    const clash = statusNames.get(name);
+    if (clash !== undefined)
+      return reject(
+        `datanames ${JSON.stringify(clash)} and ${JSON.stringify(dataname)} share the file name ${name}: their status files would collide`,
+      );
+    statusNames.set(name, dataname);
+    const asset = await describeAsset(store, bucket, data.key);
+    if (asset === undefined)
+      return reject(`dataname ${JSON.stringify(dataname)}: ${data.key} does not exist; upload the data to ${group}/inputs/ first`);
+    if (typeof asset === 'string') return reject(`dataname ${JSON.stringify(dataname)}: ${asset}`);
+    assets.push({ dataname, key: data.key, asset });
+  }
+  return { ok: true, assets };
 }
 
 /** zod's own message for the dataname union ("Invalid input") does not say what would be valid. */
@@ -357,95 +410,4 @@ async function headOrRefusal(store: ObjectStore, bucket: string, key: string): P
     if (error instanceof KeyRefused) return error.message;
     throw error;
   }
-}
-
-/** The client side (`caas submit`): refused before anything is written. */
-export class SubmitRefused extends CaasError {}
-
-export interface ClientSubmission {
-  bucket: string;
-  group: string;
-  /** Local data files, uploaded to {group}/inputs/. */
-  data: string[];
-  /** Local config file, uploaded to {group}/configs/. */
-  config: string;
-  timestamp?: string;
-  instanceType?: string;
-}
-
-export interface Submitted {
-  key: string;
-  sha256: string;
-  timestamp: string;
-  submit: SubmitFile;
-  /** URL of the job folder the answer will be in. */
-  folder: string;
-}
-
-/**
- * Uploads the data and the config (skipping files already there with the same content, which keeps
- * their etags, hence identities, unchanged), then writes the submit file last, put-if-absent: the
- * watcher reacts to the submit file, so everything it names exists by then.
- */
-export async function submitFiles(store: ObjectStore, request: ClientSubmission, out: (line: string) => void): Promise<Submitted> {
-  const { bucket, group } = request;
-  if (!GROUP.test(group)) throw new SubmitRefused(`--group "${group}" is not a group name: letters, digits, ".", "_" or "-"`);
-  if (!(await store.bucketExists(bucket))) {
-    const how =
-      store.scheme === 'file'
-        ? `\`caas watch --bucket ${bucket}\` creates it`
-        : `it is created with the analysis: aws s3 mb s3://${bucket}, then \`caas watch --bucket ${bucket}\``;
-    throw new SubmitRefused(`bucket ${bucket} does not exist: is the analysis deployed? (${how})`);
-  }
-  const timestamp = request.timestamp ?? newTimestamp();
-  if (!usableTimestamp(timestamp)) {
-    throw new SubmitRefused(`--timestamp "${timestamp}": letters, digits, ".", "_" or "-", at most ${MAX_TIMESTAMP} characters`);
-  }
-  const key = submitKey(group, timestamp);
-  const folder = folderKeys(bucket, group, timestamp);
-  if (await store.head(bucket, key)) throw new SubmitRefused(`${key} already exists: pick another --timestamp (or leave it out)`);
-  for await (const used of store.list(bucket, folder.prefix)) {
-    throw new SubmitRefused(`timestamp ${timestamp} is already used (${used.key} exists): pick another --timestamp (or leave it out)`);
-  }
-  const upload = async (file: string, area: 'inputs' | 'configs') => {
-    const name = path.basename(file);
-    const confined = confineKey(name, { bucket, group, area });
-    if (!confined.ok) throw new SubmitRefused(`${file}: the file name ${confined.reason}; rename it`);
-    const local = await md5OfFile(file).catch((error: Error) => {
-      throw new SubmitRefused(`${file}: ${error.message}`);
-    });
-    const there = await store.head(bucket, confined.key);
-    if (there?.etag === local) out(`${confined.key} is already there (same content)`);
-    else {
-      await store.putFile(bucket, confined.key, file);
-      out(`uploaded ${file} to ${objectUrl(store.scheme, bucket, confined.key)}`);
-    }
-    return confined.key;
-  };
-  const datanames: string[] = [];
-  for (const file of request.data) datanames.push(await upload(file, 'inputs'));
-  const configname = await upload(request.config, 'configs');
-  const submit: SubmitFile = {
-    dataname: datanames.length === 1 ? datanames[0]! : datanames,
-    configname,
-    timestamp,
-    ...(request.instanceType ? { instance_type: request.instanceType } : {}),
-  };
-  const body = `${JSON.stringify(submit, null, 2)}\n`;
-  if (!(await store.putIfAbsent(bucket, key, body)))
-    throw new SubmitRefused(`${key} appeared meanwhile: submit again with another --timestamp`);
-  out(`submitted ${objectUrl(store.scheme, bucket, key)}`);
-  return { key, sha256: sha256Hex(body), timestamp, submit, folder: objectUrl(store.scheme, bucket, folder.prefix) };
-}
-
-/** Sortable, unique enough for one user: 20240131T235959123Z-1a2b. */
-function newTimestamp(): string {
-  const at = new Date().toISOString().replace(/[-:]/g, '').replace('.', '');
-  return `${at}-${randomBytes(2).toString('hex')}`;
-}
-
-async function md5OfFile(file: string): Promise<string> {
-  const hash = createHash('md5');
-  await pipeline(createReadStream(file), hash);
-  return hash.digest('hex');
 }

@@ -3,11 +3,13 @@ import path from 'node:path';
 import { claimVerdict, type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { openStore } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
+import { isPlainObject } from '../models/plain-object.ts';
 import type { MetadataRecord } from '../models/record.ts';
 import { canonicalJson } from './identity.ts';
 import { type JobEntry, readJobEntries } from './job-source.ts';
 import { JobPreparer, type PreparedJob } from './prepare.ts';
-import { isPlainObject, shellQuote, type Workspace } from './provenance.ts';
+import { shellQuote } from './shell-quote.ts';
+import type { Workspace } from './workspace.ts';
 
 /** The job named to `caas why` cannot be found or read: invalid input. */
 export class WhyError extends CaasError {}

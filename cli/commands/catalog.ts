@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { generateSampleCatalog, importCatalog, queryCatalog } from '../../dispatcher/catalog.ts';
-import { parseFilter } from '../../wrapper/provenance.ts';
+import { parseFilter } from '../../wrapper/record-query.ts';
 import { positiveInt, settingsOf } from '../settings.ts';
 import { formatTable } from '../table.ts';
 

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { openDatabase } from '../../backends/db/index.ts';
 import type { MetadataRecord } from '../../models/record.ts';
-import { buildFilter, parseFields, parseFilter, parseSort, project, valuesAt } from '../../wrapper/provenance.ts';
+import { project, valuesAt } from '../../wrapper/projection.ts';
+import { buildFilter, parseFields, parseFilter, parseSort } from '../../wrapper/record-query.ts';
 import { positiveInt, settingsOf } from '../settings.ts';
 import { formatTable, shortId, truncate } from '../table.ts';
 

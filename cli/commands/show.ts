@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { MetadataRecord } from '../../models/record.ts';
-import { type ResultsPlace, recordByPrefix } from '../../wrapper/provenance.ts';
+import { type ResultsPlace, recordByPrefix } from '../../wrapper/record-lookup.ts';
 import { settingsOf } from '../settings.ts';
 import { formatTable } from '../table.ts';
 

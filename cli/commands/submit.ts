@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { openStore } from '../../backends/storage/index.ts';
 import { followJob } from '../../wrapper/follow.ts';
-import { submitFiles } from '../../wrapper/submission.ts';
+import { submitFiles } from '../../wrapper/submit-client.ts';
 import { positiveNumber, settingsOf } from '../settings.ts';
 
 export function registerSubmit(program: Command): void {

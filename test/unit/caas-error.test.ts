@@ -12,9 +12,10 @@ import { CaasError, exitCodeOf } from '../../models/caas-error.ts';
 import { InvalidFilterError } from '../../models/filter.ts';
 import { CodeVersionError } from '../../wrapper/code-version.ts';
 import { JobSourceError } from '../../wrapper/job-source.ts';
-import { QueryError, RecordLookupError } from '../../wrapper/provenance.ts';
+import { RecordLookupError } from '../../wrapper/record-lookup.ts';
+import { QueryError } from '../../wrapper/record-query.ts';
 import { RunRefused } from '../../wrapper/run.ts';
-import { SubmitRefused } from '../../wrapper/submission.ts';
+import { SubmitRefused } from '../../wrapper/submit-client.ts';
 import { WatchRefused } from '../../wrapper/watch.ts';
 import { WhyError } from '../../wrapper/why.ts';
 

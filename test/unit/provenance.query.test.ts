@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { recordDraft } from '../../fixtures/records.ts';
 import { InvalidFilterError } from '../../models/filter.ts';
-import {
-  buildFilter,
-  parseFields,
-  parseFilter,
-  parseSort,
-  project,
-  QueryError,
-  resultsPlace,
-  sinceInstant,
-  valuesAt,
-} from '../../wrapper/provenance.ts';
+import { project, valuesAt } from '../../wrapper/projection.ts';
+import { resultsPlace } from '../../wrapper/record-lookup.ts';
+import { buildFilter, parseFields, parseFilter, parseSort, QueryError, sinceInstant } from '../../wrapper/record-query.ts';
 import { preimageDiff } from '../../wrapper/why.ts';
 
 const NOW = new Date('2024-03-10T12:00:00.000Z');
