@@ -354,7 +354,7 @@ export class SubmissionWatcher {
         // The agent never finished (or its outputs failed verification): close the folder so clients stop waiting.
         await this.note(folder, `job failed: ${result.reason}`);
         if (ended === undefined) await writeWatcherStatus(this.answers, folder, dataset, 'FAILED', result.reason);
-        await this.store.put(this.bucket, folder.end, `FAILED\n${result.reason}\n`);
+        await this.store.put(this.bucket, folder.end, `FAILED\n${oneLine(result.reason)}\n`);
       }
       if (result.outcome === 'succeeded' && ended === undefined) {
         // Recovered from an earlier attempt's folder elsewhere: answer here from the record.
