@@ -65,6 +65,27 @@ describe('the commands in the README and docs/', () => {
     it.skip(`${command.file}:${command.line} holds a placeholder (${PLACEHOLDER.exec(command.text)?.[0]}): ${command.text}`, () => {});
   }
 
+  it('and the examples of every --help text parse too', async () => {
+    const examples: DocCommand[] = [];
+    const collect = (command: Command, name: string): void => {
+      let help = '';
+      command.configureOutput({ writeOut: (text) => (help += text), writeErr: () => {} });
+      command.outputHelp();
+      // The "$ caas …" lines of a help text, as the console block a reader would copy them from.
+      const lines = help.split('\n').filter((line) => line.trimStart().startsWith('$ '));
+      examples.push(...docCommands(`caas ${name}--help`, `\`\`\`console\n${lines.map((l) => l.trim()).join('\n')}\n\`\`\`\n`));
+      for (const sub of command.commands) collect(sub, `${name}${sub.name()} `);
+    };
+    collect(buildProgram(), '');
+    const failures: string[] = [];
+    for (const example of examples) {
+      const problem = await parseProblem(example.argv);
+      if (problem) failures.push(`${example.file}: ${example.text}\n    ${problem}`);
+    }
+    expect(failures.join('\n')).toBe('');
+    expect(examples.length).toBeGreaterThanOrEqual(20);
+  });
+
   it('are found the way a shell splits them', () => {
     const markdown = [
       'Text with `caas run x` inline is not a command.',

@@ -24,7 +24,7 @@ export function registerRun(program: Command): void {
     .option('--reason <text>', 'why a --force rerun is needed (kept in the record)')
     .option(
       '--lease-seconds <s>',
-      'claim lease (at least 3 status intervals, 6 s by default); after it lapses the next runner adopts the jobs whose agents still run, and reruns the others',
+      'claim lease (at least 3 status intervals: 6 s with the default 2 s interval); after it lapses the next runner adopts the jobs whose agents still run, and reruns the others',
       (v) => positiveNumber(v, '--lease-seconds'),
       Number(process.env.CAAS_LEASE_SECONDS ?? 60),
     )

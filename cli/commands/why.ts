@@ -21,7 +21,7 @@ export function registerWhy(program: Command): void {
 Examples:
   $ caas why jobs.jsonl:3                 # why does line 3 run again (or not)?
   $ caas why job.json --limit 1
-  $ caas dispatch ... | sed -n 7p | caas why -
+  $ caas dispatch --query '{}' --analysis unit-filter | sed -n 7p | caas why -
 
 Differences are pre-image paths with the recorded value and this job's value, e.g.
   parameters.isi_violations_cutoff: 0.05 (recorded) → 0.1 (this job)
