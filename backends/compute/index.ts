@@ -27,7 +27,7 @@ export interface MachineEnd {
 export interface LaunchedJob {
   /** pid or instance id, for the status file and the record. */
   readonly instance: string;
-  /** Resolves when the machine is done: the agent exited, or the instance is gone. */
+  /** Resolves when the machine is done: the agent exited, or the instance is gone. Never rejects. */
   readonly ended: Promise<MachineEnd>;
   /** Stop the machine now (deadline passed, runner shutting down). */
   cancel(reason: string): Promise<void>;

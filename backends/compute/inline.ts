@@ -45,7 +45,7 @@ export class InlineLauncher implements Launcher {
         (exitCode) => (cancelled ? { exitCode, reason: cancelled } : { exitCode }),
         (error: Error) => ({ exitCode: 70, reason: `agent crashed: ${error.message}` }),
       )
-      .finally(() => rm(workDir, { recursive: true, force: true }));
+      .finally(() => rm(workDir, { recursive: true, force: true }).catch(() => {}));
     return {
       instance: `inline:${process.pid}@${hostname()}`,
       ended,

@@ -18,7 +18,8 @@ export class LaunchesByAttempt {
     const forget = () => {
       if (this.running.get(key) === launching) this.running.delete(key);
     };
-    launching.then((job) => job.ended.finally(forget), forget);
+    // `ended` never rejects by contract; a launcher that breaks it must not take the runner down here.
+    launching.then((job) => job.ended.then(forget, forget), forget);
     return launching;
   }
 }
@@ -36,6 +37,7 @@ export function stopAtDeadline(job: LaunchedJob, request: LaunchRequest, graceMs
     Math.max(0, request.deadline.getTime() - Date.now() + graceMs),
   );
   timer.unref();
-  void job.ended.finally(() => clearTimeout(timer));
+  const clear = () => clearTimeout(timer);
+  job.ended.then(clear, clear);
   return job;
 }

@@ -57,7 +57,8 @@ export class LocalLauncher implements Launcher {
     let cancelled: string | undefined;
     const { child, workDir, stderr } = agent;
     const ended = agent.closed.then(async ({ code, signal }): Promise<MachineEnd> => {
-      await rm(workDir, { recursive: true, force: true });
+      // A folder the analysis left unremovable (no write permission) must not turn the job's end into a rejection.
+      await rm(workDir, { recursive: true, force: true }).catch(() => {});
       if (cancelled) return { exitCode: code, reason: cancelled };
       if (signal) return { exitCode: null, reason: `agent killed by ${signal}` };
       if (code === 70) return { exitCode: code, reason: `agent crashed: ${stderr().trim().split('\n').slice(-3).join(' | ')}` };
