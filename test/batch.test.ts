@@ -63,11 +63,12 @@ describe('AWS Batch', () => {
     expect(name).toContain(IDENTITY);
   });
 
-  it('follows the job an earlier runner submitted for the same attempt instead of submitting another', async () => {
+  it('follows a live job of the same attempt and job folder (a retried launch) instead of submitting another', async () => {
+    const folder = 'mock-wait/caas/20260101T000000000Z-abababab';
     batch
       .on(ListJobsCommand)
-      .resolves({ jobSummaryList: [{ jobId: 'job-earlier', jobName: batchJobName(IDENTITY, 2), status: 'RUNNING', createdAt: 1 }] });
-    batch.on(DescribeJobsCommand).resolves({ jobs: [] });
+      .resolves({ jobSummaryList: [{ jobId: 'job-earlier', jobName: batchJobName(IDENTITY, 2), status: 'RUNNABLE', createdAt: 1 }] });
+    batch.on(DescribeJobsCommand).resolves({ jobs: [{ jobId: 'job-earlier', status: 'RUNNABLE', tags: { 'caas:job': folder } }] as never });
     const made = launcher();
     try {
       const job = await made.launch(request({ batch: { job_queue: 'q', job_definition: 'caas:3', vcpus: 2, memory_mib: 4096 } }));
@@ -77,6 +78,42 @@ describe('AWS Batch', () => {
         jobQueue: 'q',
         filters: [{ name: 'JOB_NAME', values: [batchJobName(IDENTITY, 2)] }],
       });
+    } finally {
+      await made.close();
+    }
+  });
+
+  it.each([
+    ['has ended', 'SUCCEEDED', 'mock-wait/caas/20260101T000000000Z-abababab'],
+    ['belongs to another job folder (another deployment, a reset DB)', 'RUNNING', 'other-bucket/caas/20250101T000000000Z-abababab'],
+  ])('does not follow a job of the same name that %s: it submits its own', async (_, status, folder) => {
+    batch
+      .on(ListJobsCommand)
+      .resolves({ jobSummaryList: [{ jobId: 'job-other', jobName: batchJobName(IDENTITY, 2), status: status as 'RUNNING' }] });
+    batch.on(DescribeJobsCommand).callsFake((input: { jobs: string[] }) => ({
+      jobs: input.jobs.map((jobId) => ({ jobId, status: jobId === 'job-other' ? status : 'RUNNING', tags: { 'caas:job': folder } })),
+    }));
+    batch.on(SubmitJobCommand).resolves({ jobId: 'job-own', jobName: batchJobName(IDENTITY, 2) });
+    const made = launcher();
+    try {
+      const job = await made.launch(request({ batch: { job_queue: 'q', job_definition: 'caas:3' } }));
+      expect(job.instance).toBe('job-own');
+      expect(batch.commandCalls(SubmitJobCommand)).toHaveLength(1);
+    } finally {
+      await made.close();
+    }
+  });
+
+  it('refuses container overrides that would not fit in an ECS task (8192 characters), before submitting', async () => {
+    batch.on(ListJobsCommand).resolves({ jobSummaryList: [] });
+    const many = request({ batch: { job_queue: 'q', job_definition: 'caas:3' } });
+    many.spec.inputs = Array.from({ length: 150 }, (_, i) => `s3://mock-wait/caas/inputs/session-${i}/units.spikes.json`);
+    const made = launcher();
+    try {
+      await expect(made.launch(many)).rejects.toThrow(
+        /container overrides are \d+ characters, over the 8000 that fit in an ECS task: it lists 150 input URL/,
+      );
+      expect(batch.commandCalls(SubmitJobCommand)).toHaveLength(0);
     } finally {
       await made.close();
     }
@@ -104,7 +141,9 @@ describe('AWS Batch', () => {
           ],
         },
       });
-      expect(input.timeout!.attemptDurationSeconds).toBeGreaterThanOrEqual(59);
+      // Batch counts the timeout from the attempt's start: the whole max runtime, whatever the queue.
+      expect(input.timeout!.attemptDurationSeconds).toBe(3600);
+      expect(input.tags).toMatchObject({ 'caas:max-runtime-s': '3600' });
       // The agent's heartbeat names the machine by the job id Batch gives the container.
       expect(input.containerOverrides!.command![2]).toContain('CAAS_INSTANCE_ID="$' + '{AWS_BATCH_JOB_ID:-}"');
     } finally {

@@ -95,6 +95,8 @@ class FakeCloud {
   }
 }
 
+const isRunning = (child: ChildProcess | undefined) => child !== undefined && child.exitCode === null && child.signalCode === null;
+
 const ec2Cloud = new FakeCloud('i');
 const batchCloud = new FakeCloud('job');
 
@@ -122,21 +124,20 @@ function mockEc2(): void {
 
 function mockBatch(): void {
   batch.reset();
-  const names = new Map<string, string>();
+  // As in Batch, every SubmitJob is a new job, whatever its name: only the launcher keeps it to one.
+  const jobs = new Map<string, { name: string; tags: Record<string, string> }>();
   batch.on(SubmitJobCommand).callsFake((input: SubmitJobCommandInput) => {
     const command = input.containerOverrides!.command!;
     expect(command.slice(0, 2)).toEqual(['bash', '-c']);
     expect(input.retryStrategy).toEqual({ attempts: 1 });
-    const id = batchCloud.start(command[2]!, input.jobName!, {});
-    names.set(input.jobName!, id);
+    const id = batchCloud.start(command[2]!, randomUUID(), {});
+    jobs.set(id, { name: input.jobName!, tags: input.tags ?? {} });
     return { jobId: id, jobName: input.jobName };
   });
   batch.on(ListJobsCommand).callsFake((input: ListJobsCommandInput) => {
     const name = input.filters?.[0]?.values?.[0];
-    const id = name ? names.get(name) : undefined;
-    const machine = id ? batchCloud.machines.get(id) : undefined;
-    if (!id || !machine || machine.state === 'vanished') return { jobSummaryList: [] };
-    return { jobSummaryList: [{ jobId: id, jobName: name, status: batchStatus(id) }] };
+    const listed = [...jobs.entries()].filter(([id, job]) => job.name === name && batchCloud.machines.get(id)?.state !== 'vanished');
+    return { jobSummaryList: listed.map(([id, job]) => ({ jobId: id, jobName: job.name, status: batchStatus(id) })) };
   });
   batch.on(DescribeJobsCommand).callsFake((input: DescribeJobsCommandInput) => ({
     jobs: (input.jobs ?? [])
@@ -145,6 +146,7 @@ function mockBatch(): void {
         jobId: id,
         status: batchStatus(id),
         statusReason: batchStatus(id) === 'FAILED' ? 'Essential container in task exited' : undefined,
+        tags: jobs.get(id)?.tags,
       })),
   }));
   batch.on(TerminateJobCommand).callsFake((input: { jobId: string }) => {
@@ -162,6 +164,8 @@ function batchStatus(id: string): 'RUNNING' | 'SUCCEEDED' | 'FAILED' {
 interface Subject {
   name: string;
   make(): Launcher;
+  /** Whether the machine (or its agent) is still running; absent where the machine is the runner itself. */
+  alive?(instance: string): boolean;
   /** Makes the machine disappear without a word, as a host or instance can; absent where it cannot. */
   vanish?(instance: string): void;
 }
@@ -170,6 +174,14 @@ const SUBJECTS: Subject[] = [
   {
     name: 'local',
     make: () => new LocalLauncher(AGENT_PROGRAM),
+    alive: (instance) => {
+      try {
+        process.kill(Number(/^local:(\d+)@/.exec(instance)![1]), 0);
+        return true;
+      } catch {
+        return false;
+      }
+    },
     vanish: (instance) => process.kill(Number(/^local:(\d+)@/.exec(instance)![1]), 'SIGKILL'),
   },
   // inline's agent is the runner itself: it cannot vanish while the runner lives to report it.
@@ -185,6 +197,7 @@ const SUBJECTS: Subject[] = [
         instanceAnalysesDir: path.join(ROOT, 'analyses'),
         log: () => {},
       }),
+    alive: (instance) => isRunning(ec2Cloud.machines.get(instance)?.child),
     vanish: (instance) => ec2Cloud.stop(instance, 'vanished'),
   },
   {
@@ -198,6 +211,7 @@ const SUBJECTS: Subject[] = [
         imageAnalysesDir: path.join(ROOT, 'analyses'),
         log: () => {},
       }),
+    alive: (instance) => isRunning(batchCloud.machines.get(instance)?.child),
     vanish: (instance) => batchCloud.stop(instance, 'vanished'),
   },
 ];
@@ -312,6 +326,7 @@ describe.each(SUBJECTS)('the launcher contract: $name', (subject) => {
       const ended = await job.ended;
       expect(ended.reason).toContain('cancelled by the conformance test');
       expect(Date.now() - asked).toBeLessThan(30_000);
+      if (subject.alive) await until(() => !subject.alive!(job.instance), 15_000);
     } finally {
       await launcher.close();
     }
@@ -326,6 +341,7 @@ describe.each(SUBJECTS)('the launcher contract: $name', (subject) => {
       const ended = await job.ended;
       expect(ended.reason).toMatch(/^timeout: past max runtime/);
       expect(Date.now()).toBeLessThan(request.deadline.getTime() + 30_000);
+      if (subject.alive) await until(() => !subject.alive!(job.instance), 15_000);
     } finally {
       await launcher.close();
     }

@@ -16,6 +16,9 @@ import { emptyVerdict, type Verdict, verifyJob } from './verify.ts';
 /** What a runner that stalled reports when another runner adopted its job. */
 const ADOPTED_ELSEWHERE = 'this runner stopped renewing its lease in time and another runner adopted the job; that runner records it';
 
+/** setTimeout's longest delay (about 24.8 days); a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** How often an agent rewrites its status file (its heartbeat) unless told otherwise. */
 export const DEFAULT_STATUS_INTERVAL_MS = 2000;
 /** A lease shorter than this many heartbeats could lapse while the agent is still alive and quiet. */
@@ -192,10 +195,20 @@ async function superviseAttempt(
   const interrupt = () => void launched.cancel(`runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`);
   if (ctx.signal?.aborted) interrupt();
   ctx.signal?.addEventListener('abort', interrupt, { once: true });
-  // The wrapper's own deadline, a minute after the agent's, catches machines that never report.
+  // The wrapper's own deadline, a minute after the agent's, catches machines that never report. It
+  // runs from the machine's start: time in a queue (AWS Batch) is not the analysis' runtime.
   const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
-  const deadline = setTimeout(() => void launched.cancel(`timeout: past max runtime of ${maxRuntimeS} s`), (maxRuntimeS + 60) * 1000);
+  let deadline: NodeJS.Timeout | undefined;
+  let done = false;
+  const arm = () => {
+    if (done) return;
+    const ms = Math.min((maxRuntimeS + 60) * 1000, MAX_TIMER_MS);
+    deadline = setTimeout(() => void launched.cancel(`timeout: past max runtime of ${maxRuntimeS} s`), ms);
+  };
+  if (launched.running) launched.running.then(arm, arm);
+  else arm();
   const ended = await Promise.race([launched.ended, lost]).finally(() => {
+    done = true;
     clearTimeout(deadline);
     ctx.signal?.removeEventListener('abort', interrupt);
   });

@@ -26,14 +26,21 @@ export interface BatchLauncherOptions extends LauncherOptions {
   log?: (line: string) => void;
 }
 
-/** SubmitJob takes at most 30 KiB; the rest of the request needs some of it. */
-export const CONTAINER_COMMAND_LIMIT = 24 * 1024;
+/**
+ * Batch hands the container overrides to ECS, which refuses more than 8192 characters of them when
+ * the job starts (long after SubmitJob accepted it): checked before submitting, with room to spare.
+ */
+export const CONTAINER_OVERRIDES_LIMIT = 8000;
 const LIVE_STATUSES: JobStatus[] = ['SUBMITTED', 'PENDING', 'RUNNABLE', 'STARTING', 'RUNNING'];
+/** Waiting for capacity: the job's max runtime has not started. */
+const QUEUED_STATUSES = new Set<string>(['SUBMITTED', 'PENDING', 'RUNNABLE']);
 const ENDED_STATUSES = new Set<string>(['SUCCEEDED', 'FAILED']);
 /** Looks during which a fresh job may still be unknown to DescribeJobs (eventual consistency). */
 const NOT_FOUND_GRACE_LOOKS = 8;
 /** Batch refuses a job timeout under a minute. */
 const MIN_TIMEOUT_S = 60;
+/** The tag that says how long a job may run once started, for `caas reap` (its deadline moves with its start). */
+const MAX_RUNTIME_TAG = 'caas:max-runtime-s';
 
 /**
  * One AWS Batch job per caas job: a container from the blueprint's job definition runs the same
@@ -70,8 +77,11 @@ export class BatchLauncher implements Launcher {
     const section = batchSection(request.analysis, request.blueprint);
     const client = this.clients.in(request.blueprint.region);
     const name = batchJobName(request.identity, request.attempt);
-    const existing = (await jobsNamed(client, section.job_queue, name))[0];
-    const jobId = existing?.jobId ?? (await this.submit(client, section, name, request));
+    // A job of this name for this very job folder that has not ended: this launch already happened
+    // (a retried call). Ended jobs, and jobs of other folders or deployments, are not followed.
+    const folder = `${request.spec.bucket}/${request.spec.group}/${request.spec.timestamp}`;
+    const existing = await liveJobOfFolder(client, section.job_queue, name, folder);
+    const jobId = existing ?? (await this.submit(client, section, name, request));
     return this.watch(client, request, jobId);
   }
 
@@ -95,7 +105,7 @@ export class BatchLauncher implements Launcher {
   }
 
   private async liveJobsOf(machine: EarlierMachine): Promise<string[]> {
-    const section = batchSection(machine.identity.slice(0, 12), machine.blueprint);
+    const section = batchSection(`the job ${machine.identity.slice(0, 12)}`, machine.blueprint);
     const jobs = await jobsNamed(
       this.clients.in(machine.blueprint.region),
       section.job_queue,
@@ -113,25 +123,28 @@ export class BatchLauncher implements Launcher {
       s3Endpoint: this.options.s3Endpoint,
       label: `caas job ${request.identity} attempt ${request.attempt} (${request.analysis})`,
     });
-    const bytes = Buffer.byteLength(script);
-    if (bytes > CONTAINER_COMMAND_LIMIT) {
-      throw new Error(
-        `the job's container command is ${bytes} bytes, over the ${CONTAINER_COMMAND_LIMIT} caas allows in a SubmitJob: it lists ${spec.inputs.length} input URL(s); give the job a folder URL instead of every file`,
-      );
-    }
     const resources = [
       ...(section.vcpus ? [{ type: 'VCPU' as const, value: String(section.vcpus) }] : []),
       ...(section.memory_mib ? [{ type: 'MEMORY' as const, value: String(section.memory_mib) }] : []),
     ];
+    const containerOverrides = { command: ['bash', '-c', script], ...(resources.length ? { resourceRequirements: resources } : {}) };
+    const length = JSON.stringify(containerOverrides).length;
+    if (length > CONTAINER_OVERRIDES_LIMIT) {
+      throw new Error(
+        `the job's container overrides are ${length} characters, over the ${CONTAINER_OVERRIDES_LIMIT} that fit in an ECS task: it lists ${spec.inputs.length} input URL(s); give the job a folder URL instead of every file`,
+      );
+    }
+    const maxRuntimeS = blueprint.max_runtime_minutes * 60;
     const response = await client.send(
       new SubmitJobCommand({
         jobName: name,
         jobQueue: section.job_queue,
         jobDefinition: section.job_definition,
-        containerOverrides: { command: ['bash', '-c', script], ...(resources.length ? { resourceRequirements: resources } : {}) },
+        containerOverrides,
         // caas owns retries: a second try by Batch would be a second execution of the identity.
         retryStrategy: { attempts: 1 },
-        timeout: { attemptDurationSeconds: Math.max(MIN_TIMEOUT_S, Math.ceil((request.deadline.getTime() - Date.now()) / 1000)) },
+        // Batch counts it from the attempt's start, as caas counts the max runtime: queueing is free.
+        timeout: { attemptDurationSeconds: Math.max(MIN_TIMEOUT_S, Math.ceil(maxRuntimeS)) },
         tags: {
           'caas:identity': request.identity,
           'caas:attempt': String(request.attempt),
@@ -139,6 +152,7 @@ export class BatchLauncher implements Launcher {
           'caas:group': request.group,
           'caas:job': `${spec.bucket}/${spec.group}/${spec.timestamp}`,
           'caas:deadline': request.deadline.toISOString(),
+          [MAX_RUNTIME_TAG]: String(Math.ceil(maxRuntimeS)),
         },
         propagateTags: true,
       }),
@@ -154,6 +168,7 @@ export class BatchLauncher implements Launcher {
       look: async () => {
         const job = (await client.send(new DescribeJobsCommand({ jobs: [jobId] }))).jobs?.find((j) => j.jobId === jobId);
         if (!job) return { kind: 'unlisted' };
+        if (QUEUED_STATUSES.has(job.status ?? '')) return { kind: 'queued' };
         if (!ENDED_STATUSES.has(job.status ?? '')) return { kind: 'up' };
         return { kind: 'ended', why: job.statusReason ?? job.status ?? 'ended' };
       },
@@ -187,6 +202,14 @@ function batchSection(analysis: string, blueprint: Blueprint): BatchSection {
     );
   }
   return blueprint.batch;
+}
+
+/** The id of a job of this name and job folder that has not ended, if the queue has one. */
+async function liveJobOfFolder(client: BatchClient, jobQueue: string, name: string, folder: string): Promise<string | undefined> {
+  const live = (await jobsNamed(client, jobQueue, name)).filter((job) => job.jobId && !ENDED_STATUSES.has(job.status ?? ''));
+  if (live.length === 0) return undefined;
+  const details = await client.send(new DescribeJobsCommand({ jobs: live.map((job) => job.jobId!) }));
+  return details.jobs?.find((job) => job.tags?.['caas:job'] === folder)?.jobId;
 }
 
 /** Jobs of the queue with exactly this name, newest first (ListJobs' JOB_NAME filter ignores case). */
@@ -235,8 +258,15 @@ export class BatchFleet implements Fleet {
     for (let i = 0; i < ids.length; i += DESCRIBE_BATCH) {
       const page = await this.client.send(new DescribeJobsCommand({ jobs: ids.slice(i, i + DESCRIBE_BATCH) }));
       for (const job of page.jobs ?? []) {
-        const tags = job.tags ?? {};
-        if (job.jobId && tags['caas:identity']) machines.push({ id: job.jobId, state: job.status ?? 'unknown', tags });
+        const tags = { ...(job.tags ?? {}) };
+        if (!job.jobId || !tags['caas:identity']) continue;
+        // Its deadline runs from its start: a queued job is never past it, a started one is at start + max runtime.
+        const maxRuntimeMs = Number(tags[MAX_RUNTIME_TAG]) * 1000;
+        if (Number.isFinite(maxRuntimeMs) && maxRuntimeMs > 0) {
+          const from = job.startedAt ?? Date.now();
+          tags['caas:deadline'] = new Date(Math.max(from + maxRuntimeMs, job.startedAt ? 0 : Date.now() + maxRuntimeMs)).toISOString();
+        }
+        machines.push({ id: job.jobId, state: job.status ?? 'unknown', tags });
       }
     }
     return machines;

@@ -27,6 +27,11 @@ export interface MachineEnd {
 export interface LaunchedJob {
   /** pid or instance id, for the status file and the record. */
   readonly instance: string;
+  /**
+   * Resolves when the machine starts the job, for launchers whose machines wait in a queue first
+   * (AWS Batch): the max runtime counts from then. Without it the job starts at launch.
+   */
+  readonly running?: Promise<void>;
   /** Resolves when the machine is done: the agent exited, or the instance is gone. Never rejects. */
   readonly ended: Promise<MachineEnd>;
   /** Stop the machine now (deadline passed, runner shutting down). */

@@ -7,6 +7,8 @@ import type { LaunchedJob, MachineEnd } from './index.ts';
 /** What one look at a remote machine found. */
 export type RemoteState =
   | { kind: 'up' }
+  /** Waiting in a queue for capacity (AWS Batch): its max runtime has not started. */
+  | { kind: 'queued' }
   /** The API does not list it: not yet (eventual consistency after a launch), or not any more. */
   | { kind: 'unlisted' }
   | { kind: 'ended'; why: string };
@@ -54,7 +56,7 @@ export interface MonitorOptions {
   /** Who lists the machines, in messages: "EC2", "AWS Batch". */
   api: string;
   pollMs: number;
-  /** When the machine must be gone; the monitor stops it then. */
+  /** When the machine must be gone; the monitor stops it then. A queued machine's deadline moves with its start. */
   deadline: Date;
   maxRuntimeMinutes: number;
   /** Looks during which a fresh machine may be unlisted before it counts as lost. */
@@ -79,9 +81,16 @@ export function monitorRemote(machine: RemoteMachine, options: MonitorOptions): 
     const finished = await options.endWritten().catch(() => false);
     return finished ? { exitCode: null } : { exitCode: null, reason };
   };
+  let started: () => void = () => {};
+  const running = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  let deadline = options.deadline.getTime();
+  const maxRuntimeMs = options.maxRuntimeMinutes * 60_000;
   const ended = (async (): Promise<MachineEnd> => {
     let seen = false;
     let unlisted = 0;
+    let queued = false;
     try {
       for (;;) {
         if (options.group.closed)
@@ -92,12 +101,23 @@ export function monitorRemote(machine: RemoteMachine, options: MonitorOptions): 
         } catch {
           state = undefined;
         }
-        if (state?.kind === 'up') seen = true;
+        if (state?.kind === 'queued') {
+          seen = true;
+          queued = true;
+          // Its max runtime starts when it does: until then the deadline keeps its distance.
+          deadline = Math.max(deadline, Date.now() + maxRuntimeMs);
+        }
+        if (state?.kind === 'up') {
+          if (queued) deadline = Math.max(deadline, Date.now() + maxRuntimeMs);
+          queued = false;
+          seen = true;
+          started();
+        }
         if (state?.kind === 'unlisted' && (seen || ++unlisted > options.unlistedGraceLooks)) {
           return gone(cancelled ?? `${options.noun} lost: ${options.api} no longer lists it`);
         }
         if (state?.kind === 'ended') return gone(cancelled ?? `${options.noun} lost: ${state.why}`);
-        const untilDeadline = options.deadline.getTime() - Date.now();
+        const untilDeadline = deadline - Date.now();
         if (untilDeadline <= 0) {
           const timeout = cancelled ?? `timeout: past max runtime of ${options.maxRuntimeMinutes} min`;
           const failed = await machine.stop(timeout).then(
@@ -111,11 +131,13 @@ export function monitorRemote(machine: RemoteMachine, options: MonitorOptions): 
         });
       }
     } finally {
+      started();
       options.settled?.();
     }
   })();
   return {
     instance: machine.id,
+    running,
     ended,
     cancel: async (reason: string) => {
       cancelled ??= reason;
@@ -141,7 +163,8 @@ export class EndMarkers {
   }
 
   async close(): Promise<void> {
-    if (this.store && !this.options.store) await (await this.store).close();
+    // A store that never opened has nothing to close (and its failure was answered where it was asked).
+    if (this.store && !this.options.store) await (await this.store.catch(() => undefined))?.close();
   }
 }
 

@@ -68,7 +68,7 @@ export CAAS_INSTANCE_ID`,
  * Writes the spec to a file and runs caas's agent from CAAS_ROOT (default /opt/caas) on it, after
  * `identify` (lines that export CAAS_INSTANCE_ID, the machine's name in the heartbeat).
  */
-function agentLines(options: Omit<UserDataOptions, 'hardStopS' | 'label'>, identify: string): string {
+function agentLines(options: Omit<UserDataOptions, 'hardStopS' | 'label'>, identify: string, run = ''): string {
   const exports = [`export AWS_REGION=${shellWord(options.region)} AWS_DEFAULT_REGION=${shellWord(options.region)}`];
   if (options.s3Endpoint) exports.push(`export AWS_ENDPOINT_URL_S3=${shellWord(options.s3Endpoint)}`);
   // JSON.stringify writes one line (newlines inside strings are escaped), so no line of it can
@@ -84,13 +84,14 @@ cd "$(mktemp -d)" || exit 1
 # --import resolves bare names from the working folder, which is a fresh one, so tsx is found
 # from caas's own node_modules instead.
 tsx_loader="$(cd "$caas_root" && node --input-type=module -e 'process.stdout.write(import.meta.resolve("tsx"))')" || exit 1
-CAAS_AGENT_SPEC_FILE="$spec_file" node --import "$tsx_loader" "$caas_root/wrapper/agent-main.ts"`;
+CAAS_AGENT_SPEC_FILE="$spec_file" ${run}node --import "$tsx_loader" "$caas_root/wrapper/agent-main.ts"`;
 }
 
 /**
  * The command of a container that runs one job (AWS Batch): caas's agent on the spec, as on an
  * instance, without the power-off (the container ends with the agent, and Batch enforces the max
- * runtime as the job's timeout). The machine is named by its Batch job id.
+ * runtime as the job's timeout). The machine is named by its Batch job id. The agent replaces bash
+ * (exec), so it is the container's first process and hears TerminateJob's SIGTERM itself.
  */
 export function containerScript(options: Omit<UserDataOptions, 'hardStopS'>): string {
   return `#!/bin/bash
@@ -98,7 +99,7 @@ export function containerScript(options: Omit<UserDataOptions, 'hardStopS'>): st
 # Written by caas (backends/compute/batch.ts).
 export PATH="/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:$PATH"
 caas_root="\${CAAS_ROOT:-/opt/caas}"
-${agentLines(options, BATCH_JOB_ID)}
+${agentLines(options, BATCH_JOB_ID, 'exec ')}
 `;
 }
 
