@@ -1,8 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getText, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import type { JobRef } from '../models/bucket-contract.ts';
+import { CaasError } from '../models/caas-error.ts';
 import { StatusFile } from '../models/status.ts';
 import { type FolderKeys, folderKeys, parseMarker, rejectionNoteKey, UNREADABLE_MARKER } from './submission.ts';
+
+/** The job named is not in the store: the user's reference (exit 2). */
+export class NoJobFolder extends CaasError {}
 
 export type FollowOutcome = 'succeeded' | 'failed' | 'rejected' | 'conflict';
 
@@ -95,7 +99,7 @@ export async function showJob(store: ObjectStore, job: JobRef, out: (line: strin
   const listed = await view.listLogs();
   const ended = await view.text(view.keys.end);
   if (listed.length === 0 && ended === undefined) {
-    throw new Error(`no job folder at ${view.url(view.keys.prefix)}: check the bucket, group and timestamp (and --store)`);
+    throw new NoJobFolder(`no job folder at ${view.url(view.keys.prefix)}: check the bucket, group and timestamp (and --store)`);
   }
   view.stdoutTail = tail;
   await view.printNew(listed);

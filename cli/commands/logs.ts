@@ -28,9 +28,7 @@ Examples:
       try {
         const result = options.follow
           ? await followJob({ store, job, out, intervalMs: options.interval * 1000 })
-          : await showJob(store, job, out).catch((error: Error) => {
-              throw new UsageError(error.message);
-            });
+          : await showJob(store, job, out);
         process.exitCode = result?.exitCode ?? 0;
       } finally {
         await store.close();

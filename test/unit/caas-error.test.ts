@@ -11,6 +11,7 @@ import { DispatchError } from '../../dispatcher/dispatch-error.ts';
 import { CaasError, exitCodeOf } from '../../models/caas-error.ts';
 import { InvalidFilterError } from '../../models/filter.ts';
 import { CodeVersionError } from '../../wrapper/code-version.ts';
+import { NoJobFolder } from '../../wrapper/follow.ts';
 import { JobSourceError } from '../../wrapper/job-source.ts';
 import { RecordLookupError } from '../../wrapper/record-lookup.ts';
 import { QueryError } from '../../wrapper/record-query.ts';
@@ -34,6 +35,7 @@ describe('errors caas explains to its user', () => {
     InvalidFilterError,
     CodeVersionError,
     JobSourceError,
+    NoJobFolder,
     QueryError,
     RecordLookupError,
     RunRefused,
