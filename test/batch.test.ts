@@ -1,3 +1,5 @@
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import {
   BatchClient,
   DescribeJobQueuesCommand,
@@ -11,6 +13,8 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { BatchFleet, BatchLauncher, batchJobName } from '../backends/compute/batch.ts';
 import type { LaunchRequest } from '../backends/compute/index.ts';
 import { Blueprint } from '../models/blueprint.ts';
+import { runBatch } from '../wrapper/run.ts';
+import { AnalysisRepo, mockJob, removeDir, scratchDir } from './support/workspace.ts';
 
 /** What AWS Batch adds to the launcher contract (test/launcher.conformance.test.ts runs the rest). */
 const batch = mockClient(BatchClient);
@@ -177,6 +181,45 @@ describe('AWS Batch', () => {
       expect(batch.commandCalls(TerminateJobCommand).map((c) => c.args[0].input.jobId)).toEqual(['j1']);
     } finally {
       fleet.close();
+    }
+  });
+
+  it('a blueprint without a batch section is refused before any bucket is made or job claimed (exit 2)', async () => {
+    const base = scratchDir('batch-refused');
+    try {
+      const repo = new AnalysisRepo(base);
+      const data = path.join(base, 'session.json');
+      writeFileSync(data, '{}\n');
+      const jobs = path.join(base, 'jobs.jsonl');
+      writeFileSync(jobs, `${mockJob('refused', { wait: 0 }, data)}\n`);
+      const home = path.join(base, 'home');
+      process.env.CAAS_ANALYSES = repo.dir;
+      const run = runBatch(
+        {
+          source: jobs,
+          home,
+          storeUrl: 's3://',
+          s3Endpoint: 'http://127.0.0.1:9',
+          dbUrl: `sqlite:${path.join(base, 'caas.sqlite')}`,
+          compute: 'batch',
+          execute: true,
+          concurrency: 1,
+          allowDirty: false,
+          leaseMs: 60_000,
+        },
+        { plan: () => {}, warn: () => {}, result: () => {} },
+      );
+      await expect(run).rejects.toMatchObject({
+        exitCode: 2,
+        message: expect.stringMatching(/the blueprint of mock-wait has no "batch" section/),
+      });
+      expect(batch.commandCalls(SubmitJobCommand)).toHaveLength(0);
+      // No metadata DB was written (planning opens it read-only), no workspace made.
+      expect(existsSync(path.join(base, 'caas.sqlite'))).toBe(false);
+      expect(existsSync(home) ? readdirSync(home) : []).toEqual([]);
+    } finally {
+      delete process.env.CAAS_ANALYSES;
+      removeDir(base);
     }
   });
 });

@@ -144,10 +144,22 @@ async function executePlan(
   onResult: (result: JobResult) => void,
   reporter: RunReporter,
 ): Promise<void> {
-  await ensureBuckets(store, new Set(toRun.map((e) => e.job!.bucket)));
-  const db = await openDatabase(options.dbUrl, { home: options.home });
+  // The launcher first: what it cannot work with (the store, a blueprint setting it needs) is
+  // refused before a bucket is made or a job claimed, so nothing is left half-done.
+  const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM });
+  const refusals = new Map<string, string>();
+  for (const { job } of toRun) {
+    const refused = launcher.refuse?.(job!.analysis.name, job!.analysis.blueprint);
+    if (refused) refusals.set(job!.analysis.name, refused);
+  }
+  if (refusals.size > 0) {
+    await launcher.close();
+    throw new RunRefused([...refusals.values()].join('\n'));
+  }
+  let db: MetadataStore | undefined;
   try {
-    const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM });
+    await ensureBuckets(store, new Set(toRun.map((e) => e.job!.bucket)));
+    db = await openDatabase(options.dbUrl, { home: options.home });
     const ctx: ExecuteContext = {
       db,
       store,
@@ -160,29 +172,26 @@ async function executePlan(
       statusIntervalMs: options.statusIntervalMs,
       plannedAt: options.plannedAt,
     };
-    try {
-      await forEachAtMost(
-        toRun,
-        options.concurrency,
-        async (entry) => {
-          reporter.started?.(entry);
-          let result: JobResult;
-          try {
-            result = await executeJob(entry.job!, ctx);
-          } catch (error) {
-            // A store or DB failure on one job must not stop the others (nor close the DB under them).
-            const reason = `caas could not record this job: ${(error as Error).message}; its lease will expire and the next run retries it`;
-            result = { where: entry.where, identity: entry.job!.identity, outcome: 'lost', reason };
-          }
-          onResult(result);
-        },
-        () => options.signal?.aborted === true,
-      );
-    } finally {
-      await launcher.close();
-    }
+    await forEachAtMost(
+      toRun,
+      options.concurrency,
+      async (entry) => {
+        reporter.started?.(entry);
+        let result: JobResult;
+        try {
+          result = await executeJob(entry.job!, ctx);
+        } catch (error) {
+          // A store or DB failure on one job must not stop the others (nor close the DB under them).
+          const reason = `caas could not record this job: ${(error as Error).message}; its lease will expire and the next run retries it`;
+          result = { where: entry.where, identity: entry.job!.identity, outcome: 'lost', reason };
+        }
+        onResult(result);
+      },
+      () => options.signal?.aborted === true,
+    );
   } finally {
-    await db.close();
+    await launcher.close();
+    await db?.close();
   }
 }
 

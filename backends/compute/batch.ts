@@ -10,7 +10,16 @@ import {
   TerminateJobCommand,
 } from '@aws-sdk/client-batch';
 import type { BatchSection, Blueprint } from '../../models/blueprint.ts';
-import type { CaasMachine, EarlierMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest } from './index.ts';
+import {
+  type CaasMachine,
+  ComputeConfigError,
+  type EarlierMachine,
+  type Fleet,
+  type LaunchedJob,
+  type Launcher,
+  type LauncherOptions,
+  type LaunchRequest,
+} from './index.ts';
 import { LaunchesByAttempt } from './launch-once.ts';
 import { ClientsByRegion, EndMarkers, MonitorGroup, monitorRemote, type RemoteMachine } from './remote-monitor.ts';
 import { containerScript } from './user-data.ts';
@@ -61,7 +70,7 @@ export class BatchLauncher implements Launcher {
 
   constructor(private readonly options: BatchLauncherOptions) {
     if (!options.storeUrl.startsWith('s3:')) {
-      throw new Error(`--compute batch needs --store s3://: a container cannot read "${options.storeUrl}" on this machine`);
+      throw new ComputeConfigError(`--compute batch needs --store s3://: a container cannot read "${options.storeUrl}" on this machine`);
     }
     this.pollMs = options.pollMs ?? 15_000;
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
@@ -71,6 +80,10 @@ export class BatchLauncher implements Launcher {
 
   launch(request: LaunchRequest): Promise<LaunchedJob> {
     return this.launches.launch(request, () => this.start(request));
+  }
+
+  refuse(analysis: string, blueprint: Blueprint): string | undefined {
+    return blueprint.batch ? undefined : noBatchSection(analysis);
   }
 
   private async start(request: LaunchRequest): Promise<LaunchedJob> {
@@ -195,12 +208,12 @@ export function batchJobName(identity: string, attempt: number): string {
   return `caas-${identity}-${attempt}`;
 }
 
+function noBatchSection(analysis: string): string {
+  return `the blueprint of ${analysis} has no "batch" section: add {"batch": {"job_queue": "…", "job_definition": "…"}} (a job definition whose image holds caas at /opt/caas; see docs/aws.md)`;
+}
+
 function batchSection(analysis: string, blueprint: Blueprint): BatchSection {
-  if (!blueprint.batch) {
-    throw new Error(
-      `the blueprint of ${analysis} has no "batch" section: add {"batch": {"job_queue": "…", "job_definition": "…"}} (a job definition whose image holds caas at /opt/caas; see docs/aws.md)`,
-    );
-  }
+  if (!blueprint.batch) throw new Error(noBatchSection(analysis));
   return blueprint.batch;
 }
 

@@ -13,8 +13,18 @@ import {
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import type { Blueprint } from '../../models/blueprint.ts';
 import type { ObjectStore } from '../storage/index.ts';
-import type { CaasMachine, EarlierMachine, Fleet, LaunchedJob, Launcher, LauncherOptions, LaunchRequest } from './index.ts';
+import {
+  type CaasMachine,
+  ComputeConfigError,
+  type EarlierMachine,
+  type Fleet,
+  type LaunchedJob,
+  type Launcher,
+  type LauncherOptions,
+  type LaunchRequest,
+} from './index.ts';
 import { ClientsByRegion, EndMarkers, MonitorGroup, monitorRemote, type RemoteMachine } from './remote-monitor.ts';
 import { USER_DATA_LIMIT, userDataScript } from './user-data.ts';
 
@@ -58,7 +68,7 @@ export class Ec2Launcher implements Launcher {
 
   constructor(private readonly options: Ec2LauncherOptions) {
     if (!options.storeUrl.startsWith('s3:')) {
-      throw new Error(`--compute ec2 needs --store s3://: an instance cannot read "${options.storeUrl}" on this machine`);
+      throw new ComputeConfigError(`--compute ec2 needs --store s3://: an instance cannot read "${options.storeUrl}" on this machine`);
     }
     this.pollMs = options.pollMs ?? 15_000;
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
@@ -68,11 +78,8 @@ export class Ec2Launcher implements Launcher {
 
   async launch(request: LaunchRequest): Promise<LaunchedJob> {
     const { blueprint } = request;
-    if (!blueprint.ami) {
-      throw new Error(
-        `the blueprint of ${request.analysis} names no "ami": add the id of an image that holds Node >= 20.19 and caas at /opt/caas (see "The AMI" in docs/aws.md)`,
-      );
-    }
+    const refused = this.refuse(request.analysis, blueprint);
+    if (refused) throw new Error(refused);
     const allowed = [blueprint.instance_type, ...blueprint.allowed_instance_types];
     if (!allowed.includes(request.instanceType)) {
       throw new Error(
@@ -86,6 +93,11 @@ export class Ec2Launcher implements Launcher {
     this.slots.set(request.analysis, launched);
     const { instanceId, deadline } = await launched;
     return this.watch(client, { ...request, deadline }, instanceId);
+  }
+
+  refuse(analysis: string, blueprint: Blueprint): string | undefined {
+    if (blueprint.ami) return undefined;
+    return `the blueprint of ${analysis} names no "ami": add the id of an image that holds Node >= 20.19 and caas at /opt/caas (see "The AMI" in docs/aws.md)`;
   }
 
   /** Pending or running instances tagged with this identity and attempt (a booting one has no heartbeat yet). */

@@ -59,6 +59,11 @@ export interface Launcher {
    * asked (EC2). Without it, the attempt's heartbeat alone says whether it is alive.
    */
   machineAlive?(machine: EarlierMachine): Promise<boolean>;
+  /**
+   * Why this launcher cannot run an analysis' jobs (a blueprint setting it needs), asked before
+   * anything is created or claimed; undefined when it can.
+   */
+  refuse?(analysis: string, blueprint: Blueprint): string | undefined;
   /** Stops the machine of an adopted attempt (the adopting runner was told to stop), where it can be reached. */
   stopMachine?(machine: EarlierMachine, reason: string): Promise<boolean>;
   close(): Promise<void>;
@@ -91,6 +96,9 @@ export function requireAgent(name: string, options: LauncherOptions): AgentProgr
 
 /** --compute names no launcher: the user's input, exit 2. */
 export class UnknownComputeError extends CaasError {}
+
+/** The launcher cannot work with what it was given (a store its machines cannot reach): the user's input, exit 2. */
+export class ComputeConfigError extends CaasError {}
 
 export const COMPUTE_NAMES = ['local', 'inline', 'ec2', 'batch'] as const;
 

@@ -448,6 +448,9 @@ describe('unknown schemes and compute names exit 2 before touching anything', ()
     { flags: [], args: ['--compute', 'bogus'], says: /--compute "bogus" is not supported: use local .*, inline .*, ec2 .* or batch/ },
     { flags: [], args: ['--compute', 'bogus', '--execute'], says: /--compute "bogus" is not supported/ },
     { flags: ['--db', 'bogus://x'], args: ['--execute'], says: /--db "bogus:\/\/x" is not supported/ },
+    // Launchers whose machines cannot read this machine's folders, and a blueprint without the section batch needs.
+    { flags: [], args: ['--compute', 'batch', '--execute'], says: /--compute batch needs --store s3:\/\// },
+    { flags: [], args: ['--compute', 'ec2', '--execute'], says: /--compute ec2 needs --store s3:\/\// },
   ])('$flags $args', async ({ flags, args, says }) => {
     const before = treeDigest(home);
     const run = await caas(home, [...flags, 'run', jobs, ...args]);
