@@ -1,25 +1,19 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CaasError } from '../models/caas-error.ts';
+import { defaultSettings, statusIntervalOf } from '../models/caas-settings.ts';
 import type { Workspace } from '../wrapper/workspace.ts';
 
 /** Where things live: flags first, then environment, then the embedded defaults under the workspace. */
 export type Settings = Workspace;
 
 export function addGlobalOptions(program: Command): Command {
+  const defaults = defaultSettings();
   return program
-    .option('--home <dir>', 'workspace for the embedded defaults (env CAAS_HOME)', process.env.CAAS_HOME ?? '.caas')
-    .option(
-      '--store <url>',
-      'object store: file: (folder per bucket under the workspace) or s3:// (env CAAS_STORE)',
-      process.env.CAAS_STORE ?? 'file:',
-    )
-    .option(
-      '--db <url>',
-      'metadata DB: sqlite: (under the workspace), sqlite:<file> or mongodb://... (env CAAS_DB)',
-      process.env.CAAS_DB ?? 'sqlite:',
-    )
-    .option('--s3-endpoint <url>', 'S3-compatible endpoint, path-style (env AWS_ENDPOINT_URL)', process.env.AWS_ENDPOINT_URL);
+    .option('--home <dir>', 'workspace for the embedded defaults (env CAAS_HOME)', defaults.home)
+    .option('--store <url>', 'object store: file: (folder per bucket under the workspace) or s3:// (env CAAS_STORE)', defaults.storeUrl)
+    .option('--db <url>', 'metadata DB: sqlite: (under the workspace), sqlite:<file> or mongodb://... (env CAAS_DB)', defaults.dbUrl)
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint, path-style (env AWS_ENDPOINT_URL)', defaults.s3Endpoint);
 }
 
 export function settingsOf(command: Command): Settings {
@@ -43,16 +37,7 @@ export function positiveNumber(value: string, flag: string): number {
   return n;
 }
 
-/**
- * CAAS_STATUS_INTERVAL_MS: how often agents write their status file (the heartbeat), default 2000.
- * Leases are checked against it, so a value that is not a sensible number is refused up front.
- */
+/** CAAS_STATUS_INTERVAL_MS, checked (exit 2 when it is not a sensible number). */
 export function statusIntervalMs(): number | undefined {
-  const given = process.env.CAAS_STATUS_INTERVAL_MS;
-  if (given === undefined || given === '') return undefined;
-  const ms = Number(given);
-  if (!Number.isInteger(ms) || ms < 100) {
-    throw new UsageError(`CAAS_STATUS_INTERVAL_MS expects a whole number of milliseconds >= 100, got "${given}"`);
-  }
-  return ms;
+  return statusIntervalOf(process.env);
 }

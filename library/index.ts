@@ -1,7 +1,7 @@
 /**
  * caas as a library: what the CLI does, for Node programs (`import { dispatch, plan, run } from
  * 'caas'`). Every function takes plain, typed options, with the CLI's defaults for what is left out
- * (the workspace `.caas` in the working folder, `file:`, `sqlite:`, local compute), reports through
+ * (CAAS_HOME, CAAS_STORE, CAAS_DB, CAAS_COMPUTE, ... else `.caas`, `file:`, `sqlite:`, local), reports through
  * an optional reporter instead of printing, and throws a `CaasError` (with its `exitCode`) where the
  * CLI would exit 2. Nothing here parses argv or writes to the terminal.
  */
@@ -10,6 +10,7 @@ import { openDatabase } from '../backends/db/index.ts';
 import { generateSampleCatalog } from '../dispatcher/catalog.ts';
 import { type DispatchReporter, type DispatchRequest, type DispatchSummary, runDispatch } from '../dispatcher/dispatch.ts';
 import type { SampleDataOptions } from '../dispatcher/sample-data.ts';
+import { defaultSettings, statusIntervalOf } from '../models/caas-settings.ts';
 import { checkFilter, type Filter } from '../models/filter.ts';
 import type { MetadataRecord } from '../models/record.ts';
 import { DEFAULT_STATUS_INTERVAL_MS, type JobResult } from '../wrapper/execute.ts';
@@ -20,10 +21,11 @@ import { explainJobRef, type WhyOutcome } from '../wrapper/why.ts';
 import type { Workspace } from '../wrapper/workspace.ts';
 
 export { CaasError, exitCodeOf } from '../models/caas-error.ts';
+export type { Filter } from '../models/filter.ts';
 export type { MetadataRecord } from '../models/record.ts';
 export { handler as s3EventHandler, handleS3Event } from '../wrapper/s3-event-handler.ts';
 export { type SubmissionOutcome, SubmissionWatcher, type WatchOptions } from '../wrapper/watch.ts';
-export type { DispatchSummary, JobResult, PlanEntry, RunSummary, WhyOutcome };
+export type { DispatchReporter, DispatchSummary, JobResult, PlanEntry, ResultsPlace, RunReporter, RunSummary, WhyOutcome };
 
 /** Where caas keeps things; each field defaults as the CLI's global flags do. */
 export interface WorkspaceOptions {
@@ -38,11 +40,12 @@ export interface WorkspaceOptions {
 }
 
 function workspaceOf(options: WorkspaceOptions): Workspace {
+  const defaults = defaultSettings();
   return {
-    home: path.resolve(options.home ?? '.caas'),
-    storeUrl: options.storeUrl ?? 'file:',
-    dbUrl: options.dbUrl ?? 'sqlite:',
-    s3Endpoint: options.s3Endpoint,
+    home: path.resolve(options.home ?? defaults.home),
+    storeUrl: options.storeUrl ?? defaults.storeUrl,
+    dbUrl: options.dbUrl ?? defaults.dbUrl,
+    s3Endpoint: options.s3Endpoint ?? defaults.s3Endpoint,
   };
 }
 
@@ -65,14 +68,15 @@ export type RunJobsOptions = Partial<Omit<RunOptions, keyof Workspace | 'source'
     source: string;
   };
 
-/** The defaults of `caas run`: local compute, 2 at a time, a 60 s lease. */
+/** The defaults of `caas run`: CAAS_COMPUTE or local compute, 2 at a time, CAAS_LEASE_SECONDS or a 60 s lease. */
 function runOptionsOf(options: RunJobsOptions, execute: boolean): RunOptions {
+  const defaults = defaultSettings();
   return {
-    compute: 'local',
+    compute: defaults.compute,
     concurrency: 2,
     allowDirty: false,
-    leaseMs: 60_000,
-    statusIntervalMs: DEFAULT_STATUS_INTERVAL_MS,
+    leaseMs: defaults.leaseSeconds * 1000,
+    statusIntervalMs: statusIntervalOf() ?? DEFAULT_STATUS_INTERVAL_MS,
     ...options,
     ...workspaceOf(options),
     execute,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { defaultSettings } from '../../models/caas-settings.ts';
 import type { JobResult } from '../../wrapper/execute.ts';
 import type { PlanEntry } from '../../wrapper/gate.ts';
 import { type RunReporter, runBatch } from '../../wrapper/run.ts';
@@ -16,7 +17,7 @@ export function registerRun(program: Command): void {
     .option(
       '--compute <name>',
       "where jobs run: local (an agent process per job), inline (agent in this process: for many short jobs), ec2 (an instance per job) or batch (an AWS Batch job per job, from the blueprint's batch section)",
-      process.env.CAAS_COMPUTE ?? 'local',
+      defaultSettings(process.env).compute,
     )
     .option('--concurrency <n>', 'jobs at a time', (v) => positiveInt(v, '--concurrency'), 2)
     .option('--allow-dirty', 'run from an analysis folder with uncommitted changes (the diff hash enters the identity)', false)
@@ -26,7 +27,7 @@ export function registerRun(program: Command): void {
       '--lease-seconds <s>',
       'claim lease (at least 3 status intervals: 6 s with the default 2 s interval); after it lapses the next runner adopts the jobs whose agents still run, and reruns the others',
       (v) => positiveNumber(v, '--lease-seconds'),
-      Number(process.env.CAAS_LEASE_SECONDS ?? 60),
+      defaultSettings(process.env).leaseSeconds,
     )
     .option('--json', 'print the plan and the results as JSON lines', false)
     .option('--quiet', 'print only failed jobs and the final counts (no plan table, no progress)', false)

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { objectUrl } from '../../backends/storage/index.ts';
+import { defaultSettings } from '../../models/caas-settings.ts';
 import { SubmissionWatcher } from '../../wrapper/watch.ts';
 import { positiveInt, positiveNumber, settingsOf, statusIntervalMs } from '../settings.ts';
 
@@ -11,7 +12,7 @@ export function registerWatch(program: Command): void {
     .option(
       '--compute <name>',
       'where jobs run: local (an agent process per job), inline, ec2 or batch',
-      process.env.CAAS_COMPUTE ?? 'local',
+      defaultSettings(process.env).compute,
     )
     .option('--interval <s>', 'seconds between looks at the bucket', (v) => positiveNumber(v, '--interval'), 2)
     .option('--once', 'process the submit files there now, then exit', false)
@@ -21,7 +22,7 @@ export function registerWatch(program: Command): void {
       '--lease-seconds <s>',
       'claim lease (at least 3 status intervals, 6 s by default); a watcher that stops renewing loses its submissions and jobs after this long',
       (v) => positiveNumber(v, '--lease-seconds'),
-      Number(process.env.CAAS_LEASE_SECONDS ?? 60),
+      defaultSettings(process.env).leaseSeconds,
     )
     .addHelpText(
       'after',
