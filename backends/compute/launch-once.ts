@@ -34,7 +34,8 @@ export const DEADLINE_GRACE_MS = 5_000;
 export function stopAtDeadline(job: LaunchedJob, request: LaunchRequest, graceMs: number): LaunchedJob {
   const timer = setTimeout(
     () => void job.cancel(`timeout: past max runtime of ${request.blueprint.max_runtime_minutes} min`),
-    Math.max(0, request.deadline.getTime() - Date.now() + graceMs),
+    // setTimeout fires at once past about 24.8 days: a longer max runtime is left to the agent.
+    Math.min(Math.max(0, request.deadline.getTime() - Date.now() + graceMs), 2 ** 31 - 1),
   );
   timer.unref();
   const clear = () => clearTimeout(timer);
