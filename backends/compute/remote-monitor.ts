@@ -69,6 +69,8 @@ export interface MonitorOptions {
   settled?(): void;
 }
 
+// One closure on purpose: the loop, cancel and the start signal share the state (cancelled, the
+// moving deadline, the waker) that decides, once, how the machine ended.
 /**
  * The one watch every remote launcher keeps over its machine (EC2, AWS Batch): poll its state,
  * stop it at the deadline or when cancelled, and, once it is gone, let end.txt say whether the job
