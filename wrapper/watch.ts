@@ -138,15 +138,21 @@ export class SubmissionWatcher {
       );
     }
     const store = options.store ?? (await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint }));
+    let launcher: Launcher | undefined;
     try {
+      // The launcher before the bucket and the DB: what it cannot work with (the store, a blueprint
+      // setting it needs) is refused before anything is created, as `caas run` does.
+      launcher =
+        options.launcher ??
+        (await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM }));
+      const refused = launcher.refuse?.(analysis.name, analysis.blueprint);
+      if (refused) throw new WatchRefused(refused);
       const refusal = await provideAnalysisBucket(store, options.bucket);
       if (refusal) throw new WatchRefused(refusal);
       const db = await openDatabase(options.dbUrl, { home: options.home });
-      const launcher =
-        options.launcher ??
-        (await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM }));
       return new SubmissionWatcher(analysis, store, db, launcher, options);
     } catch (error) {
+      if (launcher && !options.launcher) await launcher.close();
       if (!options.store) await store.close();
       throw error;
     }

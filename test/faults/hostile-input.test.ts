@@ -470,6 +470,14 @@ describe('unknown schemes and compute names exit 2 before touching anything', ()
     expect(run.stderr).toMatch(/--compute "bogus" is not supported/);
     expect(existsSync(home)).toBe(false);
   });
+
+  it('caas watch refuses a launcher that cannot reach the store before it creates the bucket or the DB', async () => {
+    const home = path.join(base, 'home-watch-batch');
+    const run = await caas(home, ['watch', '--bucket', 'free-form', '--once', '--compute', 'batch']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/--compute batch needs --store s3:\/\//);
+    expect(existsSync(home)).toBe(false);
+  });
 });
 
 describe("a metadata.sqlite that is empty or someone else's", () => {
