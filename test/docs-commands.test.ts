@@ -60,10 +60,10 @@ describe('the commands in the README and docs/', () => {
     expect(concrete.length).toBeGreaterThanOrEqual(30);
   });
 
-  // Listed one by one, so a placeholder in a docs command is visible (and counted) rather than silently passed over.
-  for (const command of withPlaceholders) {
-    it.skip(`${command.file}:${command.line} holds a placeholder (${PLACEHOLDER.exec(command.text)?.[0]}): ${command.text}`, () => {});
-  }
+  it('hold no <placeholder> a reader would have to fill in: a line that cannot run as written is not checked', () => {
+    const lines = withPlaceholders.map((c) => `${c.file}:${c.line} holds ${PLACEHOLDER.exec(c.text)?.[0]}: ${c.text}`);
+    expect(lines.join('\n')).toBe('');
+  });
 
   it('and the examples of every --help text parse too', async () => {
     const examples: DocCommand[] = [];
