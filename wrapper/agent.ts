@@ -364,8 +364,7 @@ interface AnalysisRun {
  * still running when the main process ends at all). A cancel or the max runtime sends SIGTERM
  * to the process group, and ends everything of the job a few seconds later.
  */
-// One closure on purpose: the child's events, the timers and the sweeps share the state (stopping,
-// exit, settled) that decides, exactly once, how the analysis ended.
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one closure on purpose: the child's events, the timers and the sweeps share the state (stopping, exit, settled) that decides, exactly once, how the analysis ended.
 function runAnalysis(run: AnalysisRun): Promise<{ code: number; reason: string; swept: number; logErrors: string[] }> {
   return new Promise((resolve) => {
     let child: ChildProcess;

@@ -267,20 +267,8 @@ async function takeOver(
     return taken();
   }
   const adopted = `adopted by ${ctx.owner.host} pid ${ctx.owner.pid}: its runner had stopped renewing its lease while ${liveness.why}`;
-  // Stop following when this runner is told to stop, or when it loses the job in turn.
-  const following = new AbortController();
-  const onAbort = () => following.abort('interrupted');
-  ctx.signal?.addEventListener('abort', onAbort, { once: true });
-  if (ctx.signal?.aborted) onAbort();
-  let leaseLost = false;
-  void lease.lost.then(() => {
-    leaseLost = true;
-    following.abort('lease lost');
-  });
   const deadline = Date.parse(lapsed.started) + (job.analysis.blueprint.max_runtime_minutes * 60 + 120) * 1000;
-  let followed = await followAttempt(subject, { deadline, signal: following.signal }).finally(() =>
-    ctx.signal?.removeEventListener('abort', onAbort),
-  );
+  let { followed, leaseLost } = await followAdopted(subject, deadline, ctx.signal, lease);
   if (followed.state === 'stopped' && leaseLost) return taken();
   if (followed.state === 'stopped' || followed.state === 'deadline') {
     const why =
@@ -317,6 +305,28 @@ async function takeOver(
   if (!(await ctx.db.update(job.identity, ctx.owner, (r) => replaceDeadAttempt(r, lapsed.n, why, ctx.owner, fresh.location))))
     return taken();
   return { attempt: lapsed.n + 1 };
+}
+
+/** Follows an adopted attempt until it ends, or until this runner is told to stop or loses the job in turn. */
+async function followAdopted(
+  subject: EarlierAttempt,
+  deadline: number,
+  signal: AbortSignal | undefined,
+  lease: LeaseRenewal,
+): Promise<{ followed: Awaited<ReturnType<typeof followAttempt>>; leaseLost: boolean }> {
+  const following = new AbortController();
+  const onAbort = () => following.abort('interrupted');
+  signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted) onAbort();
+  let leaseLost = false;
+  void lease.lost.then(() => {
+    leaseLost = true;
+    following.abort('lease lost');
+  });
+  const followed = await followAttempt(subject, { deadline, signal: following.signal }).finally(() =>
+    signal?.removeEventListener('abort', onAbort),
+  );
+  return { followed, leaseLost };
 }
 
 /** Writes the config and the submit file of a new attempt and starts its machine. */
