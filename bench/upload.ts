@@ -50,7 +50,7 @@ export async function benchUpload(options: BenchOptions): Promise<BenchReport> {
   try {
     const files = await writeResultsFolder(folder, plan);
     server = await startS3rver();
-    store = await openStore('s3://', { home: options.workDir, s3Endpoint: server.endpoint });
+    store = await openStore(`s3://?endpoint=${server.endpoint}`, { home: options.workDir });
     client = new S3Client({
       region: 'us-east-1',
       endpoint: server.endpoint,

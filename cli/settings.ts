@@ -1,5 +1,6 @@
 import path from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import { storeKinds, storeSettingsFrom, storeUrlHelp } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { defaultSettings, statusIntervalOf } from '../models/caas-settings.ts';
 import type { Workspace } from '../wrapper/workspace.ts';
@@ -7,18 +8,31 @@ import type { Workspace } from '../wrapper/workspace.ts';
 /** Where things live: flags first, then environment, then the embedded defaults under the workspace. */
 export type Settings = Workspace;
 
+/** Each store kind's own flags (--s3-endpoint, ...), defaulting to their environment variables. */
+function storeSettingOptions(): Option[] {
+  return storeKinds().flatMap((kind) =>
+    (kind.settings ?? []).map((setting) => {
+      const option = new Option(setting.flag, `${setting.description}${setting.env ? ` (env ${setting.env})` : ''}`);
+      if (setting.env && process.env[setting.env]) option.default(process.env[setting.env]);
+      return option;
+    }),
+  );
+}
+
 export function addGlobalOptions(program: Command): Command {
   const defaults = defaultSettings();
-  return program
+  program
     .option('--home <dir>', 'workspace for the embedded defaults (env CAAS_HOME)', defaults.home)
-    .option('--store <url>', 'object store: file: (folder per bucket under the workspace) or s3:// (env CAAS_STORE)', defaults.storeUrl)
-    .option('--db <url>', 'metadata DB: sqlite: (under the workspace), sqlite:<file> or mongodb://... (env CAAS_DB)', defaults.dbUrl)
-    .option('--s3-endpoint <url>', 'S3-compatible endpoint, path-style (env AWS_ENDPOINT_URL)', defaults.s3Endpoint);
+    .option('--store <url>', `object store: ${storeUrlHelp()} (env CAAS_STORE)`, defaults.storeUrl)
+    .option('--db <url>', 'metadata DB: sqlite: (under the workspace), sqlite:<file> or mongodb://... (env CAAS_DB)', defaults.dbUrl);
+  for (const option of storeSettingOptions()) program.addOption(option);
+  return program;
 }
 
 export function settingsOf(command: Command): Settings {
-  const options = command.optsWithGlobals<{ home: string; store: string; db: string; s3Endpoint?: string }>();
-  return { home: path.resolve(options.home), storeUrl: options.store, dbUrl: options.db, s3Endpoint: options.s3Endpoint };
+  const options = command.optsWithGlobals<Record<string, string | undefined> & { home: string; store: string; db: string }>();
+  const storeSettings = storeSettingsFrom((setting) => options[new Option(setting.flag).attributeName()]);
+  return { home: path.resolve(options.home), storeUrl: options.store, dbUrl: options.db, storeSettings };
 }
 
 /** Invalid input (flags, job files, queries) exits 2; the message says what to do. */

@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { type Filter, openDatabase } from '../backends/db/index.ts';
-import { openStore } from '../backends/storage/index.ts';
+import { openStore, parseObjectUrl, type StoreSettings } from '../backends/storage/index.ts';
 import { describeIssues } from '../models/issues.ts';
 import { DispatchError } from './dispatch-error.ts';
 import { parseJsonText } from './json-text.ts';
@@ -14,14 +14,23 @@ import { generateSampleData, type SampleDataOptions } from './sample-data.ts';
 export const AssetDocument = z.looseObject({
   _id: z.union([z.string().min(1), z.number()]),
   name: z.string().min(1),
-  location: z.string().regex(/^(s3|file):\/\/./, 'an s3:// or file:// URL of the asset folder'),
+  location: z.string().refine(isObjectUrl, 'an object URL of the asset folder (s3://bucket/key, file://...)'),
 });
+
+function isObjectUrl(url: string): boolean {
+  try {
+    parseObjectUrl(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export interface Backends {
   home: string;
   dbUrl: string;
   storeUrl: string;
-  s3Endpoint?: string;
+  storeSettings?: StoreSettings;
 }
 
 /**
@@ -76,7 +85,7 @@ export async function generateSampleCatalog(
   backends: Backends,
   options: SampleDataOptions,
 ): Promise<{ count: number; bucket: string; storeUrl: string; dbUrl: string }> {
-  const store = await openStore(backends.storeUrl, { home: backends.home, s3Endpoint: backends.s3Endpoint });
+  const store = await openStore(backends.storeUrl, { home: backends.home, settings: backends.storeSettings });
   try {
     const { assets, bucket } = await generateSampleData(store, options);
     const db = await openDatabase(backends.dbUrl, { home: backends.home });

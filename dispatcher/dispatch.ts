@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream';
 import { AnalysisError, loadAnalysis } from '../analyses/index.ts';
 import { type Database, type MetadataStore, openDatabase } from '../backends/db/index.ts';
-import { ObjectLocator, type ObjectStore, openStore } from '../backends/storage/index.ts';
+import { ObjectLocator, type ObjectStore, openStore, type StoreSettings } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import { JobInput, type Provenance } from '../models/job-input.ts';
 import { GATE_CHUNK } from '../wrapper/gate.ts';
@@ -17,7 +17,7 @@ export interface DispatchRequest {
   home: string;
   dbUrl: string;
   storeUrl: string;
-  s3Endpoint?: string;
+  storeSettings?: StoreSettings;
   /** Exactly one source: a catalog filter (JSON text or a file holding it), a CSV of asset ids, or a prefix URL. */
   query?: string;
   assetsCsv?: string;
@@ -88,8 +88,8 @@ export async function runDispatch(request: DispatchRequest, reporter: DispatchRe
     if (seen <= NOTICES_SHOWN) reporter.warn(message);
   };
 
-  const store = await openStore(request.storeUrl, { home: request.home, s3Endpoint: request.s3Endpoint });
-  const locator = new ObjectLocator(store, { home: request.home, s3Endpoint: request.s3Endpoint });
+  const store = await openStore(request.storeUrl, { home: request.home, settings: request.storeSettings });
+  const locator = new ObjectLocator(store, { home: request.home, settings: request.storeSettings });
   // Dispatch writes nothing to the DB; a prefix without --skip-done does not even need one.
   const needsDb = plan.source.kind !== 'prefix' || request.skipDone;
   let db: Database | undefined;

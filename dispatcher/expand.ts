@@ -1,5 +1,5 @@
 import canonicalize from 'canonicalize';
-import type { ObjectLocator } from '../backends/storage/index.ts';
+import { type ObjectLocator, parseObjectUrl } from '../backends/storage/index.ts';
 import type { InputFile, JobInputAsset } from '../models/job-input.ts';
 import { DispatchError } from './dispatch-error.ts';
 import type { Notice, SourceAsset } from './sources.ts';
@@ -48,8 +48,11 @@ function assetOf(item: SourceAsset): JobInputAsset {
   if (doc._id === undefined || doc._id === null || doc._id === '') throw new DispatchError(`${item.where}: catalog document has no _id`);
   const asset_id = String(doc._id);
   const location = doc.location;
-  if (typeof location !== 'string' || !/^(s3|file):\/\/./.test(location)) {
-    throw new DispatchError(`${item.where}: location ${JSON.stringify(location)} is not an s3:// or file:// URL`);
+  if (typeof location !== 'string') throw new DispatchError(`${item.where}: location ${JSON.stringify(location)} is not an object URL`);
+  try {
+    parseObjectUrl(location);
+  } catch (error) {
+    throw new DispatchError(`${item.where}: location ${(error as Error).message}`);
   }
   const name = typeof doc.name === 'string' && doc.name !== '' ? doc.name : asset_id;
   return item.files ? { asset_id, name, location, files: item.files } : { asset_id, name, location };

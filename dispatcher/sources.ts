@@ -1,7 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import type { Catalog } from '../backends/db/index.ts';
 import { type ObjectLocator, parseObjectUrl } from '../backends/storage/index.ts';
 import { checkFilter, type Filter, InvalidFilterError } from '../models/filter.ts';
@@ -206,8 +205,9 @@ async function openListing(locator: ObjectLocator, prefixUrl: string) {
   }
   try {
     const { store, bucket, key } = await locator.locate(prefixUrl);
-    if (parsed.scheme === 'file' && parsed.bucket === '') {
-      const folder = await stat(fileURLToPath(prefixUrl)).catch(() => undefined);
+    if (parsed.bucket === '') {
+      // A local path (file:///abs): its folder must exist, not only its first segment.
+      const folder = await stat(parsed.key).catch(() => undefined);
       if (!folder?.isDirectory()) throw new DispatchError(`--s3-prefix ${prefixUrl}: no such folder`);
     } else if (!(await store.bucketExists(bucket))) {
       throw new DispatchError(`--s3-prefix ${prefixUrl}: bucket "${bucket}" does not exist or cannot be read`);

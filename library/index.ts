@@ -7,6 +7,7 @@
  */
 import path from 'node:path';
 import { openDatabase } from '../backends/db/index.ts';
+import { type StoreSettings, storeSettingsFromEnv } from '../backends/storage/index.ts';
 import { generateSampleCatalog } from '../dispatcher/catalog.ts';
 import { type DispatchReporter, type DispatchRequest, type DispatchSummary, runDispatch } from '../dispatcher/dispatch.ts';
 import type { SampleDataOptions } from '../dispatcher/sample-data.ts';
@@ -31,12 +32,15 @@ export type { DispatchReporter, DispatchSummary, JobResult, PlanEntry, ResultsPl
 export interface WorkspaceOptions {
   /** The workspace for the embedded defaults (default: `.caas` in the working folder). */
   home?: string;
-  /** `file:` (default: a folder per bucket under the workspace) or `s3://`. */
+  /**
+   * `file:` (default: a folder per bucket under the workspace), `file:///folder`, `s3://`, or
+   * `s3://?endpoint=URL` for an S3-compatible server (AWS_ENDPOINT_URL gives that endpoint too).
+   */
   storeUrl?: string;
   /** `sqlite:` (default: under the workspace), `sqlite:<file>` or `mongodb://…`. */
   dbUrl?: string;
-  /** An S3-compatible endpoint, path-style. */
-  s3Endpoint?: string;
+  /** Settings per store kind, for stores a URL leaves unsaid (default: from the environment, e.g. AWS_ENDPOINT_URL). */
+  storeSettings?: StoreSettings;
 }
 
 function workspaceOf(options: WorkspaceOptions): Workspace {
@@ -45,7 +49,7 @@ function workspaceOf(options: WorkspaceOptions): Workspace {
     home: path.resolve(options.home ?? defaults.home),
     storeUrl: options.storeUrl ?? defaults.storeUrl,
     dbUrl: options.dbUrl ?? defaults.dbUrl,
-    s3Endpoint: options.s3Endpoint ?? defaults.s3Endpoint,
+    storeSettings: options.storeSettings ?? storeSettingsFromEnv(),
   };
 }
 

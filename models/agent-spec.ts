@@ -7,8 +7,11 @@ import { AnalysisEnvironment } from './blueprint.ts';
  */
 export const AgentSpec = z
   .object({
-    store: z.string().describe('object store URL: file:///root or s3://'),
-    s3_endpoint: z.string().optional(),
+    store: z.string().describe('object store URL, its settings in the query: file:///root, s3://?endpoint=...'),
+    store_settings: z
+      .record(z.string(), z.record(z.string(), z.string()))
+      .default({})
+      .describe('settings per store kind (scheme → name → value), for the stores the inputs are in'),
     bucket: z.string(),
     group: z.string(),
     timestamp: z.string(),

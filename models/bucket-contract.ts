@@ -82,10 +82,10 @@ export interface JobRef {
 
 /**
  * `bucket/group/timestamp`, or any URL inside a job folder:
- * `s3://bucket/group/results/job__bucket_timestamp/...` (file:// alike).
+ * `s3://bucket/group/results/job__bucket_timestamp/...` (in any store's scheme).
  */
 export function parseJobRef(text: string): JobRef | undefined {
-  const url = /^(?:s3|file):\/\/([^/]+)\/([^/]+)\/results\/job__([^/]+)(?:\/.*)?$/.exec(text);
+  const url = /^[a-z][a-z0-9+.-]*:\/\/([^/]+)\/([^/]+)\/results\/job__([^/]+)(?:\/.*)?$/.exec(text);
   if (url) {
     const [, bucket = '', group = '', folder = ''] = url;
     if (!folder.startsWith(`${bucket}_`)) return undefined;

@@ -13,7 +13,6 @@ export interface DefaultSettings {
   home: string;
   storeUrl: string;
   dbUrl: string;
-  s3Endpoint?: string;
   compute: string;
   leaseSeconds: number;
 }
@@ -27,7 +26,6 @@ export function defaultSettings(env: NodeJS.ProcessEnv = process.env): DefaultSe
     home: env.CAAS_HOME ?? '.caas',
     storeUrl: env.CAAS_STORE ?? 'file:',
     dbUrl: env.CAAS_DB ?? 'sqlite:',
-    s3Endpoint: env.AWS_ENDPOINT_URL,
     compute: env.CAAS_COMPUTE ?? 'local',
     leaseSeconds: Number(env.CAAS_LEASE_SECONDS ?? 60),
   };

@@ -10,7 +10,7 @@ export type Owner = z.infer<typeof Owner>;
 
 export const JobLocation = z
   .object({
-    store: z.string().describe('scheme of the object store: file or s3'),
+    store: z.string().describe('scheme of the object store (file, s3, ...)'),
     bucket: z.string(),
     group: z.string(),
     timestamp: z.string(),

@@ -31,6 +31,7 @@ function request(blueprint: Record<string, unknown>): LaunchRequest {
     deadline: new Date(Date.now() + 60_000),
     spec: {
       store: 's3://',
+      store_settings: {},
       bucket: 'mock-wait',
       group: 'caas',
       timestamp: '20260101T000000000Z-abababab',
@@ -198,8 +199,7 @@ describe('AWS Batch', () => {
         {
           source: jobs,
           home,
-          storeUrl: 's3://',
-          s3Endpoint: 'http://127.0.0.1:9',
+          storeUrl: 's3://?endpoint=http://127.0.0.1:9',
           dbUrl: `sqlite:${path.join(base, 'caas.sqlite')}`,
           compute: 'batch',
           execute: true,

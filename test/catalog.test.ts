@@ -56,7 +56,7 @@ describe('caas catalog import', () => {
     await writeFile(file, `${JSON.stringify(asset('a'))}\n${JSON.stringify({ _id: 'b', name: 'b', location: 'http://x/' })}\n`);
     const error = await importCatalog({ home, dbUrl: 'sqlite:', storeUrl: 'file:' }, file).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DispatchError);
-    expect((error as Error).message).toBe(`${file}:2: location: an s3:// or file:// URL of the asset folder`);
+    expect((error as Error).message).toBe(`${file}:2: location: an object URL of the asset folder (s3://bucket/key, file://...)`);
     await writeFile(file, `${JSON.stringify(asset('a'))}\n{"_id": "b",\n`);
     await expect(importCatalog({ home, dbUrl: 'sqlite:', storeUrl: 'file:' }, file)).rejects.toThrow(`${file}:2:13: invalid JSON`);
     expect(await readdir(tmp)).not.toContain('bad-line');

@@ -29,7 +29,7 @@ beforeAll(async () => {
   s3 = await startS3rver();
   tmp = await mkdtemp(path.join(tmpdir(), 'caas-dispatch-s3-'));
   home = path.join(tmp, 'home');
-  const store = new S3Store('s3://', { home, s3Endpoint: s3.endpoint });
+  const store = new S3Store('s3://', { home, endpoint: s3.endpoint });
   await store.createBucket(BUCKET);
   for (const [key, body] of Object.entries(OBJECTS)) await store.put(BUCKET, key, body);
   await store.close();
@@ -58,7 +58,7 @@ async function dispatch(request: Partial<DispatchRequest>) {
       home,
       dbUrl: 'sqlite:',
       storeUrl: 'file:',
-      s3Endpoint: s3.endpoint,
+      storeSettings: { s3: { endpoint: s3.endpoint } },
       analysis: 'unit-filter',
       dispatchedAt: '2025-01-31T12:00:00Z',
       output,

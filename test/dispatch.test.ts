@@ -381,7 +381,7 @@ describe('output', () => {
     await db.importAssets([...good, { _id: 'zz-broken', name: 'broken', location: 'http://not-an-object-url/' }]);
     await db.close();
     await expect(dispatch({ query: '{}', output, dbUrl: brokenDb })).rejects.toThrow(
-      /asset zz-broken: location "http:\/\/not-an-object-url\/" is not an s3:\/\/ or file:\/\/ URL/,
+      /asset zz-broken: location "http:\/\/not-an-object-url\/" is not an object URL: expected .*s3:\/\/bucket\/key/,
     );
     expect(await readdir(dir)).toEqual(['jobs.jsonl']);
     expect(await readFile(output, 'utf8')).toBe('the previous batch\n');

@@ -36,7 +36,7 @@ const INSTANCE_ID = 'i-0abc1234def567890';
 
 beforeAll(async () => {
   s3 = await startS3rver();
-  store = new S3Store('s3://', { home: os.tmpdir(), s3Endpoint: s3.endpoint });
+  store = new S3Store('s3://', { home: os.tmpdir(), endpoint: s3.endpoint });
   await store.createBucket(BUCKET);
   await store.put(BUCKET, `${GROUP}/configs/${CONFIG}`, '{"wait":0}\n');
   await store.put(BUCKET, `${GROUP}/inputs/data.txt`, 'spikes\n');
@@ -74,9 +74,9 @@ function request(timestamp: string, maxRuntimeMinutes: number): LaunchRequest {
     instanceType: 't3.micro',
     deadline: new Date(Date.now() + 10 * 60_000),
     spec: {
-      store: 's3://',
+      store: `s3://?endpoint=${s3.endpoint}`,
+      store_settings: {},
       input_checks: {},
-      s3_endpoint: s3.endpoint,
       bucket: BUCKET,
       group: GROUP,
       timestamp,
@@ -135,8 +135,7 @@ async function runUserData(script: string, label: string, env: Record<string, st
 describe('EC2 UserData, executed', () => {
   it('runs the agent under the bucket contract against S3, then powers off exactly once', async () => {
     const launcher = new Ec2Launcher({
-      storeUrl: 's3://',
-      s3Endpoint: s3.endpoint,
+      storeUrl: `s3://?endpoint=${s3.endpoint}`,
       client: new EC2Client({ region: 'us-east-1' }),
       pollMs: 20,
       instanceAnalysesDir: path.join(ROOT, 'analyses'),

@@ -190,8 +190,7 @@ const SUBJECTS: Subject[] = [
     name: 'ec2',
     make: () =>
       new Ec2Launcher({
-        storeUrl: 's3://',
-        s3Endpoint: s3.endpoint,
+        storeUrl: `s3://?endpoint=${s3.endpoint}`,
         client: new EC2Client({ region: 'us-east-1' }),
         pollMs: 200,
         instanceAnalysesDir: path.join(ROOT, 'analyses'),
@@ -204,8 +203,7 @@ const SUBJECTS: Subject[] = [
     name: 'batch',
     make: () =>
       new BatchLauncher({
-        storeUrl: 's3://',
-        s3Endpoint: s3.endpoint,
+        storeUrl: `s3://?endpoint=${s3.endpoint}`,
         client: new BatchClient({ region: 'us-east-1' }),
         pollMs: 200,
         imageAnalysesDir: path.join(ROOT, 'analyses'),
@@ -220,7 +218,7 @@ beforeAll(async () => {
   s3 = await startS3rver();
   // The local agent and the analysis reach s3rver with the runner's own environment.
   Object.assign(process.env, s3Env(s3.endpoint));
-  store = new S3Store('s3://', { home: os.tmpdir(), s3Endpoint: s3.endpoint });
+  store = new S3Store('s3://', { home: os.tmpdir(), endpoint: s3.endpoint });
   await store.createBucket(BUCKET);
   await store.put(BUCKET, `${GROUP}/inputs/data.txt`, 'spikes\n');
   base = scratchDir('launcher-conformance');
@@ -257,8 +255,8 @@ async function jobFor(subject: string, config: { wait: number }, options: { dead
     instanceType: 't3.micro',
     deadline: new Date(Date.now() + (options.deadlineMs ?? 10 * 60_000)),
     spec: {
-      store: 's3://',
-      s3_endpoint: s3.endpoint,
+      store: `s3://?endpoint=${s3.endpoint}`,
+      store_settings: {},
       bucket: BUCKET,
       group: GROUP,
       timestamp,

@@ -87,7 +87,9 @@ describe('dispatch + run --execute with --store s3://', () => {
     expect(JSON.parse(lines[0]!).inputs[0].files[0].url).toMatch(/^s3:\/\/sample-data\/ecephys_774659_.*\/spikes\/units\.spikes\.json$/);
 
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/analysis bucket unit-filter does not exist in s3:\/\/: create it/);
+    expect(missing.stderr).toMatch(
+      /analysis bucket unit-filter does not exist in s3:\/\/\?endpoint=\S+: create it \(aws s3 mb --endpoint-url \S+ s3:\/\/unit-filter\)/,
+    );
 
     expect(run.stderr).not.toMatch(/error/i);
     expect(run.code, run.stdout + run.stderr).toBe(0);

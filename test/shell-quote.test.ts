@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { shellQuote } from '../wrapper/shell-quote.ts';
+import { shellQuote } from '../models/shell-quote.ts';
 
 describe('the commands caas prints for a shell', () => {
   it('shellQuote leaves plain words alone and quotes the rest so that a shell gives them back unchanged', () => {

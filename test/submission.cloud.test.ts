@@ -8,7 +8,8 @@ import { folderKeys } from '../wrapper/submission.ts';
 import { AnalysisRepo, mockJob, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 const BUCKET = 'mock-wait';
-const MISSING = /analysis bucket mock-wait does not exist in s3:\/\/: create it \(aws s3 mb s3:\/\/mock-wait\)/;
+const MISSING =
+  /analysis bucket mock-wait does not exist in s3:\/\/\?endpoint=\S+: create it \(aws s3 mb --endpoint-url \S+ s3:\/\/mock-wait\)/;
 
 describe('an analysis bucket and the metadata DB in the cloud', () => {
   let base: string;
@@ -20,7 +21,7 @@ describe('an analysis bucket and the metadata DB in the cloud', () => {
     base = scratchDir('submission-cloud');
     repo = new AnalysisRepo(base);
     server = await startS3rver();
-    store = await openStore('s3://', { home: base, s3Endpoint: server.endpoint });
+    store = await openStore(`s3://?endpoint=${server.endpoint}`, { home: base });
   });
   afterAll(async () => {
     await store?.close();

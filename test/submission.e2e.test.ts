@@ -30,7 +30,7 @@ const backends: Record<string, () => Promise<Backend>> = {
     return {
       flags: ['--store', 's3://', '--s3-endpoint', server.endpoint],
       env: s3Env(server.endpoint),
-      open: (home) => openStore('s3://', { home, s3Endpoint: server.endpoint }),
+      open: (home) => openStore(`s3://?endpoint=${server.endpoint}`, { home }),
       stop: () => server.stop(),
     };
   },

@@ -170,7 +170,7 @@ uploadFolderPromises('FileStore', 'not/a bucket', async () => {
 uploadFolderPromises('S3Store on s3rver', 'caas-no-such-bucket', async () => {
   const server = await startS3rver();
   const home = scratchDir('upload-s3-home');
-  const store = new S3Store('s3://', { home, s3Endpoint: server.endpoint });
+  const store = new S3Store('s3://', { home, endpoint: server.endpoint });
   return {
     store,
     close: async () => {

@@ -158,8 +158,8 @@ class AgentJob {
   }
 
   static async open(spec: AgentSpec, workDir: string, processes: JobProcesses): Promise<AgentJob> {
-    const store = await openStore(spec.store, { home: workDir, s3Endpoint: spec.s3_endpoint });
-    const locator = new ObjectLocator(store, { home: workDir, s3Endpoint: spec.s3_endpoint });
+    const store = await openStore(spec.store, { home: workDir, settings: spec.store_settings });
+    const locator = new ObjectLocator(store, { home: workDir, settings: spec.store_settings });
     const subfolders = ['inputs', 'config', 'process_results', 'logs', 'tmp'];
     await Promise.all(subfolders.map((dir) => mkdir(path.join(workDir, dir), { recursive: true })));
     return new AgentJob(spec, store, locator, processes, workDir);
@@ -178,7 +178,7 @@ class AgentJob {
       return this.finish({ exitCode: 1, reason: `${message.startsWith('cancelled') ? '' : 'staging failed: '}${message}` });
     }
 
-    const env = this.environment(staged);
+    const env = this.environment(staged, await this.locator.stores());
     const argv = spec.command.map((token) => expandPlaceholders(token, spec.analysis_dir));
     this.status.status = 'IN PROGRESS';
     await this.writeStatus();
@@ -213,13 +213,12 @@ class AgentJob {
   }
 
   /** What the analysis process sees: the explicit environment, with the NeuroCAAS and CAAS_* job variables. */
-  private environment(staged: string[]): Record<string, string> {
+  private environment(staged: string[], stores: readonly ObjectStore[]): Record<string, string> {
     const { spec, keys } = this;
     return analysisEnvironment({
       from: process.env,
       tmpDir: this.dirs.tmp,
-      s3: !spec.store.startsWith('file:') || spec.inputs.some((url) => url.startsWith('s3:')),
-      s3Endpoint: spec.s3_endpoint,
+      stores: Object.assign({}, ...stores.map((store) => store.environment(process.env))),
       blueprint: spec.environment,
       job: {
         bucketname: spec.bucket,

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LaunchedJob, Launcher } from '../backends/compute/index.ts';
 import { type ClaimOutcome, type MetadataStore, sameOwner } from '../backends/db/index.ts';
-import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
+import { type ObjectStore, objectUrl, type StoreSettings, settingsWithUrl } from '../backends/storage/index.ts';
 import { AgentSpec } from '../models/agent-spec.ts';
 import { type JobKeys, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
 import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
@@ -44,7 +44,8 @@ export interface ExecuteContext {
   leaseMs: number;
   /** Reason for an audited rerun of succeeded identities (--force --reason). */
   force?: string;
-  s3Endpoint?: string;
+  /** The store kinds' settings, for the agent's stores other than ctx.store (whose URL carries its own). */
+  storeSettings?: StoreSettings;
   /** How often the agent rewrites the status file (its heartbeat). */
   statusIntervalMs?: number;
   /** When this runner planned: failures other runners record after it are left to the next run. */
@@ -365,7 +366,7 @@ async function launchAttempt(
   // Checked here once, for every launcher: an agent of this same build then need not check again.
   const spec = AgentSpec.parse({
     store: ctx.store.url,
-    ...(ctx.s3Endpoint ? { s3_endpoint: ctx.s3Endpoint } : {}),
+    store_settings: settingsWithUrl(ctx.storeSettings, ctx.store.url),
     bucket: job.bucket,
     group: job.group,
     timestamp,

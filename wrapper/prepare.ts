@@ -28,7 +28,7 @@ export type Prepared = { ok: true; job: PreparedJob } | { ok: false; where: stri
 
 export interface PrepareOptions {
   /** Scheme of the object store the results go to: part of the output location. */
-  storeScheme: 'file' | 's3';
+  storeScheme: string;
   allowDirty: boolean;
   /** Analysis folders to search (default: CAAS_ANALYSES, then analyses/). */
   roots?: string[];

@@ -1,9 +1,7 @@
-import path from 'node:path';
 import { openDatabase } from '../backends/db/index.ts';
-import { openStore, parseObjectUrl } from '../backends/storage/index.ts';
+import { ObjectLocator, openStore } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { JobLocation, MetadataRecord } from '../models/record.ts';
-import { shellQuote } from './shell-quote.ts';
 import type { Workspace } from './workspace.ts';
 
 export interface ResultsPlace {
@@ -17,26 +15,22 @@ export interface ResultsPlace {
 }
 
 /**
- * Where a job's results and logs are and how to copy them here. A file store's URLs name a bucket
- * and key but not the store's root folder, which only the caller knows (its --store or {home}/buckets).
+ * Where a job's results and logs are and how to copy them here, asked of the store each URL is in.
+ * A file store's URLs name a bucket and key but not the store's root folder, which only the caller
+ * knows (its --store or {home}/buckets): the locator's primary store is that one.
  */
-export function resultsPlace(job: JobLocation, options: { fileRoot?: string; s3Endpoint?: string }): ResultsPlace {
-  const results = parseObjectUrl(job.results);
-  if (results.scheme === 's3') {
-    const endpoint = options.s3Endpoint ? ` --endpoint-url ${shellQuote(options.s3Endpoint)}` : '';
-    return { results: job.results, logs: job.logs, fetch: `aws s3 cp --recursive${endpoint} ${shellQuote(job.results)} ./results` };
-  }
-  const local = (url: string) => {
-    const parsed = parseObjectUrl(url);
-    return parsed.bucket === '' ? parsed.key : path.join(options.fileRoot ?? '', parsed.bucket, parsed.key);
-  };
-  const localResults = local(job.results);
+export async function resultsPlace(job: JobLocation, locator: ObjectLocator): Promise<ResultsPlace> {
+  const results = await locator.locate(job.results);
+  const logs = await locator.locate(job.logs);
+  // A folder URL stays one: path.join would drop its trailing "/".
+  const local = (at: typeof results) => at.store.localPath && `${at.store.localPath(at.bucket, at.key)}${at.key.endsWith('/') ? '/' : ''}`;
+  const localResults = local(results);
+  const localLogs = local(logs);
   return {
     results: job.results,
     logs: job.logs,
-    localResults,
-    localLogs: local(job.logs),
-    fetch: `cp -R ${shellQuote(localResults.replace(/\/$/, ''))} ./results`,
+    ...(localResults && localLogs ? { localResults, localLogs } : {}),
+    fetch: results.store.copyCommand(results.bucket, results.key, './results'),
   };
 }
 
@@ -69,11 +63,13 @@ export async function recordByPrefix(given: string, workspace: Workspace): Promi
   }
   if (!record) throw new RecordLookupError(`record ${prefix} disappeared while reading it`);
   if (!record.job) return { record };
-  // file:// results name a bucket and key; the folder holding the buckets is the --store folder, or {home}/buckets.
-  const store = await openStore(workspace.storeUrl.startsWith('file:') ? workspace.storeUrl : 'file:', { home: workspace.home });
+  const options = { home: workspace.home, settings: workspace.storeSettings };
+  const store = await openStore(workspace.storeUrl, options);
+  const locator = new ObjectLocator(store, options);
   try {
-    return { record, place: resultsPlace(record.job, { fileRoot: store.root, s3Endpoint: workspace.s3Endpoint }) };
+    return { record, place: await resultsPlace(record.job, locator) };
   } finally {
+    await locator.close();
     await store.close();
   }
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { checkComputeName, openLauncher } from '../backends/compute/index.ts';
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
-import { type ObjectStore, openStore } from '../backends/storage/index.ts';
+import { type ObjectStore, openStore, type StoreSettings } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { AGENT_PROGRAM } from './agent-program.ts';
 import { provideAnalysisBucket } from './analysis-bucket.ts';
@@ -19,7 +19,7 @@ export interface RunOptions {
   storeUrl: string;
   dbUrl: string;
   compute: string;
-  s3Endpoint?: string;
+  storeSettings?: StoreSettings;
   execute: boolean;
   concurrency: number;
   allowDirty: boolean;
@@ -59,7 +59,7 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
   if (tooShort) throw new RunRefused(`--lease-seconds: ${tooShort}`);
   // Failures other runners record after this moment belong to this wave: the next run retries them.
   const plannedAt = new Date();
-  const store = await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint });
+  const store = await openStore(options.storeUrl, { home: options.home, settings: options.storeSettings });
   // Planning reads only; the DB is opened for writing once there is something to run, after the
   // refusals below, so a refused or dry run leaves no file behind.
   const planningDb = await openDatabase(options.dbUrl, { home: options.home, readOnly: true });
@@ -146,7 +146,11 @@ async function executePlan(
 ): Promise<void> {
   // The launcher first: what it cannot work with (the store, a blueprint setting it needs) is
   // refused before a bucket is made or a job claimed, so nothing is left half-done.
-  const launcher = await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM });
+  const launcher = await openLauncher(options.compute, {
+    storeUrl: store.url,
+    storeEnvironment: store.environment({}),
+    agent: AGENT_PROGRAM,
+  });
   const refusals = new Map<string, string>();
   for (const { job } of toRun) {
     const refused = launcher.refuse?.(job!.analysis.name, job!.analysis.blueprint);
@@ -168,7 +172,7 @@ async function executePlan(
       leaseMs: options.leaseMs,
       force: options.forceReason,
       signal: options.signal,
-      s3Endpoint: options.s3Endpoint,
+      storeSettings: options.storeSettings,
       statusIntervalMs: options.statusIntervalMs,
       plannedAt: options.plannedAt,
     };

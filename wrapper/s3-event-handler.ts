@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { storeSettingsFromEnv } from '../backends/storage/index.ts';
 import { isSubmitKey } from './submission.ts';
 import { type SubmissionOutcome, SubmissionWatcher, WatchRefused } from './watch.ts';
 
@@ -43,7 +44,7 @@ export async function handler(event: S3EventLike): Promise<SubmissionOutcome[]> 
     storeUrl: process.env.CAAS_STORE ?? 's3://',
     dbUrl,
     compute: process.env.CAAS_COMPUTE ?? 'ec2',
-    s3Endpoint: process.env.AWS_ENDPOINT_URL,
+    storeSettings: storeSettingsFromEnv(process.env),
     concurrency: 1,
     leaseMs: Number(process.env.CAAS_LEASE_SECONDS ?? 60) * 1000,
     allowDirty: false,

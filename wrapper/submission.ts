@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { z } from 'zod';
-import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
+import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl, storeKinds } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import { datasetName, type JobFolder, jobFolder } from '../models/bucket-contract.ts';
 import { describeIssues } from '../models/issues.ts';
@@ -344,7 +344,8 @@ export function confineKey(raw: string, where: { bucket: string; group: string; 
   const url = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/]*)\/?(.*)$/.exec(value);
   if (url) {
     const [, scheme = '', urlBucket = '', urlKey = ''] = url;
-    if (scheme !== 's3' && scheme !== 'file')
+    // NeuroCAAS users write s3:// whatever store caas keeps the bucket in: any store's scheme names this bucket.
+    if (!storeKinds().some((kind) => kind.scheme === scheme))
       return { ok: false, reason: `only s3://${bucket}/${base}... URLs are accepted, not ${scheme}://` };
     if (urlBucket !== bucket)
       return {

@@ -41,10 +41,9 @@ export async function submitFiles(store: ObjectStore, request: ClientSubmission,
   const { bucket, group } = request;
   if (!isGroupName(group)) throw new SubmitRefused(`--group "${group}" is not a group name: letters, digits, ".", "_" or "-"`);
   if (!(await store.bucketExists(bucket))) {
-    const how =
-      store.scheme === 'file'
-        ? `\`caas watch --bucket ${bucket}\` creates it`
-        : `it is created with the analysis: aws s3 mb s3://${bucket}, then \`caas watch --bucket ${bucket}\``;
+    const how = store.capabilities.has('buckets-on-demand')
+      ? `\`caas watch --bucket ${bucket}\` creates it`
+      : `it is created with the analysis: ${store.createBucketHint(bucket)}, then \`caas watch --bucket ${bucket}\``;
     throw new SubmitRefused(`bucket ${bucket} does not exist: is the analysis deployed? (${how})`);
   }
   const timestamp = request.timestamp ?? newTimestamp();

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkComputeName, type Launcher, openLauncher } from '../backends/compute/index.ts';
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
-import { getText, type ObjectInfo, type ObjectStore, objectUrl, openStore } from '../backends/storage/index.ts';
+import { getText, type ObjectInfo, type ObjectStore, objectUrl, openStore, type StoreSettings } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import { statusKey } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
@@ -36,7 +36,7 @@ export interface WatchOptions {
   storeUrl: string;
   dbUrl: string;
   compute: string;
-  s3Endpoint?: string;
+  storeSettings?: StoreSettings;
   /** Submissions processed at a time. */
   concurrency: number;
   leaseMs: number;
@@ -111,7 +111,7 @@ export class SubmissionWatcher {
       launcher,
       owner: this.owner,
       leaseMs: options.leaseMs,
-      s3Endpoint: options.s3Endpoint,
+      storeSettings: options.storeSettings,
       statusIntervalMs: options.statusIntervalMs,
     };
     this.log = options.log ?? ((line) => process.stdout.write(`${line}\n`));
@@ -137,14 +137,18 @@ export class SubmissionWatcher {
           'Commit them (the identity records the commit), or pass --allow-dirty to run with a hash of the diff in the identity.',
       );
     }
-    const store = options.store ?? (await openStore(options.storeUrl, { home: options.home, s3Endpoint: options.s3Endpoint }));
+    const store = options.store ?? (await openStore(options.storeUrl, { home: options.home, settings: options.storeSettings }));
     let launcher: Launcher | undefined;
     try {
       // The launcher before the bucket and the DB: what it cannot work with (the store, a blueprint
       // setting it needs) is refused before anything is created, as `caas run` does.
       launcher =
         options.launcher ??
-        (await openLauncher(options.compute, { storeUrl: store.url, s3Endpoint: options.s3Endpoint, agent: AGENT_PROGRAM }));
+        (await openLauncher(options.compute, {
+          storeUrl: store.url,
+          storeEnvironment: store.environment({}),
+          agent: AGENT_PROGRAM,
+        }));
       const refused = launcher.refuse?.(analysis.name, analysis.blueprint);
       if (refused) throw new WatchRefused(refused);
       const refusal = await provideAnalysisBucket(store, options.bucket);

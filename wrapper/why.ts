@@ -5,10 +5,10 @@ import { openStore } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { isPlainObject } from '../models/plain-object.ts';
 import type { MetadataRecord } from '../models/record.ts';
+import { shellQuote } from '../models/shell-quote.ts';
 import { canonicalJson } from './identity.ts';
 import { type JobEntry, readJobEntries } from './job-source.ts';
 import { JobPreparer, type PreparedJob } from './prepare.ts';
-import { shellQuote } from './shell-quote.ts';
 import type { Workspace } from './workspace.ts';
 
 /** The job named to `caas why` cannot be found or read: invalid input. */
@@ -45,7 +45,7 @@ export type WhyOutcome = { ok: true; report: WhyReport } | { ok: false; where: s
 
 export interface WhyOptions {
   db: MetadataStore;
-  storeScheme: 'file' | 's3';
+  storeScheme: string;
   allowDirty: boolean;
   /** How many nearest records to report. */
   limit: number;
@@ -174,7 +174,7 @@ export async function explainJobRef(
   options: Omit<WhyOptions, 'db' | 'storeScheme'>,
 ): Promise<WhyOutcome> {
   const entry = await pickJob(ref);
-  const store = await openStore(workspace.storeUrl, { home: workspace.home, s3Endpoint: workspace.s3Endpoint });
+  const store = await openStore(workspace.storeUrl, { home: workspace.home, settings: workspace.storeSettings });
   const db = await openDatabase(workspace.dbUrl, { home: workspace.home, readOnly: true });
   try {
     return await explainJob(entry, { ...options, db, storeScheme: store.scheme });

@@ -10,6 +10,7 @@ import {
   TerminateJobCommand,
 } from '@aws-sdk/client-batch';
 import type { BatchSection, Blueprint } from '../../models/blueprint.ts';
+import { networkStoreExamples, storeReach } from '../storage/index.ts';
 import {
   type CaasMachine,
   ComputeConfigError,
@@ -69,13 +70,15 @@ export class BatchLauncher implements Launcher {
   private readonly ends: EndMarkers;
 
   constructor(private readonly options: BatchLauncherOptions) {
-    if (!options.storeUrl.startsWith('s3:')) {
-      throw new ComputeConfigError(`--compute batch needs --store s3://: a container cannot read "${options.storeUrl}" on this machine`);
+    if (storeReach(options.storeUrl) !== 'network') {
+      throw new ComputeConfigError(
+        `--compute batch needs --store ${networkStoreExamples()}: a container cannot read "${options.storeUrl}" on this machine`,
+      );
     }
     this.pollMs = options.pollMs ?? 15_000;
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.clients = new ClientsByRegion((region) => new BatchClient({ region }), options.client);
-    this.ends = new EndMarkers({ storeUrl: options.storeUrl, s3Endpoint: options.s3Endpoint });
+    this.ends = new EndMarkers({ storeUrl: options.storeUrl });
   }
 
   launch(request: LaunchRequest): Promise<LaunchedJob> {
@@ -133,7 +136,7 @@ export class BatchLauncher implements Launcher {
     const script = containerScript({
       spec: { ...spec, analysis_dir: `${analysesDir.replace(/\/+$/, '')}/${path.posix.basename(spec.analysis_dir)}` },
       region: blueprint.region,
-      s3Endpoint: this.options.s3Endpoint,
+      environment: this.options.storeEnvironment,
       label: `caas job ${request.identity} attempt ${request.attempt} (${request.analysis})`,
     });
     const resources = [

@@ -14,7 +14,7 @@ import {
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import type { Blueprint } from '../../models/blueprint.ts';
-import type { ObjectStore } from '../storage/index.ts';
+import { networkStoreExamples, type ObjectStore, storeReach } from '../storage/index.ts';
 import {
   type CaasMachine,
   ComputeConfigError,
@@ -67,13 +67,15 @@ export class Ec2Launcher implements Launcher {
   private readonly rootDevices = new Map<string, Promise<string>>();
 
   constructor(private readonly options: Ec2LauncherOptions) {
-    if (!options.storeUrl.startsWith('s3:')) {
-      throw new ComputeConfigError(`--compute ec2 needs --store s3://: an instance cannot read "${options.storeUrl}" on this machine`);
+    if (storeReach(options.storeUrl) !== 'network') {
+      throw new ComputeConfigError(
+        `--compute ec2 needs --store ${networkStoreExamples()}: an instance cannot read "${options.storeUrl}" on this machine`,
+      );
     }
     this.pollMs = options.pollMs ?? 15_000;
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.clients = new ClientsByRegion((region) => new EC2Client({ region }), options.client);
-    this.ends = new EndMarkers({ storeUrl: options.storeUrl, s3Endpoint: options.s3Endpoint, store: options.endStore });
+    this.ends = new EndMarkers({ storeUrl: options.storeUrl, store: options.endStore });
   }
 
   async launch(request: LaunchRequest): Promise<LaunchedJob> {
@@ -203,7 +205,7 @@ export class Ec2Launcher implements Launcher {
       spec: instanceSpec,
       hardStopS: blueprint.max_runtime_minutes * 60,
       region: blueprint.region,
-      s3Endpoint: this.options.s3Endpoint,
+      environment: this.options.storeEnvironment,
       label: `caas job ${request.identity} attempt ${request.attempt} (${request.analysis})`,
     });
     const bytes = Buffer.byteLength(script);

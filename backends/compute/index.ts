@@ -81,9 +81,10 @@ export interface AgentProgram {
 }
 
 export interface LauncherOptions {
-  /** Store URL and endpoint the agent must open (EC2 needs them in UserData). */
+  /** The store the agent must open, its settings in the URL (EC2 needs it in UserData). */
   storeUrl: string;
-  s3Endpoint?: string;
+  /** What the machine's own programs need to reach the store (an S3 endpoint, say), exported before the agent starts. */
+  storeEnvironment?: Record<string, string>;
   /** Launchers that start the agent on this machine need it; remote ones start the copy on their image. */
   agent?: AgentProgram;
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import { CAAS_SETTINGS } from '../../models/caas-settings.ts';
+import { storeReach } from '../storage/index.ts';
 import type { AgentProgram, EarlierMachine, LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 import { DEADLINE_GRACE_MS, LaunchesByAttempt, stopAtDeadline } from './launch-once.ts';
 
@@ -109,12 +110,12 @@ function stopLocalAgent(machine: EarlierMachine): boolean {
 }
 
 /**
- * An agent that talks to no TLS endpoint (file store, file inputs) starts without
+ * An agent that talks to no TLS endpoint (its store and inputs all on this machine) starts without
  * NODE_EXTRA_CA_CERTS: Node 20 parses that bundle at every start, ~80 ms on hosts with a large
  * one. The agent hands it back to the analysis, which may well use the network.
  */
 function needsTls(spec: AgentSpec): boolean {
-  return !spec.store.startsWith('file:') || spec.inputs.some((url) => !url.startsWith('file:'));
+  return [spec.store, ...spec.inputs].some((url) => storeReach(url) !== 'machine');
 }
 
 /**

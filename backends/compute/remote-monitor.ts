@@ -154,12 +154,12 @@ export function monitorRemote(machine: RemoteMachine, options: MonitorOptions): 
 export class EndMarkers {
   private store: Promise<ObjectStore> | undefined;
 
-  constructor(private readonly options: { storeUrl: string; s3Endpoint?: string; store?: ObjectStore }) {
+  constructor(private readonly options: { storeUrl: string; store?: ObjectStore }) {
     if (options.store) this.store = Promise.resolve(options.store);
   }
 
   async written(spec: Pick<AgentSpec, 'bucket' | 'group' | 'timestamp'>): Promise<boolean> {
-    this.store ??= openStore(this.options.storeUrl, { home: tmpdir(), s3Endpoint: this.options.s3Endpoint });
+    this.store ??= openStore(this.options.storeUrl, { home: tmpdir() });
     const { end } = jobFolder(spec.bucket, spec.group, spec.timestamp);
     return (await (await this.store).head(spec.bucket, end)) !== undefined;
   }

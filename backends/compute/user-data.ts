@@ -8,7 +8,8 @@ export interface UserDataOptions {
   /** Seconds after boot at which the instance powers itself off whatever the agent is doing. */
   hardStopS: number;
   region: string;
-  s3Endpoint?: string;
+  /** Variables exported before the agent starts, for the store's tools (LauncherOptions.storeEnvironment). */
+  environment?: Record<string, string>;
   /** First comment line, so the console log says which job the instance is. */
   label: string;
 }
@@ -70,7 +71,9 @@ export CAAS_INSTANCE_ID`,
  */
 function agentLines(options: Omit<UserDataOptions, 'hardStopS' | 'label'>, identify: string, run = ''): string {
   const exports = [`export AWS_REGION=${shellWord(options.region)} AWS_DEFAULT_REGION=${shellWord(options.region)}`];
-  if (options.s3Endpoint) exports.push(`export AWS_ENDPOINT_URL_S3=${shellWord(options.s3Endpoint)}`);
+  for (const [name, value] of Object.entries(options.environment ?? {})) {
+    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) exports.push(`export ${name}=${shellWord(value)}`);
+  }
   // JSON.stringify writes one line (newlines inside strings are escaped), so no line of it can
   // ever equal the heredoc's terminator.
   return `spec_file="$(mktemp)"

@@ -18,12 +18,14 @@ import {
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { shellQuote } from '../../models/shell-quote.ts';
 import {
   type Body,
   KeyRefused,
   type ObjectInfo,
   type ObjectStore,
   Sha256PassThrough,
+  type StoreCapability,
   type StoredFile,
   type StoreOptions,
 } from './index.ts';
@@ -80,9 +82,11 @@ interface CachedEtag {
  * still mislead one access.
  */
 export class FileStore implements ObjectStore {
-  readonly scheme = 'file' as const;
+  readonly scheme = 'file';
   readonly url: string;
   readonly root: string;
+  // rename(2) into a folder that holds no such name yet is what makes putIfAbsent atomic here.
+  readonly capabilities = new Set<StoreCapability>(['buckets-on-demand', 'atomic-put-if-absent']);
   private readonly followLinks: boolean;
   private readonly warnLine: (message: string) => void;
   private readonly warned = new Set<string>();
@@ -108,7 +112,7 @@ export class FileStore implements ObjectStore {
   }
 
   /** The local path of an object, confined to its bucket folder. */
-  pathOf(bucket: string, key: string): string {
+  localPath(bucket: string, key: string): string {
     const dir = this.bucketDir(bucket);
     const file = path.resolve(dir, key);
     if (key === '' || key.startsWith('/') || !file.startsWith(dir + path.sep)) throw new Error(`key "${key}" leaves bucket ${bucket}`);
@@ -171,7 +175,7 @@ export class FileStore implements ObjectStore {
    * not a regular file (a folder, a FIFO): listings never show those either.
    */
   private async source(bucket: string, key: string): Promise<{ handle: FileHandle; real: string; info: BigIntStats }> {
-    const file = this.pathOf(bucket, key);
+    const file = this.localPath(bucket, key);
     const opened = await this.openInside(file, this.followLinks ? undefined : await this.fence(bucket, key));
     if (opened === undefined) throw this.refused(bucket, key);
     try {
@@ -192,7 +196,7 @@ export class FileStore implements ObjectStore {
    */
   private async openFolder(bucket: string, key: string, create: boolean): Promise<{ folder: FileHandle; name: string } | undefined> {
     const dir = this.bucketDir(bucket);
-    const parts = path.relative(dir, this.pathOf(bucket, key)).split(path.sep);
+    const parts = path.relative(dir, this.localPath(bucket, key)).split(path.sep);
     const name = parts.pop()!;
     let folder: FileHandle;
     try {
@@ -251,7 +255,7 @@ export class FileStore implements ObjectStore {
 
   /** The path to write (or delete) an object at, once the folder it goes in is known to stay inside its fence. */
   private async destination(bucket: string, key: string): Promise<string> {
-    const file = this.pathOf(bucket, key);
+    const file = this.localPath(bucket, key);
     if (this.followLinks) return file;
     const folder = await realPathSoFar(path.dirname(file));
     const fence = await this.fence(bucket, key);
@@ -565,6 +569,18 @@ export class FileStore implements ObjectStore {
 
   async createBucket(bucket: string): Promise<void> {
     await mkdir(this.bucketDir(bucket), { recursive: true });
+  }
+
+  copyCommand(bucket: string, prefix: string, to: string): string {
+    return `cp -R ${shellQuote(this.localPath(bucket, prefix).replace(/\/$/, ''))} ${shellQuote(to)}`;
+  }
+
+  createBucketHint(bucket: string): string {
+    return `mkdir -p ${shellQuote(this.bucketDir(bucket))}`;
+  }
+
+  environment(): Record<string, string> {
+    return {};
   }
 
   async close(): Promise<void> {}

@@ -16,12 +16,31 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { type Body, type ObjectInfo, type ObjectStore, Sha256PassThrough, type StoredFile, type StoreOptions } from './index.ts';
+import { shellQuote } from '../../models/shell-quote.ts';
+import {
+  type Body,
+  type ObjectInfo,
+  type ObjectStore,
+  Sha256PassThrough,
+  type StoreCapability,
+  type StoredFile,
+  type StoreOptions,
+  storeUrlWith,
+} from './index.ts';
 
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 4;
 
+/**
+ * What a standard AWS client (the aws CLI, boto3, the SDKs) reads to find credentials, region and
+ * endpoint. On EC2 the instance role serves credentials through the metadata service instead.
+ */
+const AWS_CLIENT_VARIABLES =
+  /^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|PROFILE|DEFAULT_PROFILE|REGION|DEFAULT_REGION|CONFIG_FILE|SHARED_CREDENTIALS_FILE|CA_BUNDLE|ROLE_ARN|ROLE_SESSION_NAME|WEB_IDENTITY_TOKEN_FILE|CONTAINER_CREDENTIALS_RELATIVE_URI|CONTAINER_CREDENTIALS_FULL_URI|CONTAINER_AUTHORIZATION_TOKEN|EC2_METADATA_DISABLED|ENDPOINT_URL|ENDPOINT_URL_S3|USE_FIPS_ENDPOINT|USE_DUALSTACK_ENDPOINT)$/;
+
 export interface S3StoreOptions extends StoreOptions {
+  /** An S3-compatible server (path-style), e.g. http://127.0.0.1:4569; AWS's S3 without it. */
+  endpoint?: string;
   /**
    * Keys per ListObjectsV2 request (MaxKeys), 1 to 1000. Default: none sent, so S3 pages at 1000;
    * a smaller page lets a test see list() follow its continuation tokens over a few keys.
@@ -34,8 +53,9 @@ export interface S3StoreOptions extends StoreOptions {
  * prefix page by page (1000 keys a page, or `listPageSize`), following the continuation tokens.
  */
 export class S3Store implements ObjectStore {
-  readonly scheme = 's3' as const;
-  readonly url = 's3://';
+  readonly scheme = 's3';
+  readonly url: string;
+  readonly capabilities: ReadonlySet<StoreCapability>;
   readonly region: string;
   readonly endpoint: string | undefined;
   private readonly client: S3Client;
@@ -47,7 +67,10 @@ export class S3Store implements ObjectStore {
       throw new Error(`listPageSize ${listPageSize}: expected a whole number from 1 to 1000`);
     this.listPageSize = listPageSize;
     this.region = process.env.AWS_REGION || 'us-east-1';
-    this.endpoint = options.s3Endpoint || process.env.AWS_ENDPOINT_URL || undefined;
+    this.endpoint = options.endpoint || undefined;
+    this.url = storeUrlWith('s3://', this.endpoint ? { endpoint: this.endpoint } : {});
+    // S3 has honoured If-None-Match since 2024; a compatible server may not (s3rver ignores it).
+    this.capabilities = new Set<StoreCapability>(this.endpoint ? [] : ['atomic-put-if-absent']);
     this.client = new S3Client({
       region: this.region,
       ...(this.endpoint
@@ -188,6 +211,26 @@ export class S3Store implements ObjectStore {
       if (name === 'BucketAlreadyExists') throw new Error(`bucket name ${bucket} is taken by another AWS account: pick another name`);
       throw error;
     }
+  }
+
+  copyCommand(bucket: string, prefix: string, to: string): string {
+    return `aws s3 cp --recursive${this.endpointFlag()} ${shellQuote(`s3://${bucket}/${prefix}`)} ${shellQuote(to)}`;
+  }
+
+  createBucketHint(bucket: string): string {
+    return `aws s3 mb${this.endpointFlag()} s3://${bucket}`;
+  }
+
+  environment(from: NodeJS.ProcessEnv): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const [name, value] of Object.entries(from)) if (value !== undefined && AWS_CLIENT_VARIABLES.test(name)) env[name] = value;
+    // An `aws s3 cp` in the analysis must reach the server caas uses, not AWS.
+    if (this.endpoint) env.AWS_ENDPOINT_URL_S3 = this.endpoint;
+    return env;
+  }
+
+  private endpointFlag(): string {
+    return this.endpoint ? ` --endpoint-url ${shellQuote(this.endpoint)}` : '';
   }
 
   async close(): Promise<void> {

@@ -23,7 +23,7 @@ Examples:
       const job = parseJobRef(text);
       if (!job)
         throw new UsageError(`"${text}" names no job: expected bucket/group/timestamp or a URL inside results/job__{bucket}_{timestamp}/`);
-      const store = await openStore(settings.storeUrl, { home: settings.home, s3Endpoint: settings.s3Endpoint });
+      const store = await openStore(settings.storeUrl, { home: settings.home, settings: settings.storeSettings });
       const out = (line: string) => process.stdout.write(`${line}\n`);
       try {
         const result = options.follow

@@ -79,7 +79,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
             home: settings.home,
             storeUrl: settings.storeUrl,
             dbUrl: settings.dbUrl,
-            s3Endpoint: settings.s3Endpoint,
+            storeSettings: settings.storeSettings,
             compute: options.compute,
             execute,
             concurrency: options.concurrency,

@@ -27,7 +27,7 @@ Exit codes: 0 submitted (with --follow: succeeded), 1 the job failed, 2 invalid 
     )
     .action(async (options, command: Command) => {
       const settings = settingsOf(command);
-      const store = await openStore(settings.storeUrl, { home: settings.home, s3Endpoint: settings.s3Endpoint });
+      const store = await openStore(settings.storeUrl, { home: settings.home, settings: settings.storeSettings });
       const out = (line: string) => process.stdout.write(`${line}\n`);
       try {
         const submitted = await submitFiles(

@@ -44,7 +44,7 @@ Exit codes: 0 stopped normally, 1 some submit files could not be processed (--on
         storeUrl: settings.storeUrl,
         dbUrl: settings.dbUrl,
         compute: options.compute,
-        s3Endpoint: settings.s3Endpoint,
+        storeSettings: settings.storeSettings,
         concurrency: options.concurrency,
         leaseMs: options.leaseSeconds * 1000,
         allowDirty: options.allowDirty,

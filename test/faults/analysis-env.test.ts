@@ -25,7 +25,7 @@ describe('the environment an analysis sees', () => {
     base = scratchDir('analysis-env');
     repo = new AnalysisRepo(base, []);
     repo.addScriptAnalysis('envdump', ENV_DUMP, { environment: { set: { LAB_SETTING: 'from the blueprint' }, pass: ['LAB_TOKEN'] } });
-    const store = new S3Store('s3://', { home: os.tmpdir(), s3Endpoint: s3.endpoint });
+    const store = new S3Store('s3://', { home: os.tmpdir(), endpoint: s3.endpoint });
     await store.createBucket('envdump');
     await store.put('envdump', 'caas/inputs/session.txt', 'spikes\n');
     await store.close();
@@ -67,7 +67,7 @@ describe('the environment an analysis sees', () => {
     expect(result.code, result.stderr).toBe(0);
     const [record] = await readRecords(home);
     expect(record?.status).toBe('succeeded');
-    const results = new S3Store('s3://', { home: os.tmpdir(), s3Endpoint: s3.endpoint });
+    const results = new S3Store('s3://', { home: os.tmpdir(), endpoint: s3.endpoint });
     const prefix = record!.job!.results.replace('s3://envdump/', '');
     const env = Object.fromEntries(
       (await results.get('envdump', `${prefix}env.txt`))

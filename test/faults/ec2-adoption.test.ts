@@ -138,11 +138,10 @@ describe('EC2: taking over a job whose runner stopped', () => {
   });
 
   async function runner(name: string, db: Database, renews: boolean): Promise<ExecuteContext> {
-    const store: ObjectStore = new S3Store('s3://', { home: base, s3Endpoint: s3.endpoint });
+    const store: ObjectStore = new S3Store('s3://', { home: base, endpoint: s3.endpoint });
     if (!(await store.bucketExists(job.bucket))) await store.createBucket(job.bucket);
     const launcher = new Ec2Launcher({
-      storeUrl: 's3://',
-      s3Endpoint: s3.endpoint,
+      storeUrl: `s3://?endpoint=${s3.endpoint}`,
       client: new EC2Client({ region: 'us-east-1' }),
       pollMs: 200,
       instanceAnalysesDir: repo.dir,
@@ -154,7 +153,7 @@ describe('EC2: taking over a job whose runner stopped', () => {
     const stalled: Database = Object.assign(Object.create(db) as Database, {
       renew: async (id: string, who: Owner) => (await db.get(id))?.lease?.owner.run === who.run,
     });
-    return { db: renews ? db : stalled, store, launcher, owner, leaseMs: 1500, statusIntervalMs: 500, s3Endpoint: s3.endpoint };
+    return { db: renews ? db : stalled, store, launcher, owner, leaseMs: 1500, statusIntervalMs: 500 };
   }
 
   /**

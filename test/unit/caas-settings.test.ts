@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { storeSettingsFromEnv } from '../../backends/storage/index.ts';
 import { CaasError } from '../../models/caas-error.ts';
 import { defaultSettings, statusIntervalOf } from '../../models/caas-settings.ts';
 
@@ -17,10 +18,14 @@ describe('the defaults every entry point shares (CLI flags, library options)', (
       home: '/w',
       storeUrl: 's3://',
       dbUrl: 'mongodb://db/caas',
-      s3Endpoint: 'http://s3',
       compute: 'ec2',
       leaseSeconds: 90,
     });
+  });
+
+  it("a store kind's variables (AWS_ENDPOINT_URL) become that kind's settings", () => {
+    expect(storeSettingsFromEnv({ AWS_ENDPOINT_URL: 'http://s3' })).toEqual({ s3: { endpoint: 'http://s3' } });
+    expect(storeSettingsFromEnv({})).toEqual({});
   });
 
   it('are the embedded defaults otherwise', () => {
@@ -28,7 +33,6 @@ describe('the defaults every entry point shares (CLI flags, library options)', (
       home: '.caas',
       storeUrl: 'file:',
       dbUrl: 'sqlite:',
-      s3Endpoint: undefined,
       compute: 'local',
       leaseSeconds: 60,
     });

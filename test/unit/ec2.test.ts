@@ -45,6 +45,7 @@ function request(overrides: Partial<LaunchRequest> = {}): LaunchRequest {
     deadline: new Date(Date.now() + 10 * 60_000),
     spec: {
       store: 's3://',
+      store_settings: {},
       input_checks: {},
       bucket: 'mock-wait',
       group: 'caas',

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ObjectLocator, openStore } from '../../backends/storage/index.ts';
 import { recordDraft } from '../../fixtures/records.ts';
 import { InvalidFilterError } from '../../models/filter.ts';
 import { project, valuesAt } from '../../wrapper/projection.ts';
@@ -88,14 +89,26 @@ describe('where results are', () => {
     logs: `${store}://mock-wait/caas/results/job__mock-wait_t/logs/`,
   });
 
-  it('an S3 record is fetched with aws s3 cp --recursive', () => {
-    expect(resultsPlace(job('s3'), {}).fetch).toBe(
+  // Opening these stores touches neither the disk nor the network.
+  const locator = async (storeUrl: string) => {
+    const options = { home: '/nowhere' };
+    return new ObjectLocator(await openStore(storeUrl, options), options);
+  };
+
+  it('an S3 record is fetched with aws s3 cp --recursive', async () => {
+    expect((await resultsPlace(job('s3'), await locator('file:'))).fetch).toBe(
       'aws s3 cp --recursive s3://mock-wait/caas/results/job__mock-wait_t/process_results/ ./results',
     );
   });
 
-  it('a file-store record is a folder under the store root, quoted for the shell when needed', () => {
-    const place = resultsPlace(job('file'), { fileRoot: "/data/lab's buckets" });
+  it('an S3 record in an S3-compatible server names its endpoint', async () => {
+    expect((await resultsPlace(job('s3'), await locator('s3://?endpoint=http://127.0.0.1:4569'))).fetch).toBe(
+      'aws s3 cp --recursive --endpoint-url http://127.0.0.1:4569 s3://mock-wait/caas/results/job__mock-wait_t/process_results/ ./results',
+    );
+  });
+
+  it('a file-store record is a folder under the store root, quoted for the shell when needed', async () => {
+    const place = await resultsPlace(job('file'), await locator("file:///data/lab's buckets"));
     expect(place.localResults).toBe("/data/lab's buckets/mock-wait/caas/results/job__mock-wait_t/process_results/");
     expect(place.fetch).toBe(`cp -R '/data/lab'\\''s buckets/mock-wait/caas/results/job__mock-wait_t/process_results' ./results`);
   });
