@@ -233,11 +233,7 @@ export async function openStore(url: string, options: StoreOptions): Promise<Obj
   const scheme = schemeOf(url);
   const kind = scheme === undefined ? undefined : kinds.get(scheme);
   if (!kind || scheme === undefined) {
-    throw new StoreUrlError(
-      `--store "${url}" is not supported: use ${storeKinds()
-        .map((k) => `${k.scheme}://`)
-        .join(' or ')} (the default is file: under the workspace)`,
-    );
+    throw new StoreUrlError(`--store "${url}" is not supported: use ${storeUrlHelp()}`);
   }
   const { base, query } = splitStoreUrl(url);
   const given = { ...options.settings?.[scheme], ...Object.fromEntries(query) };

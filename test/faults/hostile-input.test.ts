@@ -443,7 +443,7 @@ describe('unknown schemes and compute names exit 2 before touching anything', ()
     {
       flags: ['--store', 'ftp://host/x'],
       args: [],
-      says: /--store "ftp:\/\/host\/x" is not supported: use file:\/\/\/path\/to\/folder .* or s3:\/\//,
+      says: /--store "ftp:\/\/host\/x" is not supported: use file: .*, or s3:\/\//,
     },
     { flags: [], args: ['--compute', 'bogus'], says: /--compute "bogus" is not supported: use local .*, inline .*, ec2 .* or batch/ },
     { flags: [], args: ['--compute', 'bogus', '--execute'], says: /--compute "bogus" is not supported/ },
