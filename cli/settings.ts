@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
+import { describeDatabases } from '../backends/db/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { defaultSettings, statusIntervalOf } from '../models/caas-settings.ts';
 import type { Workspace } from '../wrapper/workspace.ts';
@@ -12,7 +13,7 @@ export function addGlobalOptions(program: Command): Command {
   return program
     .option('--home <dir>', 'workspace for the embedded defaults (env CAAS_HOME)', defaults.home)
     .option('--store <url>', 'object store: file: (folder per bucket under the workspace) or s3:// (env CAAS_STORE)', defaults.storeUrl)
-    .option('--db <url>', 'metadata DB: sqlite: (under the workspace), sqlite:<file> or mongodb://... (env CAAS_DB)', defaults.dbUrl)
+    .option('--db <url>', `metadata DB: ${describeDatabases()} (env CAAS_DB)`, defaults.dbUrl)
     .option('--s3-endpoint <url>', 'S3-compatible endpoint, path-style (env AWS_ENDPOINT_URL)', defaults.s3Endpoint);
 }
 
