@@ -185,7 +185,7 @@ export function checkComputeName(name: string): void {
   if (!launcherKinds.has(name)) throw new UnknownComputeError(`--compute "${name}" is not supported: use ${describeLaunchers()}`);
 }
 
-export function openLauncher(name: string, options: LauncherOptions): Promise<Launcher> {
+export async function openLauncher(name: string, options: LauncherOptions): Promise<Launcher> {
   checkComputeName(name);
   return launcherKinds.get(name)!.open(options);
 }
@@ -221,7 +221,7 @@ export function checkFleetName(name: string): void {
   );
 }
 
-export function openFleet(name: string, options: { region: string }): Promise<Fleet> {
+export async function openFleet(name: string, options: { region: string }): Promise<Fleet> {
   checkFleetName(name);
   return launcherKinds.get(name)!.fleet!(options.region);
 }
