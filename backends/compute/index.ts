@@ -102,23 +102,6 @@ export class UnknownComputeError extends CaasError {}
 /** The launcher cannot work with what it was given (a store its machines cannot reach): the user's input, exit 2. */
 export class ComputeConfigError extends CaasError {}
 
-/** A machine caas started, as its tags (caas:identity, caas:deadline, ...) describe it. */
-export interface CaasMachine {
-  id: string;
-  state: string;
-  tags: Record<string, string>;
-}
-
-/** The live machines of a compute backend, for `caas reap`. */
-export interface Fleet {
-  /** What one machine is called: "instance", "job". */
-  readonly noun: string;
-  /** Machines tagged caas:identity that are starting or running. */
-  list(): Promise<CaasMachine[]>;
-  terminate(ids: readonly string[]): Promise<void>;
-  close(): void;
-}
-
 /**
  * A launcher's own settings in the blueprint, under one top-level key. Wherever an analysis is
  * loaded to run, a present section is checked with this schema, and a key no launcher owns is
