@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { type Command, Option } from 'commander';
+import { describeDatabases } from '../backends/db/index.ts';
 import { storeKinds, storeSettingsFrom, storeUrlHelp } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { defaultSettings, statusIntervalOf } from '../models/caas-settings.ts';
@@ -24,7 +25,7 @@ export function addGlobalOptions(program: Command): Command {
   program
     .option('--home <dir>', 'workspace for the embedded defaults (env CAAS_HOME)', defaults.home)
     .option('--store <url>', `object store: ${storeUrlHelp()} (env CAAS_STORE)`, defaults.storeUrl)
-    .option('--db <url>', 'metadata DB: sqlite: (under the workspace), sqlite:<file> or mongodb://... (env CAAS_DB)', defaults.dbUrl);
+    .option('--db <url>', `metadata DB: ${describeDatabases()} (env CAAS_DB)`, defaults.dbUrl);
   for (const option of storeSettingOptions()) program.addOption(option);
   return program;
 }

@@ -1,11 +1,12 @@
 import type { Writable } from 'node:stream';
-import { AnalysisError, loadAnalysis } from '../analyses/index.ts';
+import { AnalysisError } from '../analyses/index.ts';
 import { type Database, type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { ObjectLocator, type ObjectStore, openStore, type StoreSettings } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import { JobInput, type Provenance } from '../models/job-input.ts';
 import { GATE_CHUNK } from '../wrapper/gate.ts';
 import { JobPreparer } from '../wrapper/prepare.ts';
+import { loadRunnableAnalysis } from '../wrapper/runnable-analysis.ts';
 import { DispatchError } from './dispatch-error.ts';
 import { dropNullGroups, groupAssets, keepLatest, singleAssets, splitByFile, type Unit, unwind, withListedFiles } from './expand.ts';
 import { type EmittedJob, type OutputFormat, openSink } from './output.ts';
@@ -190,7 +191,7 @@ async function planOf(request: DispatchRequest): Promise<Plan> {
 
   let analysis: Analysis;
   try {
-    analysis = await loadAnalysis(request.analysis);
+    analysis = await loadRunnableAnalysis(request.analysis);
   } catch (error) {
     if (error instanceof AnalysisError) throw new DispatchError(`--analysis: ${error.message}`);
     throw error;

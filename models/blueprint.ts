@@ -23,22 +23,13 @@ export const AnalysisEnvironment = z
 export type AnalysisEnvironment = z.infer<typeof AnalysisEnvironment>;
 
 /**
- * Where `--compute batch` submits the analysis' jobs. The container image comes from the job
- * definition: it must hold bash, Node >= 20.19 and caas at /opt/caas (after `npm ci`), like the AMI.
+ * Per-analysis deployment description (NeuroCAAS stack config); its fields are the EC2 launcher's
+ * settings, as NeuroCAAS's are. Other launchers keep theirs in a section of their own, a top-level
+ * key this model lets through: only the launcher registry (backends/compute/index.ts) knows the
+ * sections, and it refuses any other key wherever an analysis is loaded to run.
  */
-export const BatchSection = z
-  .object({
-    job_queue: z.string().min(1).describe('the AWS Batch job queue (name or ARN)'),
-    job_definition: z.string().min(1).describe('the job definition (name, name:revision or ARN) whose image holds caas'),
-    vcpus: z.number().positive().optional().describe("vCPUs per job, overriding the job definition's"),
-    memory_mib: z.number().int().positive().optional().describe("memory per job in MiB, overriding the job definition's"),
-  })
-  .strict();
-export type BatchSection = z.infer<typeof BatchSection>;
-
-/** Per-analysis deployment description (NeuroCAAS stack config). */
 export const Blueprint = z
-  .object({
+  .looseObject({
     bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (lowercase, digits, "." and "-")'),
     region: z.string().default('us-east-1'),
     ami: z
@@ -59,10 +50,8 @@ export const Blueprint = z
       .default(64)
       .describe('per log (stdout, stderr): a longer log keeps its first and last halves, and the status and certificate say what was cut'),
     environment: AnalysisEnvironment.default({ set: {}, pass: [] }),
-    batch: BatchSection.optional().describe('for --compute batch: the queue and job definition the jobs go to'),
     groups: z.array(z.object({ name: z.string().min(1), users: z.array(z.string()).optional() }).strict()).default([{ name: 'caas' }]),
   })
-  .strict()
   .refine((b) => b.allowed_instance_types.length === 0 || b.allowed_instance_types.includes(b.instance_type), {
     message: 'instance_type must be one of allowed_instance_types',
     path: ['instance_type'],

@@ -11,7 +11,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { BatchFleet, BatchLauncher, batchJobName } from '../backends/compute/batch.ts';
-import type { LaunchRequest } from '../backends/compute/index.ts';
+import { blueprintIssues, type LaunchRequest } from '../backends/compute/index.ts';
 import { Blueprint } from '../models/blueprint.ts';
 import { runBatch } from '../wrapper/run.ts';
 import { AnalysisRepo, mockJob, removeDir, scratchDir } from './support/workspace.ts';
@@ -59,7 +59,18 @@ describe('AWS Batch', () => {
   it('needs an S3 store and a "batch" section in the blueprint, and says how to add one', async () => {
     expect(() => new BatchLauncher({ storeUrl: 'file:' })).toThrow(/--compute batch needs --store s3:\/\//);
     await expect(launcher().launch(request({}))).rejects.toThrow(/has no "batch" section: add \{"batch": \{"job_queue"/);
-    expect(Blueprint.safeParse({ bucket: 'mock-wait', batch: { job_queue: 'q' } }).success).toBe(false);
+  });
+
+  it('reads its section with its own schema: an incomplete one is refused with the path of the missing field', () => {
+    const incomplete = { bucket: 'mock-wait', batch: { job_queue: 'q' } };
+    // The blueprint model lets sections through; the launcher and the registry's check read them.
+    expect(launcher().refuse('mock-wait', Blueprint.parse(incomplete))).toMatch(
+      /^the blueprint of mock-wait has an invalid "batch" section: batch\.job_definition: /,
+    );
+    expect(blueprintIssues(incomplete).map((issue) => issue.path.join('.'))).toEqual(['batch.job_definition']);
+    expect(launcher().refuse('mock-wait', Blueprint.parse({ ...incomplete, batch: { job_queue: 'q', job_definition: 'caas:3' } }))).toBe(
+      undefined,
+    );
   });
 
   it('names each job after its identity and attempt, within Batch’s 128 letters, digits, - and _', () => {

@@ -5,8 +5,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { analysisOwningBucket } from '../wrapper/analysis-bucket.ts';
+import type { PlanEntry } from '../wrapper/gate.ts';
+import { runBatch } from '../wrapper/run.ts';
+import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
 
-/** The blueprint command as a user runs it; the checks themselves are in unit/blueprint.test.ts. */
+/**
+ * The blueprint command as a user runs it, and the same check where analyses are loaded to run;
+ * the checks themselves are in unit/blueprint.test.ts.
+ */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin/caas.js');
 
@@ -37,5 +44,67 @@ describe('caas blueprint', () => {
     expect(failed.code).toBe(2);
     expect(failed.stdout).toBe(`${good}: ok\n`);
     expect(failed.stderr).toMatch(new RegExp(`^${bad}: deploy_limit: .+\\n$`));
+  });
+});
+
+describe('a blueprint loaded to run', () => {
+  let base: string;
+  let repo: AnalysisRepo;
+  beforeAll(() => {
+    base = scratchDir('blueprint-run');
+    repo = new AnalysisRepo(base, []);
+    repo.addScriptAnalysis('typo-key', 'exit 0\n', { instnce_type: 't3.small' });
+    repo.addScriptAnalysis('half-batch', 'exit 0\n', { batch: { job_queue: 'q' } });
+    repo.addScriptAnalysis('full-batch', 'exit 0\n', { batch: { job_queue: 'q', job_definition: 'caas:1' } });
+  });
+  afterAll(() => removeDir(base));
+
+  it('caas run and plan: a key no launcher owns, or an incomplete section, makes the jobs INVALID, naming the file and the field', async () => {
+    const data = path.join(base, 'session.json');
+    await writeFile(data, '{}\n');
+    const job = (analysis: string) =>
+      JSON.stringify({
+        analysis,
+        inputs: [{ asset_id: 'a', name: 'a', location: `file://${base}/`, files: [{ url: `file://${data}` }] }],
+        parameters: {},
+      });
+    const source = path.join(base, 'jobs.jsonl');
+    await writeFile(source, `${['typo-key', 'half-batch', 'full-batch'].map(job).join('\n')}\n`);
+    const entries: PlanEntry[] = [];
+    process.env.CAAS_ANALYSES = repo.dir;
+    try {
+      const summary = await runBatch(
+        {
+          source,
+          home: path.join(base, 'home'),
+          storeUrl: 'file:',
+          dbUrl: 'sqlite:',
+          compute: 'local',
+          execute: false,
+          concurrency: 1,
+          allowDirty: false,
+          leaseMs: 60_000,
+        },
+        { plan: (chunk) => entries.push(...chunk), warn: () => {}, result: () => {} },
+      );
+      expect(summary.exitCode).toBe(2);
+    } finally {
+      delete process.env.CAAS_ANALYSES;
+    }
+    expect(entries.map((entry) => [entry.action, entry.reason])).toEqual([
+      [
+        'INVALID',
+        expect.stringMatching(
+          /typo-key\/blueprint\.json: instnce_type: unknown key: expected a blueprint field \(.*\) or a launcher's section \(batch: /,
+        ),
+      ],
+      ['INVALID', expect.stringMatching(/half-batch\/blueprint\.json: batch\.job_definition: /)],
+      ['RUN', undefined],
+    ]);
+  });
+
+  it('caas watch: the analysis that owns the bucket is refused with the same problem', async () => {
+    expect(await analysisOwningBucket('half-batch', [repo.dir])).toMatch(/half-batch\/blueprint\.json: batch\.job_definition: /);
+    expect(await analysisOwningBucket('full-batch', [repo.dir])).toMatchObject({ name: 'full-batch' });
   });
 });

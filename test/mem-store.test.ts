@@ -66,4 +66,25 @@ describe('a job end to end on the mem:// store', () => {
     expect(second.results).toEqual([]);
     expect(second.summary.planned.SKIP).toBe(dispatched.jobs);
   });
+
+  it('a launcher whose agents cannot reach the store refuses it before anything runs (its reach is declared)', async () => {
+    const workspace = { home, storeUrl: 'mem://refused', dbUrl: 'sqlite:' };
+    await generateSample(workspace);
+    const jobs = path.join(home, 'refused.jsonl');
+    await dispatch({
+      ...workspace,
+      query: '{"subject.subject_id": "774659"}',
+      analysis: 'unit-filter',
+      fileExt: '.spikes.json',
+      output: jobs,
+    });
+    await expect(run({ ...workspace, source: jobs, compute: 'local' })).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringMatching(
+        /--compute local starts an agent process per job, which cannot open "mem:\/\/refused": use --compute inline/,
+      ),
+    });
+    await expect(run({ ...workspace, source: jobs, compute: 'ec2' })).rejects.toThrow(/--compute ec2 needs --store s3:\/\//);
+    expect(await new MemStore('mem://refused').bucketExists('unit-filter')).toBe(false);
+  });
 });

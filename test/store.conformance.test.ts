@@ -5,11 +5,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MongoClient } from 'mongodb';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type ClaimRequest, type Database, openDatabase } from '../backends/db/index.ts';
+import { type ClaimRequest, type Database, openDatabase, registerDatabase } from '../backends/db/index.ts';
 import { databaseName } from '../backends/db/mongo.ts';
 import { mongoUri, withDatabase } from '../fixtures/mongo.ts';
 import { concluded, finishedRecord, owner, recordDraft } from '../fixtures/records.ts';
 import { MetadataRecord, type Owner } from '../models/record.ts';
+import { TOY_PREFIX } from './support/toy-database.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const workerScript = path.join(repoRoot, 'test/support/claim-worker.ts');
@@ -21,6 +22,8 @@ interface Backend {
   skip?: string;
   home: string;
   freshUrl(): string;
+  /** A module that registers the URL's kind, for the racing runners' processes too. */
+  setup?: string;
   /** Whether opening `url` left anything behind (a file, a collection). */
   created(url: string): Promise<boolean>;
   cleanup(): Promise<void>;
@@ -43,10 +46,9 @@ interface Worker {
 }
 
 /** A runner in its own process; it claims only after go(), so all of them start together. */
-function startWorker(url: string, home: string, count: number, run: string): Worker {
-  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['--import', 'tsx', workerScript, url, home, String(count), run], {
-    cwd: repoRoot,
-  });
+function startWorker(url: string, home: string, count: number, run: string, setup?: string): Worker {
+  const args = [workerScript, url, home, String(count), run, ...(setup ? [setup] : [])];
+  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: repoRoot });
   let stdout = '';
   let stderr = '';
   child.stderr.on('data', (chunk) => {
@@ -425,7 +427,7 @@ function conformance(backend: Backend): void {
 
     it('claims are atomic across processes: 4 runners racing for 50 identities win each exactly once', async () => {
       await db.close();
-      const workers = Array.from({ length: 4 }, (_, i) => startWorker(url, backend.home, 50, `racer-${i}`));
+      const workers = Array.from({ length: 4 }, (_, i) => startWorker(url, backend.home, 50, `racer-${i}`, backend.setup));
       await Promise.all(workers.map((w) => w.ready));
       for (const w of workers) w.go();
 
@@ -441,6 +443,21 @@ function conformance(backend: Backend): void {
     });
   });
 }
+
+describe('URLs no kind answers', () => {
+  it('are refused (exit 2) with every registered URL form, the kinds registered from outside included', async () => {
+    await expect(openDatabase('bogus://x', { home: tmpdir() })).rejects.toMatchObject({
+      exitCode: 2,
+      message: `--db "bogus://x" is not supported: use sqlite:<file> (the default is sqlite: under the workspace), mongodb://host/db or toy:<file> (a test's SQLite file)`,
+    });
+  });
+
+  it('a kind whose prefix overlaps a registered one is refused when it registers', () => {
+    expect(() => registerDatabase({ prefixes: ['mongodb:'], usage: 'x', open: () => Promise.reject(new Error('unused')) })).toThrow(
+      /database URL prefix "mongodb:" overlaps mongodb:\/\/host\/db's/,
+    );
+  });
+});
 
 describe('MongoDB URLs', () => {
   it('a mongodb:// URL names its database in the path, caas when it names none', () => {
@@ -464,6 +481,19 @@ conformance({
   freshUrl: () => `sqlite:${path.join(tmpRoot, `store-${++sqliteCount}.sqlite`)}`,
   created: async (url) => existsSync(url.slice('sqlite:'.length)),
   cleanup: async () => rmSync(tmpRoot, { recursive: true, force: true }),
+});
+
+// A kind registered from a test (importing toy-database.ts registers it), not in backends/db: the
+// same promises, through openDatabase, racing runners included.
+const toyRoot = mkdtempSync(path.join(tmpdir(), 'caas-store-toy-'));
+let toyCount = 0;
+conformance({
+  title: `a kind registered from outside backends/db (${TOY_PREFIX}<file>)`,
+  home: toyRoot,
+  freshUrl: () => `${TOY_PREFIX}${path.join(toyRoot, `toy-${++toyCount}.sqlite`)}`,
+  setup: path.join(repoRoot, 'test/support/toy-database.ts'),
+  created: async (url) => existsSync(url.slice(TOY_PREFIX.length)),
+  cleanup: async () => rmSync(toyRoot, { recursive: true, force: true }),
 });
 
 const mongo = await mongoUri();

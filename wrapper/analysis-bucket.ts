@@ -1,17 +1,19 @@
 import { analysisRoots, listAnalysisNames, loadAnalysis } from '../analyses/index.ts';
 import type { ObjectStore } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
+import { blueprintProblem } from './runnable-analysis.ts';
 
 /**
  * The analysis whose blueprint names this bucket, or the refusal that lists the buckets the
- * analyses do name. An analysis that fails to load is passed over: its blueprint is unknown.
+ * analyses do name, or says what is wrong with the blueprint that names it. An analysis that fails
+ * to load is passed over: its blueprint is unknown.
  */
 export async function analysisOwningBucket(bucket: string, roots = analysisRoots()): Promise<Analysis | string> {
   const known: string[] = [];
   for (const name of listAnalysisNames(roots)) {
     const analysis = await loadAnalysis(name, roots).catch(() => undefined);
     if (!analysis) continue;
-    if (analysis.blueprint.bucket === bucket) return analysis;
+    if (analysis.blueprint.bucket === bucket) return blueprintProblem(analysis) ?? analysis;
     known.push(analysis.blueprint.bucket);
   }
   return `no analysis has bucket "${bucket}" in its blueprint: expected one of ${known.join(', ') || '(none found)'}`;

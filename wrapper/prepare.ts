@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { AnalysisError, loadAnalysis } from '../analyses/index.ts';
+import { AnalysisError } from '../analyses/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import type { PreImage } from '../models/identity.ts';
 import { describeIssues } from '../models/issues.ts';
@@ -8,6 +8,7 @@ import { untrustedJsonProblem } from '../models/untrusted-json.ts';
 import { type CodeState, readCodeVersion } from './code-version.ts';
 import { buildPreImage, identityOf } from './identity.ts';
 import type { JobEntry } from './job-source.ts';
+import { loadRunnableAnalysis } from './runnable-analysis.ts';
 
 /** A valid job with everything the gate and the launcher need. */
 export interface PreparedJob {
@@ -55,7 +56,7 @@ export class JobPreparer {
     const job = parsed.data;
     let analysis: Analysis;
     try {
-      analysis = await loadAnalysis(job.analysis, this.options.roots);
+      analysis = await loadRunnableAnalysis(job.analysis, this.options.roots);
     } catch (error) {
       if (error instanceof AnalysisError) return { ok: false, where, reason: `analysis: ${error.message}`, analysis: job.analysis };
       throw error;

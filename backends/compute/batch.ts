@@ -9,8 +9,10 @@ import {
   SubmitJobCommand,
   TerminateJobCommand,
 } from '@aws-sdk/client-batch';
-import type { BatchSection, Blueprint } from '../../models/blueprint.ts';
+import type { Blueprint } from '../../models/blueprint.ts';
+import { describeIssues } from '../../models/issues.ts';
 import { networkStoreExamples, storeReach } from '../storage/index.ts';
+import { BatchSection } from './batch-section.ts';
 import {
   type CaasMachine,
   ComputeConfigError,
@@ -86,7 +88,8 @@ export class BatchLauncher implements Launcher {
   }
 
   refuse(analysis: string, blueprint: Blueprint): string | undefined {
-    return blueprint.batch ? undefined : noBatchSection(analysis);
+    const section = readBatchSection(analysis, blueprint);
+    return typeof section === 'string' ? section : undefined;
   }
 
   private async start(request: LaunchRequest): Promise<LaunchedJob> {
@@ -215,9 +218,21 @@ function noBatchSection(analysis: string): string {
   return `the blueprint of ${analysis} has no "batch" section: add {"batch": {"job_queue": "…", "job_definition": "…"}} (a job definition whose image holds caas at /opt/caas; see docs/aws.md)`;
 }
 
+/**
+ * The blueprint's batch section, read with its own schema (the blueprint model lets it through
+ * unread), or why the launcher cannot use it.
+ */
+function readBatchSection(analysis: string, blueprint: Blueprint): BatchSection | string {
+  if (blueprint.batch === undefined) return noBatchSection(analysis);
+  const parsed = BatchSection.safeParse(blueprint.batch);
+  if (parsed.success) return parsed.data;
+  return `the blueprint of ${analysis} has an invalid "batch" section: ${describeIssues(parsed.error, 'batch')}`;
+}
+
 function batchSection(analysis: string, blueprint: Blueprint): BatchSection {
-  if (!blueprint.batch) throw new Error(noBatchSection(analysis));
-  return blueprint.batch;
+  const section = readBatchSection(analysis, blueprint);
+  if (typeof section === 'string') throw new Error(section);
+  return section;
 }
 
 /** The id of a job of this name and job folder that has not ended, if the queue has one. */

@@ -1,7 +1,10 @@
+import type { z } from 'zod';
 import type { AgentSpec } from '../../models/agent-spec.ts';
-import type { Blueprint } from '../../models/blueprint.ts';
+import { Blueprint } from '../../models/blueprint.ts';
 import { CaasError } from '../../models/caas-error.ts';
 import type { Heartbeat } from '../../models/status.ts';
+import { storeReach } from '../storage/index.ts';
+import { BatchSection } from './batch-section.ts';
 import type { JobProcesses } from './job-processes.ts';
 
 export interface LaunchRequest {
@@ -101,36 +104,75 @@ export class UnknownComputeError extends CaasError {}
 /** The launcher cannot work with what it was given (a store its machines cannot reach): the user's input, exit 2. */
 export class ComputeConfigError extends CaasError {}
 
-export const COMPUTE_NAMES = ['local', 'inline', 'ec2', 'batch'] as const;
+/**
+ * A launcher's own settings in the blueprint, under one top-level key. Wherever an analysis is
+ * loaded to run, a present section is checked with this schema, and a key no launcher owns is
+ * refused (a typo must not pass as a section).
+ */
+export interface BlueprintSection {
+  key: string;
+  schema: z.ZodType;
+  /** What the section is for, in `caas schema blueprint` and in errors. */
+  description: string;
+}
 
-/** Throws UnknownComputeError unless openLauncher knows the name: callers check before any side effect. */
-export function checkComputeName(name: string): void {
-  if (!(COMPUTE_NAMES as readonly string[]).includes(name)) {
-    throw new UnknownComputeError(
-      `--compute "${name}" is not supported: use local (an agent process per job), inline (the agent in this process, the analysis in its own), ec2 (an instance per job) or batch (an AWS Batch job per job)`,
-    );
+/** One kind of machine jobs can run on: what `--compute <name>` opens. */
+export interface LauncherKind {
+  /**
+   * The --compute name, which also becomes the record's compute.backend and the machine's name in
+   * heartbeats ({name}@{host}).
+   */
+  name: string;
+  /** What a job gets, in a few words, for --compute's help and errors: "an instance per job". */
+  description: string;
+  /** Imports the launcher's file only now, so a kind nobody asked for costs nothing (the AWS SDK). */
+  open(options: LauncherOptions): Promise<Launcher>;
+  /** For kinds whose machines outlive their runner: their live machines in a region, for `caas reap`. */
+  fleet?(region: string): Promise<Fleet>;
+  blueprint?: BlueprintSection;
+}
+
+const launcherKinds = new Map<string, LauncherKind>();
+
+/**
+ * Makes `--compute <name>` open this kind, `caas reap` see its fleet and blueprints accept its
+ * section. The built-in kinds register at the end of this file; a test, or a program embedding
+ * caas, registers its own before it runs anything.
+ */
+export function registerLauncher(kind: LauncherKind): void {
+  if (!/^[a-z][a-z0-9-]*$/.test(kind.name)) throw new Error(`launcher name "${kind.name}": use lowercase letters, digits and "-"`);
+  if (launcherKinds.has(kind.name)) throw new Error(`a launcher named "${kind.name}" is already registered`);
+  // local.ts tells its own agents from others' by a heartbeat machine that starts with "local".
+  if (kind.name !== 'local' && kind.name.startsWith('local')) throw new Error(`launcher name "${kind.name}" may not start with "local"`);
+  const key = kind.blueprint?.key;
+  if (key !== undefined) {
+    if (key in Blueprint.shape)
+      throw new Error(`blueprint section "${key}" of launcher ${kind.name} would shadow the blueprint's own field`);
+    const owner = [...launcherKinds.values()].find((other) => other.blueprint?.key === key);
+    if (owner) throw new Error(`blueprint section "${key}" of launcher ${kind.name} is already launcher ${owner.name}'s`);
   }
+  launcherKinds.set(kind.name, kind);
+}
+
+/** "a (what), b (what) or c (what)". */
+function listKinds(kinds: readonly LauncherKind[]): string {
+  const items = kinds.map((kind) => `${kind.name} (${kind.description})`);
+  return items.length > 1 ? `${items.slice(0, -1).join(', ')} or ${items.at(-1)}` : (items[0] ?? '(none registered)');
+}
+
+/** The registered launchers with what each gives a job, for --compute's help. */
+export function describeLaunchers(): string {
+  return listKinds([...launcherKinds.values()]);
+}
+
+/** Throws UnknownComputeError unless a launcher of this name is registered: callers check before any side effect. */
+export function checkComputeName(name: string): void {
+  if (!launcherKinds.has(name)) throw new UnknownComputeError(`--compute "${name}" is not supported: use ${describeLaunchers()}`);
 }
 
 export async function openLauncher(name: string, options: LauncherOptions): Promise<Launcher> {
   checkComputeName(name);
-  if (name === 'local') {
-    const { LocalLauncher } = await import('./local.ts');
-    return new LocalLauncher(requireAgent(name, options));
-  }
-  if (name === 'inline') {
-    const { InlineLauncher } = await import('./inline.ts');
-    return new InlineLauncher(requireAgent(name, options));
-  }
-  if (name === 'ec2') {
-    const { Ec2Launcher } = await import('./ec2.ts');
-    return new Ec2Launcher(options);
-  }
-  if (name === 'batch') {
-    const { BatchLauncher } = await import('./batch.ts');
-    return new BatchLauncher(options);
-  }
-  throw new Error(`compute "${name}" is listed in COMPUTE_NAMES but has no launcher`);
+  return launcherKinds.get(name)!.open(options);
 }
 
 /** A machine caas started, as its tags (caas:identity, caas:deadline, ...) describe it. */
@@ -150,19 +192,85 @@ export interface Fleet {
   close(): void;
 }
 
-/** The compute backends whose machines outlive their runner, so `caas reap` can look for them. */
-export const FLEET_NAMES = ['ec2', 'batch'] as const;
+/** The launchers whose machines outlive their runner, so `caas reap` can look for them. */
+export function fleetNames(): string[] {
+  return [...launcherKinds.values()].filter((kind) => kind.fleet).map((kind) => kind.name);
+}
 
-export async function openFleet(name: string, options: { region: string }): Promise<Fleet> {
-  if (name === 'ec2') {
-    const { Ec2Fleet } = await import('./ec2.ts');
-    return new Ec2Fleet(options.region);
-  }
-  if (name === 'batch') {
-    const { BatchFleet } = await import('./batch.ts');
-    return new BatchFleet(options.region);
-  }
+/** Throws UnknownComputeError unless this launcher has a fleet `caas reap` can look at. */
+export function checkFleetName(name: string): void {
+  if (launcherKinds.get(name)?.fleet) return;
+  const fleets = [...launcherKinds.values()].filter((kind) => kind.fleet);
   throw new UnknownComputeError(
-    `no fleet for compute "${name}": machines of ${FLEET_NAMES.join(' and ')} outlive their runner, the others end with it`,
+    `--compute "${name}" has no machines to reap: use ${fleets.map((kind) => kind.name).join(', ')} (comma-separated), whose machines outlive their runner; the others' end with it`,
   );
 }
+
+export async function openFleet(name: string, options: { region: string }): Promise<Fleet> {
+  checkFleetName(name);
+  return launcherKinds.get(name)!.fleet!(options.region);
+}
+
+function blueprintSections(): BlueprintSection[] {
+  return [...launcherKinds.values()].flatMap((kind) => (kind.blueprint ? [kind.blueprint] : []));
+}
+
+/** The blueprint as the registered launchers make it: its own fields, their sections, no other key (`caas schema blueprint`). */
+export function blueprintSchema() {
+  const sections: Record<string, z.ZodType> = {};
+  for (const section of blueprintSections()) sections[section.key] = section.schema.optional().describe(section.description);
+  return Blueprint.safeExtend(sections).strict();
+}
+
+/**
+ * Every problem of a blueprint, each with the path of the bad field (`batch.job_queue`): the
+ * blueprint's own fields, each registered launcher's section by its schema, and every other
+ * top-level key, listed with the fields and sections it may have meant.
+ */
+export function blueprintIssues(data: unknown): z.core.$ZodIssue[] {
+  const parsed = blueprintSchema().safeParse(data);
+  if (parsed.success) return [];
+  const sections = blueprintSections();
+  const expected =
+    `unknown key: expected a blueprint field (${Object.keys(Blueprint.shape).join(', ')}) or a launcher's section ` +
+    `(${sections.map((section) => `${section.key}: ${section.description}`).join('; ') || 'no launcher has one'})`;
+  return parsed.error.issues.flatMap((issue): z.core.$ZodIssue[] =>
+    issue.code === 'unrecognized_keys' && issue.path.length === 0
+      ? issue.keys.map((key) => ({ code: 'custom', path: [key], message: expected, input: undefined }))
+      : [issue],
+  );
+}
+
+// The built-in launchers, in the order --compute's help lists them. Each one's file is imported when
+// it is opened, so a run on the defaults never loads the AWS SDK.
+registerLauncher({
+  name: 'local',
+  description: 'an agent process per job',
+  open: async (options) => {
+    // Its agents are other processes: a store that lives in this process's memory is out of their reach.
+    if (storeReach(options.storeUrl) === 'process') {
+      throw new ComputeConfigError(
+        `--compute local starts an agent process per job, which cannot open "${options.storeUrl}": use --compute inline`,
+      );
+    }
+    return new (await import('./local.ts')).LocalLauncher(requireAgent('local', options));
+  },
+});
+registerLauncher({
+  name: 'inline',
+  description: 'the agent in this process, the analysis in its own: for many short jobs',
+  open: async (options) => new (await import('./inline.ts')).InlineLauncher(requireAgent('inline', options)),
+});
+registerLauncher({
+  name: 'ec2',
+  description: 'an instance per job',
+  open: async (options) => new (await import('./ec2.ts')).Ec2Launcher(options),
+  fleet: async (region) => new (await import('./ec2.ts')).Ec2Fleet(region),
+});
+registerLauncher({
+  name: 'batch',
+  description: "an AWS Batch job per job, from the blueprint's batch section",
+  open: async (options) => new (await import('./batch.ts')).BatchLauncher(options),
+  fleet: async (region) => new (await import('./batch.ts')).BatchFleet(region),
+  blueprint: { key: 'batch', schema: BatchSection, description: 'for --compute batch: the queue and job definition the jobs go to' },
+});

@@ -91,19 +91,42 @@ export interface DbOptions {
  */
 export class DatabaseUrlError extends CaasError {}
 
-/** Opens the metadata DB a URL names: sqlite:<file> (default under the workspace) or mongodb://. */
-export async function openDatabase(url: string, options: DbOptions): Promise<Database> {
-  if (url === 'sqlite:' || url.startsWith('sqlite:')) {
-    const { SqliteDatabase } = await import('./sqlite.ts');
-    return SqliteDatabase.open(url, options);
+/** One kind of metadata DB: the URLs it answers, and how to open one. */
+export interface DatabaseKind {
+  /** What its URLs start with, scheme included: "sqlite:", "mongodb://". */
+  prefixes: readonly string[];
+  /** Its URL's form, for --db's help and errors: "mongodb://host/db". */
+  usage: string;
+  /** Imports the store's file only now, so a kind nobody asked for costs nothing (the MongoDB driver). */
+  open(url: string, options: DbOptions): Promise<Database>;
+}
+
+const databaseKinds: DatabaseKind[] = [];
+
+/**
+ * Makes `--db` open URLs with these prefixes with this kind. The built-in kinds register at the end
+ * of this file; a test, or a program embedding caas, registers its own before it opens anything.
+ */
+export function registerDatabase(kind: DatabaseKind): void {
+  for (const prefix of kind.prefixes) {
+    if (!/^[a-z][a-z0-9+.-]*:/.test(prefix)) throw new Error(`database URL prefix "${prefix}" does not start with a scheme ("name:")`);
+    const taken = databaseKinds.find((other) => other.prefixes.some((p) => p.startsWith(prefix) || prefix.startsWith(p)));
+    if (taken) throw new Error(`database URL prefix "${prefix}" overlaps ${taken.usage}'s`);
   }
-  if (url.startsWith('mongodb://') || url.startsWith('mongodb+srv://')) {
-    const { MongoDatabase } = await import('./mongo.ts');
-    return MongoDatabase.open(url, options);
-  }
-  throw new DatabaseUrlError(
-    `--db "${url}" is not supported: use sqlite:<file> (the default is sqlite: under the workspace) or mongodb://host/db`,
-  );
+  databaseKinds.push(kind);
+}
+
+/** The URL forms --db accepts, as "a or b", for its help and errors. */
+export function describeDatabases(): string {
+  const forms = databaseKinds.map((kind) => kind.usage);
+  return forms.length > 1 ? `${forms.slice(0, -1).join(', ')} or ${forms.at(-1)}` : (forms[0] ?? '(none registered)');
+}
+
+/** Opens the metadata DB a URL names, with the registered kind whose prefix it starts with. */
+export function openDatabase(url: string, options: DbOptions): Promise<Database> {
+  const kind = databaseKinds.find((candidate) => candidate.prefixes.some((prefix) => url.startsWith(prefix)));
+  if (!kind) return Promise.reject(new DatabaseUrlError(`--db "${url}" is not supported: use ${describeDatabases()}`));
+  return kind.open(url, options);
 }
 
 /** The pure rule of the gate, shared by every store so they cannot disagree. */
@@ -170,3 +193,15 @@ export function claimedRecord(existing: MetadataRecord | undefined, request: Cla
 export function sameOwner(a: Owner | undefined, b: Owner): boolean {
   return !!a && a.run === b.run && a.pid === b.pid && a.host === b.host;
 }
+
+// The built-in metadata DBs. Each one's file is imported when a URL of its kind is opened.
+registerDatabase({
+  prefixes: ['sqlite:'],
+  usage: 'sqlite:<file> (the default is sqlite: under the workspace)',
+  open: async (url, options) => (await import('./sqlite.ts')).SqliteDatabase.open(url, options),
+});
+registerDatabase({
+  prefixes: ['mongodb://', 'mongodb+srv://'],
+  usage: 'mongodb://host/db',
+  open: async (url, options) => (await import('./mongo.ts')).MongoDatabase.open(url, options),
+});

@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { Blueprint } from '../../models/blueprint.ts';
+import { blueprintIssues } from '../../backends/compute/index.ts';
 import { describeIssues } from '../../models/issues.ts';
 
 export function registerBlueprint(program: Command): void {
   const blueprint = program
     .command('blueprint')
-    .description("Check an analysis' deployment description (AMI, instance types, limits)")
+    .description("Check an analysis' deployment description (AMI, instance types, limits, each launcher's section)")
     .addHelpText(
       'after',
       `
@@ -37,7 +37,10 @@ Exit codes: 0 all valid, 2 some file is invalid (each problem is printed as file
     });
 }
 
-/** Every problem of one blueprint file, one per line, each led by the path of the bad field. */
+/**
+ * Every problem of one blueprint file, one per line, each led by the path of the bad field: the
+ * same check as an analysis loaded to run gets, sections of the registered launchers included.
+ */
 export async function blueprintProblems(file: string): Promise<string[]> {
   let text: string;
   try {
@@ -51,6 +54,5 @@ export async function blueprintProblems(file: string): Promise<string[]> {
   } catch (error) {
     return [`not JSON: ${(error as Error).message}`];
   }
-  const parsed = Blueprint.safeParse(data);
-  return parsed.success ? [] : parsed.error.issues.map((issue) => describeIssues(new z.ZodError([issue])));
+  return blueprintIssues(data).map((issue) => describeIssues(new z.ZodError([issue])));
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { FLEET_NAMES, type Fleet, openFleet, UnknownComputeError } from '../../backends/compute/index.ts';
+import { checkFleetName, type Fleet, fleetNames, openFleet } from '../../backends/compute/index.ts';
 import { type MetadataStore, openDatabase } from '../../backends/db/index.ts';
 import { findReapable } from '../../wrapper/reap.ts';
 import { settingsOf } from '../settings.ts';
@@ -12,7 +12,7 @@ export function registerReap(program: Command): void {
       'Find caas machines (EC2 instances, AWS Batch jobs) nobody is waiting for (past their deadline, or whose job is finished or superseded; never one the next run can adopt) and stop them',
     )
     .option('--execute', 'terminate them (the default is a dry run that only lists them)', false)
-    .option('--compute <names>', `where to look, comma-separated: ${FLEET_NAMES.join(', ')}`, 'ec2')
+    .option('--compute <names>', `where to look, comma-separated: ${fleetNames().join(', ')}`, 'ec2')
     .option('--region <region>', 'AWS region to look in (env AWS_REGION)', process.env.AWS_REGION ?? 'us-east-1')
     .addHelpText(
       'after',
@@ -34,11 +34,7 @@ Exit codes: 0 (also when nothing is found), 1 when AWS or the DB could not be re
         .split(',')
         .map((name) => name.trim())
         .filter(Boolean);
-      for (const name of names) {
-        if (!(FLEET_NAMES as readonly string[]).includes(name)) {
-          throw new UnknownComputeError(`--compute "${name}" has no machines to reap: use ${FLEET_NAMES.join(', ')} (comma-separated)`);
-        }
-      }
+      for (const name of names) checkFleetName(name);
       const db = await openDatabase(settings.dbUrl, { home: settings.home, readOnly: true, mustExist: true });
       try {
         for (const name of names) {

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { describeLaunchers } from '../../backends/compute/index.ts';
 import { defaultSettings } from '../../models/caas-settings.ts';
 import type { JobResult } from '../../wrapper/execute.ts';
 import type { PlanEntry } from '../../wrapper/gate.ts';
@@ -14,11 +15,7 @@ export function registerRun(program: Command): void {
     .argument('<jobs>', 'JSONL file, JSON array file, folder of job .json files, or - for stdin')
     .option('--execute', 'run the jobs (the default is a dry run that shows the plan and writes nothing)', false)
     .option('--no-dry-run', 'same as --execute')
-    .option(
-      '--compute <name>',
-      "where jobs run: local (an agent process per job), inline (agent in this process: for many short jobs), ec2 (an instance per job) or batch (an AWS Batch job per job, from the blueprint's batch section)",
-      defaultSettings(process.env).compute,
-    )
+    .option('--compute <name>', `where jobs run: ${describeLaunchers()}`, defaultSettings(process.env).compute)
     .option('--concurrency <n>', 'jobs at a time', (v) => positiveInt(v, '--concurrency'), 2)
     .option('--allow-dirty', 'run from an analysis folder with uncommitted changes (the diff hash enters the identity)', false)
     .option('--force', 'rerun identities that already succeeded, as a new attempt (needs --reason)', false)

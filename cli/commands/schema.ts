@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { listAnalysisNames, loadAnalysis } from '../../analyses/index.ts';
+import { blueprintSchema } from '../../backends/compute/index.ts';
 import { namedModels } from '../../models/index.ts';
 import { UsageError } from '../settings.ts';
 
@@ -23,7 +24,9 @@ Examples:
         process.stdout.write(`models: ${Object.keys(namedModels).join(', ')}\nanalyses: ${analyses.join(', ')}\n`);
         return;
       }
-      const model = namedModels[name] ?? (analyses.includes(name) ? ((await loadAnalysis(name)).parameters as z.ZodType) : undefined);
+      // The blueprint as the registered launchers complete it: the model alone lets any section through.
+      const models: Record<string, z.ZodType> = { ...namedModels, blueprint: blueprintSchema() };
+      const model = models[name] ?? (analyses.includes(name) ? ((await loadAnalysis(name)).parameters as z.ZodType) : undefined);
       if (!model)
         throw new UsageError(`unknown schema "${name}": expected one of ${[...Object.keys(namedModels), ...analyses].join(', ')}`);
       // unrepresentable: 'any' keeps custom zod types (the analysis model fields) from aborting the export.

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { describeLaunchers } from '../../backends/compute/index.ts';
 import { objectUrl } from '../../backends/storage/index.ts';
 import { defaultSettings } from '../../models/caas-settings.ts';
 import { SubmissionWatcher } from '../../wrapper/watch.ts';
@@ -9,11 +10,7 @@ export function registerWatch(program: Command): void {
     .command('watch')
     .description('Answer NeuroCAAS submit files ({group}/submissions/*submit.json) in an analysis bucket, each exactly once')
     .requiredOption('--bucket <name>', "the analysis bucket (an analysis' blueprint.bucket)")
-    .option(
-      '--compute <name>',
-      'where jobs run: local (an agent process per job), inline, ec2 or batch',
-      defaultSettings(process.env).compute,
-    )
+    .option('--compute <name>', `where jobs run: ${describeLaunchers()}`, defaultSettings(process.env).compute)
     .option('--interval <s>', 'seconds between looks at the bucket', (v) => positiveNumber(v, '--interval'), 2)
     .option('--once', 'process the submit files there now, then exit', false)
     .option('--concurrency <n>', 'submissions at a time', (v) => positiveInt(v, '--concurrency'), 4)

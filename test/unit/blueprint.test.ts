@@ -39,13 +39,31 @@ describe('blueprints', () => {
       }),
     );
     const problems = await blueprintProblems(file);
-    for (const field of ['bucket', 'ami', 'volume_gb', 'groups.0.name', '(root)']) {
+    for (const field of ['bucket', 'ami', 'volume_gb', 'groups.0.name', 'typo']) {
       expect(
         problems.some((p) => p.startsWith(`${field}: `)),
         `${field} in ${problems.join('\n')}`,
       ).toBe(true);
     }
-    expect(problems.find((p) => p.startsWith('(root)'))).toMatch(/typo/);
+  });
+
+  it('refuses a key that is neither a field nor a launcher section, listing the fields and the sections', async () => {
+    const file = path.join(scratch, 'typo.json');
+    await writeFile(file, JSON.stringify({ bucket: 'mock-wait', instnce_type: 't3.small' }));
+    expect(await blueprintProblems(file)).toEqual([
+      expect.stringMatching(
+        /^instnce_type: unknown key: expected a blueprint field \(bucket, .*instance_type, .*\) or a launcher's section \(batch: /,
+      ),
+    ]);
+  });
+
+  it("checks a launcher's section with that launcher's schema, naming the path of the bad field", async () => {
+    const file = path.join(scratch, 'section.json');
+    await writeFile(file, JSON.stringify({ bucket: 'mock-wait', batch: { job_queue: 'q', vcpus: -1 } }));
+    expect(await blueprintProblems(file)).toEqual([
+      expect.stringMatching(/^batch\.job_definition: /),
+      expect.stringMatching(/^batch\.vcpus: /),
+    ]);
   });
 
   it('reports an instance_type outside allowed_instance_types on instance_type', async () => {
