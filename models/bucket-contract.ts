@@ -1,6 +1,12 @@
 import path from 'node:path';
 
 /**
+ * A group or timestamp as caas names folders with them: letters, digits, ".", "_" or "-", starting
+ * with a letter or digit, so neither can climb ("..") nor hide (".x") nor need quoting in a key.
+ */
+export const FOLDER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/**
  * The NeuroCAAS bucket contract: where every object of a job lives in the analysis bucket.
  * All keys are relative to the bucket; `group` is the user group folder.
  */

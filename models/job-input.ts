@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FOLDER_NAME } from './bucket-contract.ts';
 
 /**
  * Names and URLs end up in paths, object keys, log lines and certificates: a NUL or a newline in
@@ -48,7 +49,7 @@ export const JobInput = z
     parameters: z.record(z.string(), z.unknown()).default({}).describe('Validated by the analysis parameter model'),
     group: z
       .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a group name: letters, digits, ".", "_" or "-"')
+      .regex(FOLDER_NAME, 'a group name: letters, digits, ".", "_" or "-"')
       .default('caas')
       .describe('NeuroCAAS user group: the folder under the analysis bucket'),
     bucket: z

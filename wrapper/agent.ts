@@ -1,13 +1,12 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { finished, pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JOB_TOKEN_VARIABLE, JobProcesses } from '../backends/compute/job-processes.ts';
-import { ObjectLocator, type ObjectStore, openStore } from '../backends/storage/index.ts';
+import { etagOfFile, ObjectLocator, type ObjectStore, openStore } from '../backends/storage/index.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
 import { type JobKeys, jobKeys } from '../models/bucket-contract.ts';
 import { staleAfterMs } from '../models/liveness.ts';
@@ -523,9 +522,7 @@ async function checkInput(url: string, local: string, expected: { etag?: string;
   }
   // Multipart ETags ("...-N") are not an MD5 of the content; size is all that can be compared then.
   if (expected.etag && !expected.etag.includes('-')) {
-    const md5 = createHash('md5');
-    await pipeline(createReadStream(local), md5);
-    const etag = md5.digest('hex');
+    const etag = await etagOfFile(local);
     if (etag !== expected.etag.replace(/"/g, ''))
       throw new Error(`input ${url} changed since it was dispatched: etag ${etag}, expected ${expected.etag}; dispatch again`);
   }

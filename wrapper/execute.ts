@@ -373,7 +373,7 @@ async function launchAttempt(
     dataname: names.dataname,
     inputs: names.inputs,
     input_checks: Object.fromEntries(
-      job.job.inputs.flatMap((input) =>
+      job.input.inputs.flatMap((input) =>
         (input.files ?? []).map((f) => [f.url, { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) }]),
       ),
     ),
@@ -395,7 +395,7 @@ async function launchAttempt(
     analysis: job.analysis.name,
     group: job.group,
     blueprint: job.analysis.blueprint,
-    instanceType: job.job.instance_type ?? job.analysis.blueprint.instance_type,
+    instanceType: job.input.instance_type ?? job.analysis.blueprint.instance_type,
     deadline: new Date(started.getTime() + maxRuntimeS * 1000),
   });
 }
@@ -451,7 +451,7 @@ class Recorder {
           backend: ctx.launcher.name,
           host: hostname(),
           instance,
-          type: job.job.instance_type ?? job.analysis.blueprint.instance_type,
+          type: job.input.instance_type ?? job.analysis.blueprint.instance_type,
         },
         exit_code: verdict.exitCode,
         reason: verdict.reason,
@@ -506,11 +506,11 @@ export function jobTimestamp(at: Date, identity: string): string {
 
 /** What the submit file names: the data (one file, or the asset folder) and the config. */
 export function jobNames(job: PreparedJob): { dataname: string; configname: string; inputs: string[] } {
-  const files = job.job.inputs.flatMap(
+  const files = job.input.inputs.flatMap(
     (input) => input.files?.map((f) => f.url) ?? [input.location.endsWith('/') ? input.location : `${input.location}/`],
   );
   return {
-    dataname: files.length === 1 ? files[0]! : job.job.inputs[0]!.location,
+    dataname: files.length === 1 ? files[0]! : job.input.inputs[0]!.location,
     configname: `caas-${job.identity.slice(0, 16)}.json`,
     inputs: files,
   };
@@ -542,15 +542,15 @@ function draftRecord(job: PreparedJob, ctx: ExecuteContext): MetadataRecord {
     analysis: job.preimage.analysis,
     code: job.preimage.code,
     parameters: job.parameters,
-    inputs: job.job.inputs,
-    query: job.job.provenance ?? null,
+    inputs: job.input.inputs,
+    query: job.input.provenance ?? null,
     job: null,
     outputs: null,
     compute: {
       backend: ctx.launcher.name,
       host: hostname(),
       instance: null,
-      type: job.job.instance_type ?? job.analysis.blueprint.instance_type,
+      type: job.input.instance_type ?? job.analysis.blueprint.instance_type,
     },
     exit_code: null,
     reason: null,

@@ -13,7 +13,8 @@ import { loadRunnableAnalysis } from './runnable-analysis.ts';
 /** A valid job with everything the gate and the launcher need. */
 export interface PreparedJob {
   where: string;
-  job: JobInput;
+  /** The job input as given (its parameters unvalidated; `parameters` below are the validated ones). */
+  input: JobInput;
   analysis: Analysis;
   parameters: Record<string, unknown>;
   preimage: PreImage;
@@ -92,7 +93,7 @@ export class JobPreparer {
       ok: true,
       job: {
         where,
-        job,
+        input: job,
         analysis,
         // The same values as the pre-image's, in the model's own order: what the config file and
         // the record show people (the pre-image keeps canonical order for hashing).

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl, storeKinds } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
-import { datasetName, type JobFolder, jobFolder } from '../models/bucket-contract.ts';
+import { datasetName, FOLDER_NAME, type JobFolder, jobFolder } from '../models/bucket-contract.ts';
 import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
 import { isPlainObject } from '../models/plain-object.ts';
@@ -14,8 +14,8 @@ import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepa
 
 /** `{group}/submissions/{anything}submit.json`, one folder deep: what the watcher picks up. */
 const SUBMIT_KEY = /^([^/]+)\/submissions\/([^/]*)submit\.json$/;
-const GROUP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-const TIMESTAMP = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const GROUP = FOLDER_NAME;
+const TIMESTAMP = FOLDER_NAME;
 export const MAX_TIMESTAMP = 100;
 // Submit files and configs are a few lines; anything bigger is a mistake or an attack on the watcher.
 const MAX_SUBMIT_BYTES = 64 * 1024;

@@ -1,8 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { type ObjectStore, objectUrl } from '../backends/storage/index.ts';
+import { etagOfFile, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
 import { submitKey } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { SubmitFile } from '../models/submit.ts';
@@ -60,7 +58,7 @@ export async function submitFiles(store: ObjectStore, request: ClientSubmission,
     const name = path.basename(file);
     const confined = confineKey(name, { bucket, group, area });
     if (!confined.ok) throw new SubmitRefused(`${file}: the file name ${confined.reason}; rename it`);
-    const local = await md5OfFile(file).catch((error: Error) => {
+    const local = await etagOfFile(file).catch((error: Error) => {
       throw new SubmitRefused(`${file}: ${error.message}`);
     });
     const there = await store.head(bucket, confined.key);
@@ -91,10 +89,4 @@ export async function submitFiles(store: ObjectStore, request: ClientSubmission,
 function newTimestamp(): string {
   const at = new Date().toISOString().replace(/[-:]/g, '').replace('.', '');
   return `${at}-${randomBytes(2).toString('hex')}`;
-}
-
-async function md5OfFile(file: string): Promise<string> {
-  const hash = createHash('md5');
-  await pipeline(createReadStream(file), hash);
-  return hash.digest('hex');
 }

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { CaasError } from '../../models/caas-error.ts';
 
 export interface ObjectInfo {
@@ -208,6 +210,16 @@ export function parseObjectUrl(url: string): ObjectUrl {
 
 export function objectUrl(scheme: string, bucket: string, key: string): string {
   return `${scheme}://${bucket}/${key}`;
+}
+
+/**
+ * The etag a single-part upload of this local file gets in every store here: the MD5 hex of its
+ * bytes. What a file is compared by against an object's etag (a multipart etag, "...-N", is not one).
+ */
+export async function etagOfFile(file: string): Promise<string> {
+  const hash = createHash('md5');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
 }
 
 /** An object's text, or undefined when it does not exist (other errors are thrown). */

@@ -138,8 +138,8 @@ function printPlan(entries: PlanEntry[], out: (line: string) => void, first: boo
 
 function inputLabel(entry: PlanEntry): string {
   const job = entry.job!;
-  const names = job.job.inputs.map((i) => (i.files?.length === 1 ? `${i.name}/${i.files[0]!.url.split('/').pop()}` : i.name)).join('+');
-  const params = Object.entries(job.job.parameters)
+  const names = job.input.inputs.map((i) => (i.files?.length === 1 ? `${i.name}/${i.files[0]!.url.split('/').pop()}` : i.name)).join('+');
+  const params = Object.entries(job.input.parameters)
     .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
     .join(',');
   return params ? `${names} {${params}}` : names;

@@ -37,7 +37,7 @@ Exit codes: 0 explained (whether the job would run or not), 2 the job is invalid
 
 function describe(report: WhyReport, allowDirty: boolean): string {
   const { job } = report;
-  const lines = [`${report.where}: ${job.analysis.name} on ${job.job.inputs.map((i) => i.name).join(' + ')}`, `identity ${job.identity}`];
+  const lines = [`${report.where}: ${job.analysis.name} on ${job.input.inputs.map((i) => i.name).join(' + ')}`, `identity ${job.identity}`];
   if (job.code.dirtyFiles.length && !allowDirty) {
     lines.push(
       `note: the analysis folder has uncommitted changes (${job.code.dirtyFiles.join(', ')}); \`run --execute\` refuses them, and --allow-dirty gives another identity`,
