@@ -11,7 +11,7 @@ import { CAAS_VERSION } from './caas-version.ts';
 import { sha256Hex } from './identity.ts';
 import { attemptLiveness, type EarlierAttempt, followAttempt, readHeartbeat } from './liveness.ts';
 import type { PreparedJob } from './prepare.ts';
-import { emptyVerdict, type Verdict, verifyJob } from './verify.ts';
+import { emptyVerification, type Verification, verifyJob } from './verify.ts';
 
 /** What a runner that stalled reports when another runner adopted its job. */
 const ADOPTED_ELSEWHERE = 'this runner stopped renewing its lease in time and another runner adopted the job; that runner records it';
@@ -112,7 +112,7 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
     attempt = earlier.attempt;
     if (ctx.signal?.aborted) {
       return await recorder.record(
-        { ...emptyVerdict(), reason: `cancelled before launch: ${String(ctx.signal.reason)}` },
+        { ...emptyVerification(), reason: `cancelled before launch: ${String(ctx.signal.reason)}` },
         place.location,
         null,
         attempt,
@@ -121,7 +121,7 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
     return await superviseAttempt(job, ctx, { place, attempt, started, placement, lease, recorder });
   } catch (error) {
     const reason = `caas could not run the job: ${(error as Error).message}`;
-    return await recorder.record({ ...emptyVerdict(), reason }, place.location, null, attempt);
+    return await recorder.record({ ...emptyVerification(), reason }, place.location, null, attempt);
   } finally {
     lease.stop();
   }
@@ -292,7 +292,7 @@ async function takeOver(
     }
     followed = await followAttempt(subject, { deadline: Date.now() + 60_000 });
     if (followed.state !== 'ended') {
-      const verdict = { ...emptyVerdict(), reason: `${why}: its machine was told to stop, but it wrote no end.txt; ${adopted}` };
+      const verdict = { ...emptyVerification(), reason: `${why}: its machine was told to stop, but it wrote no end.txt; ${adopted}` };
       return { done: await recorder.record(verdict, earlier.location, heartbeat?.instance ?? null, lapsed.n) };
     }
   }
@@ -430,7 +430,7 @@ class Recorder {
     private readonly claimed: number,
   ) {}
 
-  async record(verdict: Verdict, where: JobLocation, instance: string | null, attempt: number): Promise<JobResult> {
+  async record(verdict: Verification, where: JobLocation, instance: string | null, attempt: number): Promise<JobResult> {
     const { job, ctx } = this;
     const ended = new Date();
     const status = verdict.succeeded ? 'succeeded' : 'failed';

@@ -7,7 +7,8 @@ import { describeIssues } from '../models/issues.ts';
 import { ManifestEntry } from '../models/record.ts';
 import { StatusFile } from '../models/status.ts';
 
-export interface Verdict {
+/** What a job folder shows once its machine is gone: end.txt, the status, the manifest, the outputs. */
+export interface Verification {
   succeeded: boolean;
   /** end.txt exists: the agent finished (whatever the outcome). */
   ended: boolean;
@@ -23,7 +24,7 @@ export interface Verdict {
 const STDERR_TAIL = 20;
 
 /** A verdict with nothing established yet: not ended, not succeeded. */
-export function emptyVerdict(): Verdict {
+export function emptyVerification(): Verification {
   return {
     succeeded: false,
     ended: false,
@@ -42,8 +43,8 @@ export function emptyVerdict(): Verdict {
  * must say SUCCESS, every manifest entry must be there with its size and sha256, and the outputs
  * file must satisfy the analysis' outputs model. Nothing short of that is a success.
  */
-export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKeys, analysis: Analysis): Promise<Verdict> {
-  const verdict = emptyVerdict();
+export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKeys, analysis: Analysis): Promise<Verification> {
+  const verdict = emptyVerification();
   const text = async (key: string) => (await store.get(bucket, key).catch(() => undefined))?.toString('utf8');
   const stderr = await text(keys.stderr);
   verdict.stderrTail = (stderr ?? '')

@@ -27,12 +27,12 @@ export interface NearRecord {
 }
 
 /** What `caas run` would do with the job, as the gate decides it. */
-export type Verdict = 'run' | 'skip' | 'running-elsewhere' | 'retry';
+export type GateDecision = 'run' | 'skip' | 'running-elsewhere' | 'retry';
 
 export interface WhyReport {
   where: string;
   job: PreparedJob;
-  verdict: Verdict;
+  verdict: GateDecision;
   /** The record with this job's identity, when there is one. */
   match?: MetadataRecord;
   /** Records of the same analysis sharing an input, fewest differences first (only without a match). */
@@ -122,7 +122,7 @@ export async function explainJob(entry: JobEntry, options: WhyOptions): Promise<
   return { ok: true, report: { where: job.where, job, verdict: 'run', nearest: near.slice(0, options.limit), candidates: near.length } };
 }
 
-function verdictOf(record: MetadataRecord, now: Date): Verdict {
+function verdictOf(record: MetadataRecord, now: Date): GateDecision {
   const verdict = claimVerdict(record, now, undefined);
   return verdict === 'succeeded' ? 'skip' : verdict === 'running' ? 'running-elsewhere' : 'retry';
 }
