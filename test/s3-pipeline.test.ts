@@ -127,6 +127,26 @@ describe('dispatch + run --execute with --store s3://', () => {
     expect(again.stdout).toMatch(/plan: 0 to run, 4 skipped/);
   });
 
+  it('names the same store by its URL alone (s3://?endpoint=…): same identities, and show says how to fetch from that server', {
+    timeout: 120_000,
+  }, async () => {
+    const { jobs } = await demoBatch();
+    // No --s3-endpoint and no AWS_ENDPOINT_URL: the URL is all that says where the server is.
+    const { AWS_ENDPOINT_URL: _, ...credentials } = s3Env(s3.endpoint);
+    const byUrl = (...args: string[]) =>
+      runCli(['--home', home, '--store', `s3://?endpoint=${s3.endpoint}`, ...args], { env: { ...credentials, AWS_ENDPOINT_URL: '' } });
+    const again = await byUrl('run', jobs);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/plan: 0 to run, 4 skipped/);
+    const [record] = await readRecords(home);
+    const shown = await byUrl('show', record!._id, '--json');
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(JSON.parse(shown.stdout).fetch).toBe(`aws s3 cp --recursive --endpoint-url ${s3.endpoint} ${record!.job!.results} ./results`);
+    const unknown = await byUrl('run', jobs, '--store', 's3://?region=eu-west-1');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/s3:\/\/ has no setting "region" \(expected endpoint\)/);
+  });
+
   it('is readable by a standard S3 client (the aws CLI)', async (context) => {
     try {
       execFileSync('aws', ['--version'], { stdio: 'ignore' });
