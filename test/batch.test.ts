@@ -167,6 +167,58 @@ describe('AWS Batch', () => {
     }
   });
 
+  it('a SubmitJob whose answer is lost is not sent again once the queue lists its job: one job per attempt', async () => {
+    const folder = 'mock-wait/caas/20260101T000000000Z-abababab';
+    let accepted = false;
+    batch.on(ListJobsCommand).callsFake(() => ({
+      jobSummaryList: accepted ? [{ jobId: 'job-accepted', jobName: batchJobName(IDENTITY, 2), status: 'RUNNABLE' }] : [],
+    }));
+    batch
+      .on(DescribeJobsCommand)
+      .resolves({ jobs: [{ jobId: 'job-accepted', status: 'RUNNABLE', tags: { 'caas:job': folder } }] as never });
+    // Batch took the job, then the connection dropped before its answer arrived.
+    batch.on(SubmitJobCommand).callsFake(() => {
+      accepted = true;
+      throw Object.assign(new Error('socket hang up'), { name: 'TimeoutError' });
+    });
+    const made = launcher();
+    try {
+      const job = await made.launch(request({ batch: { job_queue: 'q', job_definition: 'caas:3' } }));
+      expect(job.instance).toBe('job-accepted');
+      expect(batch.commandCalls(SubmitJobCommand)).toHaveLength(1);
+    } finally {
+      await made.close();
+    }
+  });
+
+  it('a SubmitJob refused for a transient reason is sent again; one refused for the request is not', async () => {
+    batch.on(ListJobsCommand).resolves({ jobSummaryList: [] });
+    batch.on(DescribeJobsCommand).resolves({ jobs: [{ jobId: 'job-second', status: 'RUNNING' }] as never });
+    batch
+      .on(SubmitJobCommand)
+      .rejectsOnce(Object.assign(new Error('Too many requests'), { name: 'TooManyRequestsException', $fault: 'client' }))
+      .resolves({ jobId: 'job-second', jobName: batchJobName(IDENTITY, 2) });
+    const made = launcher();
+    try {
+      expect((await made.launch(request({ batch: { job_queue: 'q', job_definition: 'caas:3' } }))).instance).toBe('job-second');
+      expect(batch.commandCalls(SubmitJobCommand)).toHaveLength(2);
+    } finally {
+      await made.close();
+    }
+    batch.reset();
+    batch.on(ListJobsCommand).resolves({ jobSummaryList: [] });
+    batch
+      .on(SubmitJobCommand)
+      .rejects(Object.assign(new Error('job definition caas:3 is INACTIVE'), { name: 'ClientException', $fault: 'client' }));
+    const refused = launcher();
+    try {
+      await expect(refused.launch(request({ batch: { job_queue: 'q', job_definition: 'caas:3' } }))).rejects.toThrow(/INACTIVE/);
+      expect(batch.commandCalls(SubmitJobCommand)).toHaveLength(1);
+    } finally {
+      await refused.close();
+    }
+  });
+
   it('lists the caas jobs of every queue that have not ended, for caas reap, and terminates them', async () => {
     batch
       .on(DescribeJobQueuesCommand)

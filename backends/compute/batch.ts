@@ -7,6 +7,7 @@ import {
   type JobSummary,
   ListJobsCommand,
   SubmitJobCommand,
+  type SubmitJobCommandInput,
   TerminateJobCommand,
 } from '@aws-sdk/client-batch';
 import type { Blueprint } from '../../models/blueprint.ts';
@@ -64,6 +65,8 @@ const MAX_RUNTIME_TAG = 'caas:max-runtime-s';
 export class BatchLauncher implements Launcher {
   readonly name = 'batch';
   private readonly clients: ClientsByRegion<BatchClient>;
+  /** Clients that send SubmitJob once per call: see submitOnce. */
+  private readonly submitClients: ClientsByRegion<BatchClient>;
   private readonly pollMs: number;
   private readonly log: (line: string) => void;
   private readonly monitors = new MonitorGroup();
@@ -80,6 +83,7 @@ export class BatchLauncher implements Launcher {
     this.pollMs = options.pollMs ?? 15_000;
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.clients = new ClientsByRegion((region) => new BatchClient({ region }), options.client);
+    this.submitClients = new ClientsByRegion((region) => new BatchClient({ region, maxAttempts: 1 }), options.client);
     this.ends = new EndMarkers({ storeUrl: options.storeUrl });
   }
 
@@ -100,8 +104,31 @@ export class BatchLauncher implements Launcher {
     // (a retried call). Ended jobs, and jobs of other folders or deployments, are not followed.
     const folder = `${request.spec.bucket}/${request.spec.group}/${request.spec.timestamp}`;
     const existing = await liveJobOfFolder(client, section.job_queue, name, folder);
-    const jobId = existing ?? (await this.submit(client, section, name, request));
+    const jobId =
+      existing ??
+      (await this.submitOnce(client, this.submitClients.in(request.blueprint.region), this.submitInput(section, name, request), folder));
     return this.watch(client, request, jobId);
+  }
+
+  /**
+   * SubmitJob is not idempotent: a request Batch accepted but whose answer was lost would, sent
+   * again, start a second job of the same identity and attempt. So the SDK never retries it
+   * (maxAttempts 1); after a transient failure the queue is asked for the job by name first, and
+   * only a job that is not there is submitted again.
+   */
+  private async submitOnce(client: BatchClient, submitClient: BatchClient, input: SubmitJobCommandInput, folder: string): Promise<string> {
+    for (let tries = 1; ; tries++) {
+      try {
+        const response = await submitClient.send(new SubmitJobCommand(input));
+        if (!response.jobId) throw new Error(`SubmitJob for ${input.jobName} returned no job id`);
+        return response.jobId;
+      } catch (error) {
+        if (tries >= SUBMIT_TRIES || !transient(error)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, SUBMIT_BACKOFF_MS * tries));
+        const submitted = await liveJobOfFolder(client, input.jobQueue!, input.jobName!, folder);
+        if (submitted) return submitted;
+      }
+    }
   }
 
   async machineAlive(machine: EarlierMachine): Promise<boolean> {
@@ -133,7 +160,7 @@ export class BatchLauncher implements Launcher {
     return jobs.filter((job) => job.jobId && !ENDED_STATUSES.has(job.status ?? '')).map((job) => job.jobId!);
   }
 
-  private async submit(client: BatchClient, section: BatchSection, name: string, request: LaunchRequest): Promise<string> {
+  private submitInput(section: BatchSection, name: string, request: LaunchRequest): SubmitJobCommandInput {
     const { blueprint, spec } = request;
     const analysesDir = this.options.imageAnalysesDir ?? '/opt/caas/analyses';
     const script = containerScript({
@@ -154,30 +181,26 @@ export class BatchLauncher implements Launcher {
       );
     }
     const maxRuntimeS = blueprint.max_runtime_minutes * 60;
-    const response = await client.send(
-      new SubmitJobCommand({
-        jobName: name,
-        jobQueue: section.job_queue,
-        jobDefinition: section.job_definition,
-        containerOverrides,
-        // caas owns retries: a second try by Batch would be a second execution of the identity.
-        retryStrategy: { attempts: 1 },
-        // Batch counts it from the attempt's start, as caas counts the max runtime: queueing is free.
-        timeout: { attemptDurationSeconds: Math.max(MIN_TIMEOUT_S, Math.ceil(maxRuntimeS)) },
-        tags: {
-          'caas:identity': request.identity,
-          'caas:attempt': String(request.attempt),
-          'caas:analysis': request.analysis,
-          'caas:group': request.group,
-          'caas:job': `${spec.bucket}/${spec.group}/${spec.timestamp}`,
-          'caas:deadline': request.deadline.toISOString(),
-          [MAX_RUNTIME_TAG]: String(Math.ceil(maxRuntimeS)),
-        },
-        propagateTags: true,
-      }),
-    );
-    if (!response.jobId) throw new Error(`SubmitJob for ${request.identity.slice(0, 12)} returned no job id`);
-    return response.jobId;
+    return {
+      jobName: name,
+      jobQueue: section.job_queue,
+      jobDefinition: section.job_definition,
+      containerOverrides,
+      // caas owns retries: a second try by Batch would be a second execution of the identity.
+      retryStrategy: { attempts: 1 },
+      // Batch counts it from the attempt's start, as caas counts the max runtime: queueing is free.
+      timeout: { attemptDurationSeconds: Math.max(MIN_TIMEOUT_S, Math.ceil(maxRuntimeS)) },
+      tags: {
+        'caas:identity': request.identity,
+        'caas:attempt': String(request.attempt),
+        'caas:analysis': request.analysis,
+        'caas:group': request.group,
+        'caas:job': `${spec.bucket}/${spec.group}/${spec.timestamp}`,
+        'caas:deadline': request.deadline.toISOString(),
+        [MAX_RUNTIME_TAG]: String(Math.ceil(maxRuntimeS)),
+      },
+      propagateTags: true,
+    };
   }
 
   private watch(client: BatchClient, request: LaunchRequest, jobId: string): LaunchedJob {
@@ -253,6 +276,15 @@ async function jobsNamed(client: BatchClient, jobQueue: string, name: string): P
     nextToken = page.nextToken;
   } while (nextToken);
   return found;
+}
+
+const SUBMIT_TRIES = 3;
+const SUBMIT_BACKOFF_MS = 1000;
+
+/** A failure worth another SubmitJob: the service's fault, throttling, or no answer at all (the network). */
+function transient(error: unknown): boolean {
+  const { name = '', $fault } = error as { name?: string; $fault?: string };
+  return $fault !== 'client' || /Throttl|TooManyRequests/.test(name);
 }
 
 const DESCRIBE_BATCH = 100;
