@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { describeDatabases } from '../backends/db/index.ts';
-import { storeKinds, storeSettingsFrom, storeUrlHelp } from '../backends/storage/index.ts';
+import { settingOptionName, storeKinds, storeSettingsFrom, storeUrlHelp } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { defaultSettings, statusIntervalOf } from '../models/caas-settings.ts';
 import type { Workspace } from '../wrapper/workspace.ts';
@@ -32,7 +32,7 @@ export function addGlobalOptions(program: Command): Command {
 
 export function settingsOf(command: Command): Settings {
   const options = command.optsWithGlobals<Record<string, string | undefined> & { home: string; store: string; db: string }>();
-  const storeSettings = storeSettingsFrom((setting) => options[new Option(setting.flag).attributeName()]);
+  const storeSettings = storeSettingsFrom((setting) => options[settingOptionName(setting)]);
   return { home: path.resolve(options.home), storeUrl: options.store, dbUrl: options.db, storeSettings };
 }
 

@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { openDatabase } from '../backends/db/index.ts';
-import { type StoreSettings, storeSettingsFromEnv } from '../backends/storage/index.ts';
+import { type StoreSettings, settingOptionName, storeSettingsFrom } from '../backends/storage/index.ts';
 import { generateSampleCatalog } from '../dispatcher/catalog.ts';
 import { type DispatchReporter, type DispatchRequest, type DispatchSummary, runDispatch } from '../dispatcher/dispatch.ts';
 import type { SampleDataOptions } from '../dispatcher/sample-data.ts';
@@ -43,13 +43,26 @@ export interface WorkspaceOptions {
   storeSettings?: StoreSettings;
 }
 
+/**
+ * The store kinds' settings from the options named as their flags are (a plain JavaScript caller's
+ * `s3Endpoint`, as --s3-endpoint), else from their environment variables, as the CLI takes them.
+ */
+function storeSettingsOf(options: WorkspaceOptions): StoreSettings {
+  const given = options as Record<string, unknown>;
+  return storeSettingsFrom((setting) => {
+    const value = given[settingOptionName(setting)];
+    if (typeof value === 'string' && value !== '') return value;
+    return setting.env ? process.env[setting.env] : undefined;
+  });
+}
+
 function workspaceOf(options: WorkspaceOptions): Workspace {
   const defaults = defaultSettings();
   return {
     home: path.resolve(options.home ?? defaults.home),
     storeUrl: options.storeUrl ?? defaults.storeUrl,
     dbUrl: options.dbUrl ?? defaults.dbUrl,
-    storeSettings: options.storeSettings ?? storeSettingsFromEnv(),
+    storeSettings: options.storeSettings ?? storeSettingsOf(options),
   };
 }
 

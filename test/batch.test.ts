@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-batch';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { BatchFleet, BatchLauncher, batchJobName } from '../backends/compute/batch.ts';
+import { BatchFleet, BatchLauncher, batchJobName, submitClientIn } from '../backends/compute/batch.ts';
 import { blueprintIssues, type LaunchRequest } from '../backends/compute/index.ts';
 import { Blueprint } from '../models/blueprint.ts';
 import { runBatch } from '../wrapper/run.ts';
@@ -51,7 +51,13 @@ function request(blueprint: Record<string, unknown>): LaunchRequest {
 }
 
 const launcher = () =>
-  new BatchLauncher({ storeUrl: 's3://', client: new BatchClient({ region: 'us-east-1' }), pollMs: 60_000, log: () => {} });
+  new BatchLauncher({
+    storeUrl: 's3://',
+    client: new BatchClient({ region: 'us-east-1' }),
+    pollMs: 60_000,
+    submitRetryMs: 10,
+    log: () => {},
+  });
 
 beforeEach(() => batch.reset());
 
@@ -205,17 +211,29 @@ describe('AWS Batch', () => {
     } finally {
       await made.close();
     }
-    batch.reset();
-    batch.on(ListJobsCommand).resolves({ jobSummaryList: [] });
-    batch
-      .on(SubmitJobCommand)
-      .rejects(Object.assign(new Error('job definition caas:3 is INACTIVE'), { name: 'ClientException', $fault: 'client' }));
-    const refused = launcher();
+    for (const error of [
+      Object.assign(new Error('job definition caas:3 is INACTIVE'), { name: 'ClientException', $fault: 'client' }),
+      new TypeError('a bug, not the network'),
+    ]) {
+      batch.reset();
+      batch.on(ListJobsCommand).resolves({ jobSummaryList: [] });
+      batch.on(SubmitJobCommand).rejects(error);
+      const refused = launcher();
+      try {
+        await expect(refused.launch(request({ batch: { job_queue: 'q', job_definition: 'caas:3' } }))).rejects.toThrow(error.message);
+        expect(batch.commandCalls(SubmitJobCommand)).toHaveLength(1);
+      } finally {
+        await refused.close();
+      }
+    }
+  });
+
+  it("the SubmitJob client never retries on its own (the SDK's retries would resend a request Batch may have taken)", async () => {
+    const client = submitClientIn('us-east-1');
     try {
-      await expect(refused.launch(request({ batch: { job_queue: 'q', job_definition: 'caas:3' } }))).rejects.toThrow(/INACTIVE/);
-      expect(batch.commandCalls(SubmitJobCommand)).toHaveLength(1);
+      expect(await client.config.maxAttempts()).toBe(1);
     } finally {
-      await refused.close();
+      client.destroy();
     }
   });
 

@@ -136,6 +136,8 @@ describe('EC2 UserData, executed', () => {
   it('runs the agent under the bucket contract against S3, then powers off exactly once', async () => {
     const launcher = new Ec2Launcher({
       storeUrl: `s3://?endpoint=${s3.endpoint}`,
+      // What caas run hands it: the store's environment, from an empty one (no credentials).
+      storeEnvironment: store.environment({}),
       client: new EC2Client({ region: 'us-east-1' }),
       pollMs: 20,
       instanceAnalysesDir: path.join(ROOT, 'analyses'),
@@ -143,6 +145,9 @@ describe('EC2 UserData, executed', () => {
     try {
       const job = request('20250101T000000000Z-cdcdcdcd', 10);
       const { launched, script } = await launch(launcher, job);
+      // The machine's own aws CLI reaches the same server; no credential is written into UserData.
+      expect(script).toContain(`export AWS_ENDPOINT_URL_S3='${s3.endpoint}'`);
+      expect(script).not.toMatch(/AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY/);
       const run = await runUserData(script, 'success', { CAAS_ROOT: ROOT });
       expect(run.poweredOff, run.output).toEqual(['agent-ended']);
       expect(run.output).toContain('agent ended with exit code 0');

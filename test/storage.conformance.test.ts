@@ -29,6 +29,33 @@ objectStoreContract('FileStore', async () => {
   return { store: new FileStore(`file://${root}`, { home: root }), close: () => rm(root, { recursive: true, force: true }) };
 });
 
+describe('what each store says it can do, and what it tells other programs', () => {
+  it('a folder makes buckets on demand and claims atomically; it needs nothing in the environment', () => {
+    const store = new FileStore('file:///srv/buckets', { home: '/nowhere' });
+    expect([...store.capabilities].sort()).toEqual(['atomic-put-if-absent', 'buckets-on-demand']);
+    expect(store.environment()).toEqual({});
+  });
+
+  it("AWS's S3 claims atomically (If-None-Match) but makes no bucket unasked; a compatible server is not trusted to claim", () => {
+    const aws = new S3Store('s3://', { home: '/nowhere' });
+    const other = new S3Store('s3://', { home: '/nowhere', endpoint: 'http://127.0.0.1:9000' });
+    try {
+      expect([...aws.capabilities]).toEqual(['atomic-put-if-absent']);
+      expect([...other.capabilities]).toEqual([]);
+      expect(other.url).toBe('s3://?endpoint=http://127.0.0.1:9000');
+      // Credentials pass from the environment given; the endpoint is the store's own.
+      expect(other.environment({ AWS_ACCESS_KEY_ID: 'k', CAAS_DB: 'mongodb://secret', HOME: '/h' })).toEqual({
+        AWS_ACCESS_KEY_ID: 'k',
+        AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9000',
+      });
+      expect(aws.environment({})).toEqual({});
+    } finally {
+      aws.close();
+      other.close();
+    }
+  });
+});
+
 objectStoreContract('S3Store on s3rver', async () => {
   const server = await startS3rver();
   const store = new S3Store('s3://', { home: scratch, endpoint: server.endpoint });

@@ -148,6 +148,7 @@ async function executePlan(
   // refused before a bucket is made or a job claimed, so nothing is left half-done.
   const launcher = await openLauncher(options.compute, {
     storeUrl: store.url,
+    // From an empty environment: what reaches the machine is the store's endpoint, never this runner's credentials.
     storeEnvironment: store.environment({}),
     agent: AGENT_PROGRAM,
   });

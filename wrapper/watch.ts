@@ -146,6 +146,7 @@ export class SubmissionWatcher {
         options.launcher ??
         (await openLauncher(options.compute, {
           storeUrl: store.url,
+          // From an empty environment: the store's endpoint reaches the machine, never this watcher's credentials.
           storeEnvironment: store.environment({}),
           agent: AGENT_PROGRAM,
         }));
@@ -154,6 +155,12 @@ export class SubmissionWatcher {
       const refusal = await provideAnalysisBucket(store, options.bucket);
       if (refusal) throw new WatchRefused(refusal);
       const db = await openDatabase(options.dbUrl, { home: options.home });
+      if (!store.capabilities.has('atomic-put-if-absent')) {
+        // The marker that claims a submission's folder is written put-if-absent; the DB's claim still runs each job once.
+        (options.log ?? ((line) => process.stderr.write(`${line}\n`)))(
+          `caas: warning: ${store.url} cannot write an object only if it is absent in one step (a server that ignores If-None-Match): two watchers of bucket ${options.bucket} could both take one submission's folder; run one watcher per bucket`,
+        );
+      }
       return new SubmissionWatcher(analysis, store, db, launcher, options);
     } catch (error) {
       if (launcher && !options.launcher) await launcher.close();

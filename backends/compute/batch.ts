@@ -33,6 +33,8 @@ export interface BatchLauncherOptions extends LauncherOptions {
   client?: BatchClient;
   /** How often job states are read (default 15 s: DescribeJobs is rate-limited per account). */
   pollMs?: number;
+  /** How long after a failed SubmitJob the queue is first asked for the job (default 2 s, then 4 s, 6 s). */
+  submitRetryMs?: number;
   /** Where the image holds the analyses (default /opt/caas/analyses); analysis_dir is rewritten to it. */
   imageAnalysesDir?: string;
   /** Progress notes; default stderr. */
@@ -83,7 +85,7 @@ export class BatchLauncher implements Launcher {
     this.pollMs = options.pollMs ?? 15_000;
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.clients = new ClientsByRegion((region) => new BatchClient({ region }), options.client);
-    this.submitClients = new ClientsByRegion((region) => new BatchClient({ region, maxAttempts: 1 }), options.client);
+    this.submitClients = new ClientsByRegion(submitClientIn, options.client);
     this.ends = new EndMarkers({ storeUrl: options.storeUrl });
   }
 
@@ -124,9 +126,12 @@ export class BatchLauncher implements Launcher {
         return response.jobId;
       } catch (error) {
         if (tries >= SUBMIT_TRIES || !transient(error)) throw error;
-        await new Promise((resolve) => setTimeout(resolve, SUBMIT_BACKOFF_MS * tries));
-        const submitted = await liveJobOfFolder(client, input.jobQueue!, input.jobName!, folder);
-        if (submitted) return submitted;
+        // ListJobs may not list a job the moment it is submitted: it is asked a few times, apart.
+        for (let look = 1; look <= SUBMIT_LOOKS; look++) {
+          await new Promise((resolve) => setTimeout(resolve, (this.options.submitRetryMs ?? 2000) * look));
+          const submitted = await liveJobOfFolder(client, input.jobQueue!, input.jobName!, folder);
+          if (submitted) return submitted;
+        }
       }
     }
   }
@@ -147,6 +152,7 @@ export class BatchLauncher implements Launcher {
   async close(): Promise<void> {
     this.monitors.close();
     this.clients.destroy();
+    this.submitClients.destroy();
     await this.ends.close();
   }
 
@@ -279,12 +285,19 @@ async function jobsNamed(client: BatchClient, jobQueue: string, name: string): P
 }
 
 const SUBMIT_TRIES = 3;
-const SUBMIT_BACKOFF_MS = 1000;
+const SUBMIT_LOOKS = 3;
+
+/** The client SubmitJob goes through: the SDK's own retries would send a request Batch may already have taken. */
+export function submitClientIn(region: string): BatchClient {
+  return new BatchClient({ region, maxAttempts: 1 });
+}
+
+const NETWORK_ERRORS = new Set(['TimeoutError', 'RequestTimeout', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN']);
 
 /** A failure worth another SubmitJob: the service's fault, throttling, or no answer at all (the network). */
 function transient(error: unknown): boolean {
-  const { name = '', $fault } = error as { name?: string; $fault?: string };
-  return $fault !== 'client' || /Throttl|TooManyRequests/.test(name);
+  const { name = '', code = '', $fault } = error as { name?: string; code?: string; $fault?: string };
+  return $fault === 'server' || /Throttl|TooManyRequests/.test(name) || NETWORK_ERRORS.has(name) || NETWORK_ERRORS.has(code);
 }
 
 const DESCRIBE_BATCH = 100;

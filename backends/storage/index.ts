@@ -200,7 +200,8 @@ export interface ObjectUrl {
  * `file:///abs/path` (no bucket) names a plain local file and has bucket "".
  */
 export function parseObjectUrl(url: string): ObjectUrl {
-  const match = /^([a-z][a-z0-9+.-]*):\/\/([^/?]*)\/?([^?]*)$/.exec(url);
+  // Only store URLs carry a query; an object's key may hold "?" (S3 allows it).
+  const match = /^([a-z][a-z0-9+.-]*):\/\/([^/?]*)\/?(.*)$/.exec(url);
   const kind = match && kinds.get(match[1] ?? '');
   if (!match || !kind) throw new Error(`"${url}" is not an object URL: expected ${examples()}`);
   const [, scheme = '', bucket = '', key = ''] = match;
@@ -266,8 +267,19 @@ function splitStoreUrl(url: string): { base: string; query: URLSearchParams } {
 
 /** A store's URL with its settings as the query, in name order so one store always has one URL. */
 export function storeUrlWith(base: string, settings: Readonly<Record<string, string>>): string {
-  const query = new URLSearchParams(Object.entries(settings).sort(([a], [b]) => a.localeCompare(b))).toString();
+  // Readable in messages (?endpoint=http://host:9000): only what would break the query is escaped.
+  const escape = (text: string) => encodeURIComponent(text).replace(/%3A/gi, ':').replace(/%2F/gi, '/');
+  const query = Object.entries(settings)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, value]) => `${escape(name)}=${escape(value)}`)
+    .join('&');
   return query ? `${base}?${query}` : base;
+}
+
+/** The option a setting's flag becomes in a program (commander's attribute name): "--s3-endpoint <url>" → "s3Endpoint". */
+export function settingOptionName(setting: StoreSetting): string {
+  const long = /--([a-z0-9-]+)/i.exec(setting.flag)?.[1] ?? setting.name;
+  return long.replace(/-([a-z0-9])/g, (_, letter: string) => letter.toUpperCase());
 }
 
 /** The settings each kind's flags or variables give, read through `value` (commander's options, the environment). */
