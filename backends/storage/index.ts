@@ -268,10 +268,10 @@ function splitStoreUrl(url: string): { base: string; query: URLSearchParams } {
 /** A store's URL with its settings as the query, in name order so one store always has one URL. */
 export function storeUrlWith(base: string, settings: Readonly<Record<string, string>>): string {
   // Readable in messages (?endpoint=http://host:9000): only what would break the query is escaped.
-  const escape = (text: string) => encodeURIComponent(text).replace(/%3A/gi, ':').replace(/%2F/gi, '/');
+  const encode = (text: string) => encodeURIComponent(text).replace(/%3A/gi, ':').replace(/%2F/gi, '/');
   const query = Object.entries(settings)
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, value]) => `${escape(name)}=${escape(value)}`)
+    .map(([name, value]) => `${encode(name)}=${encode(value)}`)
     .join('&');
   return query ? `${base}?${query}` : base;
 }
