@@ -198,8 +198,13 @@ describe('EC2: taking over a job whose runner stopped', () => {
     };
     // s3rver under load may drop a read now and then: that look says nothing yet, the next one asks again.
     const seen = () => heartbeat().catch(() => false);
-    for (let i = 0; i < 600 && !(await seen()); i++) await sleep(100);
-    expect(await seen()).toBe(true);
+    // The look that saw it is the answer: a second look can miss a status file s3rver is rewriting.
+    let ready = false;
+    for (let i = 0; i < 600 && !ready; i++) {
+      ready = await seen();
+      if (!ready) await sleep(100);
+    }
+    expect(ready).toBe(true);
     const adopting = executeJob(job, await runner('b', b, true));
     for (let i = 0; i < 300 && !(await b.get(job.identity))?.attempts[0]?.adopted; i++) await sleep(100);
     writeFileSync(gate, '');
