@@ -6,9 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analysisOwningBucket } from '../wrapper/analysis-bucket.ts';
-import type { PlanEntry } from '../wrapper/gate.ts';
-import { runBatch } from '../wrapper/run.ts';
-import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, planOneJobEach, removeDir, scratchDir } from './support/workspace.ts';
 
 /**
  * The blueprint command as a user runs it, and the same check where analyses are loaded to run;
@@ -60,37 +58,8 @@ describe('a blueprint loaded to run', () => {
   afterAll(() => removeDir(base));
 
   it('caas run and plan: a key no launcher owns, or an incomplete section, makes the jobs INVALID, naming the file and the field', async () => {
-    const data = path.join(base, 'session.json');
-    await writeFile(data, '{}\n');
-    const job = (analysis: string) =>
-      JSON.stringify({
-        analysis,
-        inputs: [{ asset_id: 'a', name: 'a', location: `file://${base}/`, files: [{ url: `file://${data}` }] }],
-        parameters: {},
-      });
-    const source = path.join(base, 'jobs.jsonl');
-    await writeFile(source, `${['typo-key', 'half-batch', 'full-batch'].map(job).join('\n')}\n`);
-    const entries: PlanEntry[] = [];
-    process.env.CAAS_ANALYSES = repo.dir;
-    try {
-      const summary = await runBatch(
-        {
-          source,
-          home: path.join(base, 'home'),
-          storeUrl: 'file:',
-          dbUrl: 'sqlite:',
-          compute: 'local',
-          execute: false,
-          concurrency: 1,
-          allowDirty: false,
-          leaseMs: 60_000,
-        },
-        { plan: (chunk) => entries.push(...chunk), warn: () => {}, result: () => {} },
-      );
-      expect(summary.exitCode).toBe(2);
-    } finally {
-      delete process.env.CAAS_ANALYSES;
-    }
+    const { entries, summary } = await planOneJobEach(base, repo, ['typo-key', 'half-batch', 'full-batch']);
+    expect(summary.exitCode).toBe(2);
     expect(entries.map((entry) => [entry.action, entry.reason])).toEqual([
       [
         'INVALID',

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -26,9 +26,7 @@ import { registerReap } from '../cli/commands/reap.ts';
 import { addGlobalOptions } from '../cli/settings.ts';
 import { owner, recordDraft } from '../fixtures/records.ts';
 import type { Blueprint } from '../models/blueprint.ts';
-import type { PlanEntry } from '../wrapper/gate.ts';
-import { runBatch } from '../wrapper/run.ts';
-import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, planOneJobEach, removeDir, scratchDir } from './support/workspace.ts';
 
 /**
  * A launcher added from this file alone, as a Kubernetes one would be added in one file of
@@ -152,36 +150,7 @@ describe('its blueprint section where analyses are loaded to run', () => {
   afterAll(() => removeDir(base));
 
   it('caas run --compute toy plans the valid analysis and marks the other INVALID, naming toy.pool and toy.slots', async () => {
-    const data = path.join(base, 'session.json');
-    await writeFile(data, '{}\n');
-    const job = (analysis: string) =>
-      JSON.stringify({
-        analysis,
-        inputs: [{ asset_id: 'a', name: 'a', location: `file://${base}/`, files: [{ url: `file://${data}` }] }],
-        parameters: {},
-      });
-    const source = path.join(base, 'jobs.jsonl');
-    await writeFile(source, `${job('toy-good')}\n${job('toy-bad')}\n`);
-    const entries: PlanEntry[] = [];
-    process.env.CAAS_ANALYSES = repo.dir;
-    try {
-      await runBatch(
-        {
-          source,
-          home: path.join(base, 'home'),
-          storeUrl: 'file:',
-          dbUrl: 'sqlite:',
-          compute: 'toy',
-          execute: false,
-          concurrency: 1,
-          allowDirty: false,
-          leaseMs: 60_000,
-        },
-        { plan: (chunk) => entries.push(...chunk), warn: () => {}, result: () => {} },
-      );
-    } finally {
-      delete process.env.CAAS_ANALYSES;
-    }
+    const { entries } = await planOneJobEach(base, repo, ['toy-good', 'toy-bad'], 'toy');
     expect(entries.map((entry) => entry.action)).toEqual(['RUN', 'INVALID']);
     expect(entries[1]?.reason).toMatch(/toy-bad\/blueprint\.json: toy\.pool: .*; toy\.slots: /);
   });

@@ -6,6 +6,8 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { openDatabase } from '../../backends/db/index.ts';
 import type { MetadataRecord } from '../../models/record.ts';
+import type { PlanEntry } from '../../wrapper/gate.ts';
+import { type RunSummary, runBatch } from '../../wrapper/run.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'bin/caas.js');
@@ -157,6 +159,43 @@ export function treeDigest(dir: string): string {
   };
   walk('');
   return hash.digest('hex');
+}
+
+/**
+ * `caas run`'s dry-run plan of one job for each of `analyses` (in the repo's folder) over one empty
+ * local file, for tests of what loading an analysis refuses or accepts.
+ */
+export async function planOneJobEach(
+  base: string,
+  repo: AnalysisRepo,
+  analyses: readonly string[],
+  compute = 'local',
+): Promise<{ entries: PlanEntry[]; summary: RunSummary }> {
+  const data = path.join(base, 'session.json');
+  writeFileSync(data, '{}\n');
+  const source = path.join(base, 'jobs.jsonl');
+  writeFileSync(source, `${analyses.map((analysis) => mockJob('a', {}, data, { analysis })).join('\n')}\n`);
+  const entries: PlanEntry[] = [];
+  process.env.CAAS_ANALYSES = repo.dir;
+  try {
+    const summary = await runBatch(
+      {
+        source,
+        home: path.join(base, 'home'),
+        storeUrl: 'file:',
+        dbUrl: 'sqlite:',
+        compute,
+        execute: false,
+        concurrency: 1,
+        allowDirty: false,
+        leaseMs: 60_000,
+      },
+      { plan: (chunk) => entries.push(...chunk), warn: () => {}, result: () => {} },
+    );
+    return { entries, summary };
+  } finally {
+    delete process.env.CAAS_ANALYSES;
+  }
 }
 
 /** A job input line for mock-wait over one local file. */
