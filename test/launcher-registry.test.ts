@@ -1,8 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
   blueprintIssues,
@@ -22,10 +21,9 @@ import {
   UnknownComputeError,
 } from '../backends/compute/index.ts';
 import { openDatabase } from '../backends/db/index.ts';
-import { registerReap } from '../cli/commands/reap.ts';
-import { addGlobalOptions } from '../cli/settings.ts';
 import { owner, recordDraft } from '../fixtures/records.ts';
 import type { Blueprint } from '../models/blueprint.ts';
+import { reapOutput } from './support/reap-cli.ts';
 import { AnalysisRepo, planOneJobEach, removeDir, scratchDir } from './support/workspace.ts';
 
 /**
@@ -169,20 +167,8 @@ describe('its fleet for caas reap', () => {
   });
   afterAll(() => rm(scratch, { recursive: true, force: true }));
 
-  async function reap(...args: string[]): Promise<string> {
-    const program = addGlobalOptions(new Command('caas')).exitOverride();
-    registerReap(program);
-    let output = '';
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      output += String(chunk);
-      return true;
-    });
-    try {
-      await program.parseAsync(['node', 'caas', 'reap', '--home', scratch, '--db', dbUrl, '--region', 'toy-region', ...args]);
-    } finally {
-      write.mockRestore();
-    }
-    return output;
+  function reap(...args: string[]): Promise<string> {
+    return reapOutput(['--home', scratch, '--db', dbUrl, '--region', 'toy-region', ...args]);
   }
 
   it('is listed only when the kind has one', async () => {

@@ -3,15 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { DescribeInstancesCommand, EC2Client, type Instance, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
-import { Command } from 'commander';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Ec2Fleet } from '../backends/compute/ec2.ts';
 import { type Database, openDatabase } from '../backends/db/index.ts';
-import { registerReap } from '../cli/commands/reap.ts';
-import { addGlobalOptions } from '../cli/settings.ts';
 import { concluded, owner, recordDraft } from '../fixtures/records.ts';
 import { startAttempt } from '../wrapper/attempts.ts';
 import { findReapable } from '../wrapper/reap.ts';
+import { reapOutput } from './support/reap-cli.ts';
 
 const ec2 = mockClient(EC2Client);
 const NOW = new Date('2030-01-01T12:00:00.000Z');
@@ -108,22 +106,8 @@ describe('findReapable', () => {
 });
 
 describe('caas reap', () => {
-  async function reap(...args: string[]): Promise<string> {
-    const program = addGlobalOptions(new Command('caas')).exitOverride();
-    registerReap(program);
-    let output = '';
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      output += String(chunk);
-      return true;
-    });
-    vi.useFakeTimers({ now: NOW, toFake: ['Date'] });
-    try {
-      await program.parseAsync(['node', 'caas', 'reap', '--home', scratch, '--db', dbUrl, '--region', 'eu-west-1', ...args]);
-    } finally {
-      vi.useRealTimers();
-      write.mockRestore();
-    }
-    return output;
+  function reap(...args: string[]): Promise<string> {
+    return reapOutput(['--home', scratch, '--db', dbUrl, '--region', 'eu-west-1', ...args], NOW);
   }
 
   it('lists what it would terminate, and why, without terminating anything by default', async () => {
