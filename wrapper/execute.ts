@@ -9,7 +9,7 @@ import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/reco
 import { adoptAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from './attempts.ts';
 import { CAAS_VERSION } from './caas-version.ts';
 import { sha256Hex } from './identity.ts';
-import { attemptLiveness, type EarlierAttempt, followAttempt, readHeartbeat } from './liveness.ts';
+import { type EarlierAttempt, followAttempt, lookAtLapsedAttempt, readHeartbeat } from './liveness.ts';
 import type { PreparedJob } from './prepare.ts';
 import { emptyVerification, type Verification, verifyJob } from './verify.ts';
 
@@ -252,7 +252,7 @@ async function takeOver(
     blueprint: job.analysis.blueprint,
     launcher: ctx.launcher,
   };
-  const liveness = await attemptLiveness(subject);
+  const liveness = await lookAtLapsedAttempt(subject);
   if (liveness.state === 'ended') {
     const verdict = await verifyJob(ctx.store, job.bucket, earlier.keys, job.analysis);
     verdict.reason = `recovered: attempt ${lapsed.n} finished but its runner died before recording; ${verdict.succeeded ? 'outputs verified' : verdict.reason}`;

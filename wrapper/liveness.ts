@@ -91,6 +91,22 @@ export async function attemptLiveness(earlier: EarlierAttempt, probe = new Machi
 }
 
 /**
+ * A runner's first look at an attempt it has just taken over, asked again when the store does not
+ * answer: giving up on one dropped read would leave the job claimed by no one watching, and the
+ * stalled runner would stop a machine that was alive. Only a store that stays silent is an error.
+ */
+export async function lookAtLapsedAttempt(earlier: EarlierAttempt, tries = 3): Promise<Liveness> {
+  for (let tried = 1; ; tried++) {
+    try {
+      return await attemptLiveness(earlier);
+    } catch (error) {
+      if (tried >= tries) throw error;
+      await sleep(500 * tried);
+    }
+  }
+}
+
+/**
  * Follows an adopted attempt until it ends (end.txt) or dies (no heartbeat and no machine), until
  * its deadline passes, or until the signal aborts. Polls at the agent's own heartbeat interval.
  */

@@ -212,6 +212,8 @@ describe('EC2: taking over a job whose runner stopped', () => {
 
     expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(1);
     expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
+    // The reason says why when it is not a success (a lost adoption says which look failed).
+    expect(second.outcome, second.reason).toBe('succeeded');
     expect(second).toMatchObject({ outcome: 'succeeded', attempt: 1 });
     expect(second.reason).toMatch(/adopted by host-b .*heartbeat is fresh \(i-1,/);
     // The stalled runner learns its job was adopted and leaves it alone.
