@@ -22,6 +22,23 @@ export const AnalysisEnvironment = z
   .strict();
 export type AnalysisEnvironment = z.infer<typeof AnalysisEnvironment>;
 
+/** A user group of the analysis (NeuroCAAS's affiliate): its folder in the bucket, who may submit, what it may use. */
+export const BlueprintGroup = z
+  .object({
+    name: z.string().min(1),
+    users: z.array(z.string()).optional().describe('who may submit in this group, where the submitter is known (absent: anyone)'),
+    instance_limit: z.number().int().positive().optional().describe("at most this many of the group's jobs run at once"),
+    budget: z
+      .object({
+        usd: z.number().nonnegative().describe('spending cap in US dollars, estimated from instance type x runtime'),
+        period: z.enum(['day', 'week', 'month', 'total']).default('month').describe('the cap is per calendar period (UTC), or for all time'),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type BlueprintGroup = z.infer<typeof BlueprintGroup>;
+
 /**
  * Per-analysis deployment description (NeuroCAAS stack config); its fields are the EC2 launcher's
  * settings, as NeuroCAAS's are. Other launchers keep theirs in a section of their own, a top-level
@@ -50,7 +67,11 @@ export const Blueprint = z
       .default(64)
       .describe('per log (stdout, stderr): a longer log keeps its first and last halves, and the status and certificate say what was cut'),
     environment: AnalysisEnvironment.default({ set: {}, pass: [] }),
-    groups: z.array(z.object({ name: z.string().min(1), users: z.array(z.string()).optional() }).strict()).default([{ name: 'caas' }]),
+    groups: z.array(BlueprintGroup).default([{ name: 'caas' }]),
+    prices: z
+      .record(z.string(), z.number().nonnegative())
+      .default({})
+      .describe('USD per hour of each instance type, for the spending caps (a type not listed costs nothing)'),
   })
   .refine((b) => b.allowed_instance_types.length === 0 || b.allowed_instance_types.includes(b.instance_type), {
     message: 'instance_type must be one of allowed_instance_types',
