@@ -31,7 +31,10 @@ export const BlueprintGroup = z
     budget: z
       .object({
         usd: z.number().nonnegative().describe('spending cap in US dollars, estimated from instance type x runtime'),
-        period: z.enum(['day', 'week', 'month', 'total']).default('month').describe('the cap is per calendar period (UTC), or for all time'),
+        period: z
+          .enum(['day', 'week', 'month', 'total'])
+          .default('month')
+          .describe('the cap is per calendar period (UTC), or for all time'),
       })
       .strict()
       .optional(),
