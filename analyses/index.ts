@@ -1,8 +1,10 @@
 import { existsSync, readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { register } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type Analysis, AnalysisDefinition } from '../models/analysis.ts';
+import { type Analysis, AnalysisDefinition, ScriptAnalysisDeclaration, ScriptAnalysisParameters } from '../models/analysis.ts';
+import { Blueprint } from '../models/blueprint.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { describeIssues } from '../models/issues.ts';
 
@@ -11,7 +13,8 @@ const BUILT_IN = path.dirname(fileURLToPath(import.meta.url));
 /**
  * Folders searched for analyses, in order: each extra folder named by CAAS_ANALYSES (path-list,
  * like PATH), then the analyses shipped with caas. An analysis is a folder with an index.ts whose
- * default export is a defineAnalysis(...) result.
+ * default export is a defineAnalysis(...) result, or with an analysis.json declaring a bash script
+ * (a NeuroCAAS-style analysis, no TypeScript: see ScriptAnalysisDeclaration).
  */
 export function analysisRoots(extra: string | undefined = process.env.CAAS_ANALYSES): string[] {
   const roots = (extra ?? '')
@@ -26,7 +29,7 @@ export function listAnalysisNames(roots = analysisRoots()): string[] {
   for (const root of roots) {
     if (!existsSync(root)) continue;
     for (const entry of readdirSync(root, { withFileTypes: true })) {
-      if (entry.isDirectory() && existsSync(path.join(root, entry.name, 'index.ts'))) names.add(entry.name);
+      if (entry.isDirectory() && declarationIn(path.join(root, entry.name))) names.add(entry.name);
     }
   }
   return [...names].sort();
@@ -46,13 +49,24 @@ function registerResolver(): void {
   register('./resolve-from-caas.mjs', import.meta.url);
 }
 
+/** The file that declares the analysis in this folder: index.ts (TypeScript) first, else analysis.json (a script). */
+function declarationIn(dir: string): 'index.ts' | 'analysis.json' | undefined {
+  if (existsSync(path.join(dir, 'index.ts'))) return 'index.ts';
+  if (existsSync(path.join(dir, 'analysis.json'))) return 'analysis.json';
+  return undefined;
+}
+
 export function loadAnalysis(name: string, roots = analysisRoots()): Promise<Analysis> {
-  const dir = roots.map((root) => path.join(root, name)).find((candidate) => existsSync(path.join(candidate, 'index.ts')));
+  const dir = roots.map((root) => path.join(root, name)).find((candidate) => declarationIn(candidate) !== undefined);
   if (!/^[a-z0-9][a-z0-9-]*$/.test(name) || !dir) {
     const known = listAnalysisNames(roots);
     return Promise.reject(new UnknownAnalysisError(`unknown analysis "${name}": expected one of ${known.join(', ') || '(none found)'}`));
   }
   let analysis = loaded.get(dir);
+  if (!analysis && declarationIn(dir) === 'analysis.json') {
+    analysis = loadScriptAnalysis(name, dir);
+    loaded.set(dir, analysis);
+  }
   if (!analysis) {
     if (!dir.startsWith(BUILT_IN)) registerResolver();
     analysis = import(pathToFileURL(path.join(dir, 'index.ts')).href).then(
@@ -73,4 +87,48 @@ export function loadAnalysis(name: string, roots = analysisRoots()): Promise<Ana
     loaded.set(dir, analysis);
   }
   return analysis;
+}
+
+async function readJsonFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new AnalysisError(`${file} could not be read: ${(error as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new AnalysisError(`${file} is not JSON: ${(error as Error).message}`);
+  }
+}
+
+/** An analysis.json folder: a bash script run with the NeuroCAAS variables, its config any JSON object. */
+async function loadScriptAnalysis(name: string, dir: string): Promise<Analysis> {
+  const file = path.join(dir, 'analysis.json');
+  const declared = ScriptAnalysisDeclaration.safeParse(await readJsonFile(file));
+  if (!declared.success) throw new AnalysisError(`${file} is not a valid analysis declaration: ${describeIssues(declared.error)}`);
+  const declaration = declared.data;
+  if (declaration.name !== name) throw new AnalysisError(`${file} names the analysis "${declaration.name}", expected "${name}"`);
+  if (!existsSync(path.join(dir, declaration.script)))
+    throw new AnalysisError(`${file}: script ${declaration.script} does not exist in ${dir}`);
+  let blueprint: unknown = declaration.blueprint;
+  let blueprintFile = file;
+  if (typeof declaration.blueprint === 'string') {
+    blueprintFile = path.join(dir, declaration.blueprint);
+    blueprint = await readJsonFile(blueprintFile);
+  }
+  const parsedBlueprint = Blueprint.safeParse(blueprint);
+  if (!parsedBlueprint.success) throw new AnalysisError(`${blueprintFile}: ${describeIssues(parsedBlueprint.error)}`);
+  const definition = AnalysisDefinition.parse({
+    name: declaration.name,
+    version: declaration.version,
+    description: declaration.description,
+    parameters: ScriptAnalysisParameters,
+    ...(declaration.outputs ? { outputs: { file: declaration.outputs.file, model: ScriptAnalysisParameters } } : {}),
+    // The ${analysis_dir} placeholder is expanded by the agent on the machine that runs the job.
+    command: ['bash', `\${analysis_dir}/${declaration.script}`],
+    blueprint: parsedBlueprint.data,
+  });
+  return { ...definition, dir, script: declaration.script };
 }

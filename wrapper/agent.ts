@@ -8,13 +8,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { JOB_TOKEN_VARIABLE, JobProcesses } from '../backends/compute/job-processes.ts';
 import { etagOfFile, ObjectLocator, type ObjectStore, openStore } from '../backends/storage/index.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
-import { type JobKeys, jobKeys } from '../models/bucket-contract.ts';
+import { datasetName, type JobKeys, jobKeys } from '../models/bucket-contract.ts';
 import { staleAfterMs } from '../models/liveness.ts';
 import type { ManifestEntry } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
 import { analysisEnvironment } from './analysis-env.ts';
 import { CappedLog } from './capped-log.ts';
-import { uploadFolder } from './upload.ts';
+import { uploadFolder, withObjectsWrittenThere } from './upload.ts';
 
 const STD_LINES = 20;
 /** After the analysis' main process exits, how long its output may stay open (a background child holding it). */
@@ -80,7 +80,9 @@ class AgentJob {
   private readonly recent = new RecentLines(STD_LINES);
   private readonly status: StatusFile;
   private readonly machine: { host: string; pid: number; instance: string };
-  private readonly dirs: { input: string; config: string; output: string; tmp: string };
+  private readonly dirs: { input: string; config: string; output: string; tmp: string; work: string };
+  /** Each input as the NeuroCAAS guide names it: its key when it is in the analysis bucket, else its URL. */
+  private inputPaths: string[] = [];
   private readonly configPath: string;
   private readonly logs: { stdout: CappedLog; stderr: CappedLog };
   private readonly beats: Repeating;
@@ -116,6 +118,7 @@ class AgentJob {
       config: path.join(workDir, 'config'),
       output: path.join(workDir, 'process_results'),
       tmp: path.join(workDir, 'tmp'),
+      work: path.join(workDir, 'work'),
     };
     this.configPath = path.join(this.dirs.config, path.posix.basename(spec.configname));
     this.logs = {
@@ -159,7 +162,7 @@ class AgentJob {
   static async open(spec: AgentSpec, workDir: string, processes: JobProcesses): Promise<AgentJob> {
     const store = await openStore(spec.store, { home: workDir, settings: spec.store_settings });
     const locator = new ObjectLocator(store, { home: workDir, settings: spec.store_settings });
-    const subfolders = ['inputs', 'config', 'process_results', 'logs', 'tmp'];
+    const subfolders = ['inputs', 'config', 'process_results', 'logs', 'tmp', 'work'];
     await Promise.all(subfolders.map((dir) => mkdir(path.join(workDir, dir), { recursive: true })));
     return new AgentJob(spec, store, locator, processes, workDir);
   }
@@ -211,7 +214,12 @@ class AgentJob {
     return this.finish(outcome);
   }
 
-  /** What the analysis process sees: the explicit environment, with the NeuroCAAS and CAAS_* job variables. */
+  /**
+   * What the analysis process sees: the explicit environment, with the NeuroCAAS and CAAS_* job
+   * variables. The NeuroCAAS ones mean exactly what the developer guide says (keys relative to the
+   * bucket, names as basenames), so a script that does `aws s3 cp "s3://$bucketname/$inputpath" .`
+   * and `aws s3 sync . "s3://$bucketname/$groupdir/$processdir"` works unchanged.
+   */
   private environment(staged: string[], stores: readonly ObjectStore[]): Record<string, string> {
     const { spec, keys } = this;
     return analysisEnvironment({
@@ -224,10 +232,16 @@ class AgentJob {
         groupdir: spec.group,
         resultdir: keys.resultdir,
         processdir: `${keys.resultdir}/process_results`,
-        dataname: spec.dataname,
-        inputpath: spec.inputs[0] ?? spec.dataname,
-        configname: spec.configname,
+        logdir: `${keys.resultdir}/logs`,
+        dataname: datasetName(spec.dataname),
+        inputpath: this.inputPaths[0] ?? spec.dataname,
+        // Every input, one per line (keys and URLs never hold a newline), for jobs that read several.
+        inputpaths: this.inputPaths.join('\n'),
+        configname: path.posix.basename(spec.configname),
         configpath: keys.config,
+        // NeuroCAAS's checkout folder, where its scripts keep scratch files: here a writable folder of this job.
+        neurocaasrootdir: this.dirs.work,
+        CAAS_WORK_DIR: this.dirs.work,
         CAAS_INPUT_DIR: this.dirs.input,
         CAAS_INPUT: staged[0] ?? this.dirs.input,
         CAAS_CONFIG: this.configPath,
@@ -244,6 +258,7 @@ class AgentJob {
     await this.store.getToFile(spec.bucket, this.keys.config, this.configPath);
     for (const url of spec.inputs) {
       const { store: source, bucket, key } = await this.locator.locate(url);
+      this.inputPaths.push(source === this.store && bucket === spec.bucket ? key : url);
       if (!url.endsWith('/')) {
         const local = path.join(this.dirs.input, uniqueName(path.posix.basename(key), staged));
         await source.getToFile(bucket, key, local);
@@ -285,6 +300,7 @@ class AgentJob {
         const copyKey = spec.config_copy ? keys.process + path.posix.basename(spec.config_copy) : keys.configCopy;
         manifest.push({ key: copyKey, ...(await this.store.putFile(spec.bucket, copyKey, this.configPath)) });
       }
+      manifest = await withObjectsWrittenThere(this.store, spec.bucket, keys, manifest);
       if (outcome.exitCode === 0) await this.note(`uploaded ${manifest.length} result file(s) to ${keys.process}`);
     } catch (error) {
       fail(`upload failed: ${(error as Error).message}`);

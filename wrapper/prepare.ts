@@ -82,6 +82,15 @@ export class JobPreparer {
     const code = await this.codeStateOf(analysis.dir);
     const bucket = job.bucket ?? analysis.blueprint.bucket;
     const output = `${this.options.storeScheme}://${bucket}/${job.group}`;
+    const outside = analysis.script ? inputOutsideBucket(job, `${this.options.storeScheme}://${bucket}/`) : undefined;
+    if (outside !== undefined) {
+      return {
+        ok: false,
+        where,
+        reason: `inputs: ${outside} is not in the analysis bucket: ${analysis.name} is a NeuroCAAS script, which reads its data from "s3://$bucketname/$inputpath"; put the data under ${output}/inputs/ and name it there`,
+        analysis: analysis.name,
+      };
+    }
     const preimage = buildPreImage({
       analysis: { name: analysis.name, version: analysis.version },
       code: code.version,
@@ -117,6 +126,12 @@ export class JobPreparer {
     }
     return state;
   }
+}
+
+/** The first input (file URL, or folder location without files) that is not in this bucket. */
+function inputOutsideBucket(job: JobInput, bucketUrl: string): string | undefined {
+  const urls = job.inputs.flatMap((input) => input.files?.map((file) => file.url) ?? [input.location]);
+  return urls.find((url) => !url.startsWith(bucketUrl));
 }
 
 export function instanceTypeAllowed(analysis: Analysis, type: string): boolean {

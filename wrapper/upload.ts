@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { ObjectStore } from '../backends/storage/index.ts';
+import type { JobFolder } from '../models/bucket-contract.ts';
 import type { ManifestEntry } from '../models/record.ts';
 import { forEachAtMost } from './worker-pool.ts';
 
@@ -65,4 +67,31 @@ async function relativeFiles(dir: string): Promise<string[]> {
   return entries
     .filter((entry) => entry.isFile())
     .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'));
+}
+
+/**
+ * The manifest of everything in the job's process_results, not only what the agent uploaded: a
+ * NeuroCAAS script syncs its results there itself (`aws s3 sync . "s3://$bucketname/$groupdir/$processdir"`),
+ * and those objects are outputs too, hashed here from the store so the runner verifies them like
+ * the others. end.txt is left out: it is written after the manifest, and only by the agent.
+ */
+export async function withObjectsWrittenThere(
+  store: ObjectStore,
+  bucket: string,
+  folder: Pick<JobFolder, 'process' | 'end'>,
+  uploaded: ManifestEntry[],
+): Promise<ManifestEntry[]> {
+  const known = new Set(uploaded.map((entry) => entry.key));
+  const found: ManifestEntry[] = [];
+  for await (const object of store.list(bucket, folder.process)) {
+    if (known.has(object.key) || object.key === folder.end) continue;
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of await store.getStream(bucket, object.key)) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    found.push({ key: object.key, size, sha256: hash.digest('hex') });
+  }
+  return [...uploaded, ...found].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }

@@ -84,9 +84,17 @@ export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKey
       return { ...verdict, reason: `output ${entry.key} does not match its manifest (size or sha256)` };
     }
   }
+  // Whatever lies in process_results is an output of this job and must be one the agent listed and hashed.
+  const listed = new Set(manifest.map((entry) => entry.key));
+  for await (const object of store.list(bucket, keys.process)) {
+    if (object.key !== keys.end && !listed.has(object.key)) {
+      return { ...verdict, reason: `output ${object.key} is not in the manifest: it was written after the agent listed the outputs` };
+    }
+  }
   verdict.manifest = manifest;
   if (analysis.outputs) {
     const key = keys.process + analysis.outputs.file;
+    if (!listed.has(key)) return { ...verdict, reason: `outputs file ${analysis.outputs.file} is missing from the manifest` };
     let value: unknown;
     try {
       value = JSON.parse((await text(key)) ?? '');
