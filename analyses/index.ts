@@ -3,18 +3,20 @@ import { readFile } from 'node:fs/promises';
 import { register } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type Analysis, AnalysisDefinition, ScriptAnalysisDeclaration, ScriptAnalysisParameters } from '../models/analysis.ts';
+import { z } from 'zod';
+import { type Analysis, AnalysisDeclaration, AnalysisDefinition, FreeFormParameters } from '../models/analysis.ts';
 import { Blueprint } from '../models/blueprint.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { describeIssues } from '../models/issues.ts';
+import { isPlainObject } from '../models/plain-object.ts';
 
 const BUILT_IN = path.dirname(fileURLToPath(import.meta.url));
 
 /**
  * Folders searched for analyses, in order: each extra folder named by CAAS_ANALYSES (path-list,
  * like PATH), then the analyses shipped with caas. An analysis is a folder with an index.ts whose
- * default export is a defineAnalysis(...) result, or with an analysis.json declaring a bash script
- * (a NeuroCAAS-style analysis, no TypeScript: see ScriptAnalysisDeclaration).
+ * default export is a defineAnalysis(...) result, or with an analysis.json (no TypeScript: a
+ * NeuroCAAS-style script or a command in any language, models as JSON Schema; see AnalysisDeclaration).
  */
 export function analysisRoots(extra: string | undefined = process.env.CAAS_ANALYSES): string[] {
   const roots = (extra ?? '')
@@ -64,7 +66,7 @@ export function loadAnalysis(name: string, roots = analysisRoots()): Promise<Ana
   }
   let analysis = loaded.get(dir);
   if (!analysis && declarationIn(dir) === 'analysis.json') {
-    analysis = loadScriptAnalysis(name, dir);
+    analysis = loadDeclaredAnalysis(name, dir);
     loaded.set(dir, analysis);
   }
   if (!analysis) {
@@ -103,14 +105,29 @@ async function readJsonFile(file: string): Promise<unknown> {
   }
 }
 
-/** An analysis.json folder: a bash script run with the NeuroCAAS variables, its config any JSON object. */
-async function loadScriptAnalysis(name: string, dir: string): Promise<Analysis> {
+/** A model from a JSON Schema of analysis.json (written out, or in a file of the folder); its problems name the file. */
+async function modelFrom(schemaOrFile: string | Record<string, unknown>, dir: string, where: string): Promise<z.ZodType> {
+  const file = typeof schemaOrFile === 'string' ? path.join(dir, schemaOrFile) : where;
+  const schema = typeof schemaOrFile === 'string' ? await readJsonFile(file) : schemaOrFile;
+  if (!isPlainObject(schema)) throw new AnalysisError(`${file}: expected a JSON Schema object`);
+  try {
+    return z.fromJSONSchema(schema as z.core.JSONSchema.JSONSchema);
+  } catch (error) {
+    throw new AnalysisError(`${file}: not a JSON Schema caas can turn into a model: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * An analysis.json folder: a bash script run with the NeuroCAAS variables, or a command in any
+ * language; its parameter and output models are JSON Schemas, turned into zod models here.
+ */
+async function loadDeclaredAnalysis(name: string, dir: string): Promise<Analysis> {
   const file = path.join(dir, 'analysis.json');
-  const declared = ScriptAnalysisDeclaration.safeParse(await readJsonFile(file));
+  const declared = AnalysisDeclaration.safeParse(await readJsonFile(file));
   if (!declared.success) throw new AnalysisError(`${file} is not a valid analysis declaration: ${describeIssues(declared.error)}`);
   const declaration = declared.data;
   if (declaration.name !== name) throw new AnalysisError(`${file} names the analysis "${declaration.name}", expected "${name}"`);
-  if (!existsSync(path.join(dir, declaration.script)))
+  if (declaration.script && !existsSync(path.join(dir, declaration.script)))
     throw new AnalysisError(`${file}: script ${declaration.script} does not exist in ${dir}`);
   let blueprint: unknown = declaration.blueprint;
   let blueprintFile = file;
@@ -120,15 +137,20 @@ async function loadScriptAnalysis(name: string, dir: string): Promise<Analysis> 
   }
   const parsedBlueprint = Blueprint.safeParse(blueprint);
   if (!parsedBlueprint.success) throw new AnalysisError(`${blueprintFile}: ${describeIssues(parsedBlueprint.error)}`);
+  const parameters = declaration.parameters ? await modelFrom(declaration.parameters, dir, file) : FreeFormParameters;
+  const outputs = declaration.outputs && {
+    file: declaration.outputs.file,
+    model: declaration.outputs.model ? await modelFrom(declaration.outputs.model, dir, file) : FreeFormParameters,
+  };
   const definition = AnalysisDefinition.parse({
     name: declaration.name,
     version: declaration.version,
     description: declaration.description,
-    parameters: ScriptAnalysisParameters,
-    ...(declaration.outputs ? { outputs: { file: declaration.outputs.file, model: ScriptAnalysisParameters } } : {}),
+    parameters,
+    ...(outputs ? { outputs } : {}),
     // The ${analysis_dir} placeholder is expanded by the agent on the machine that runs the job.
-    command: ['bash', `\${analysis_dir}/${declaration.script}`],
+    command: declaration.command ?? ['bash', `\${analysis_dir}/${declaration.script}`],
     blueprint: parsedBlueprint.data,
   });
-  return { ...definition, dir, script: declaration.script };
+  return { ...definition, dir, ...(declaration.script ? { script: declaration.script } : {}) };
 }

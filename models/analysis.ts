@@ -39,31 +39,53 @@ export function defineAnalysis(definition: z.input<typeof AnalysisDefinition>): 
 
 /** A path inside the analysis folder, written with "/": no absolute path, no "..", nothing hidden. */
 const FOLDER_PATH = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._/-]+$/;
+const folderPath = (example: string) => z.string().regex(FOLDER_PATH, `a path inside the analysis folder, like ${example}`);
+/** A JSON Schema written out, or the .json file in the analysis folder that holds it. */
+const jsonSchemaOrFile = (example: string) =>
+  z
+    .union([folderPath(example), z.record(z.string(), z.unknown())])
+    .describe(`a JSON Schema, or the file in the analysis folder that holds it (${example})`);
 
 /**
- * An analysis folder's analysis.json, for a NeuroCAAS-style script with no TypeScript around it:
- * the agent runs `bash <script>` in the analysis folder with the NeuroCAAS variables in its
- * environment (no value is ever put into a command line), as NeuroCAAS's run_main.sh runs the
- * script it is given. Its config is any JSON object (NeuroCAAS configs are free-form; YAML ones are
- * read as their JSON equivalent), validated only as that: the script reads what it needs.
+ * An analysis folder's analysis.json: an analysis with no TypeScript around it. Either a
+ * NeuroCAAS-style `script`, run as `bash <script>` with the NeuroCAAS variables in its environment
+ * (no value is ever put into a command line), as NeuroCAAS's run_main.sh runs the script it is
+ * given; or a `command` (an argv, with the placeholders of index.ts analyses), for an analysis in
+ * any language. The parameter and output models are JSON Schemas (e.g. a pydantic model's
+ * model_json_schema()), turned into zod models so validation, defaults and identity work as for a
+ * zod analysis. Without a parameter model the config is any JSON object, as NeuroCAAS configs are.
  */
-export const ScriptAnalysisDeclaration = z
+export const AnalysisDeclaration = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lowercase letters, digits and "-"'),
     version: z.string().min(1),
     description: z.string().default(''),
-    script: z.string().regex(FOLDER_PATH, 'a path inside the analysis folder, like run_analysis.sh').describe('the bash script to run'),
-    blueprint: z
-      .union([z.string().regex(FOLDER_PATH, 'a path inside the analysis folder, like blueprint.json'), Blueprint])
-      .default('blueprint.json')
-      .describe('the blueprint, or the file in the analysis folder that holds it'),
+    script: folderPath('run_analysis.sh').optional().describe('a bash script to run (NeuroCAAS style)'),
+    command: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the agent's placeholder, shown as a user writes it
+      .describe('the argv to run, e.g. ["python3", "${analysis_dir}/main.py"]'),
+    parameters: jsonSchemaOrFile('parameters.schema.json').optional(),
     outputs: z
-      .object({ file: z.string().min(1).describe('file under process_results whose fields become output_parameters') })
+      .object({
+        file: z.string().min(1).describe('file under process_results whose fields become output_parameters'),
+        model: jsonSchemaOrFile('outputs.schema.json').optional(),
+      })
       .strict()
       .optional(),
+    blueprint: z
+      .union([folderPath('blueprint.json'), Blueprint])
+      .default('blueprint.json')
+      .describe('the blueprint, or the file in the analysis folder that holds it'),
   })
-  .strict();
-export type ScriptAnalysisDeclaration = z.infer<typeof ScriptAnalysisDeclaration>;
+  .strict()
+  .refine((d) => (d.script === undefined) !== (d.command === undefined), {
+    message: 'give either "script" (a bash script) or "command" (an argv), not both',
+    path: ['command'],
+  });
+export type AnalysisDeclaration = z.infer<typeof AnalysisDeclaration>;
 
-/** The parameters of a script analysis: any JSON object, kept whole (it is the config the script reads). */
-export const ScriptAnalysisParameters = z.record(z.string(), z.unknown()).describe('a NeuroCAAS config: any JSON object');
+/** The parameters of an analysis.json with no parameter model: any JSON object, kept whole (the config the script reads). */
+export const FreeFormParameters = z.record(z.string(), z.unknown()).describe('a NeuroCAAS-style config: any JSON object');

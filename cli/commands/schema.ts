@@ -31,6 +31,7 @@ Examples:
         throw new UsageError(`unknown schema "${name}": expected one of ${[...Object.keys(namedModels), ...analyses].join(', ')}`);
       // unrepresentable: 'any' keeps custom zod types (the analysis model fields) from aborting the export.
       const schema = z.toJSONSchema(model, { io: 'input', unrepresentable: 'any' });
-      process.stdout.write(`${JSON.stringify({ title: name, ...schema }, null, 2)}\n`);
+      // Titled by the name it is asked by, also when the model carries its own (a pydantic class name, say).
+      process.stdout.write(`${JSON.stringify({ ...schema, title: name }, null, 2)}\n`);
     });
 }
