@@ -22,6 +22,8 @@ export interface JobFolder {
   manifest: string;
   /** logs/submission.json: who answers in this job folder (a watcher, or `caas run` itself). */
   marker: string;
+  /** logs/job.json: what the analysis is told about its job ($CAAS_JOB), written by the runner. */
+  jobDocument: string;
   process: string;
   end: string;
 }
@@ -41,6 +43,7 @@ export function jobFolder(bucket: string, group: string, timestamp: string): Job
     stderr: `${logs}stderr.txt`,
     manifest: `${logs}manifest.json`,
     marker: `${logs}submission.json`,
+    jobDocument: `${logs}job.json`,
     process,
     end: `${process}end.txt`,
   };

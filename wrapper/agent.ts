@@ -84,6 +84,8 @@ class AgentJob {
   /** Each input as the NeuroCAAS guide names it: its key when it is in the analysis bucket, else its URL. */
   private inputPaths: string[] = [];
   private readonly configPath: string;
+  /** $CAAS_JOB, once staged (a spec written by hand may come without one). */
+  private jobDocumentPath: string | undefined;
   private readonly logs: { stdout: CappedLog; stderr: CappedLog };
   private readonly beats: Repeating;
   private readonly liveLogs: Repeating;
@@ -242,6 +244,7 @@ class AgentJob {
         // NeuroCAAS's checkout folder, where its scripts keep scratch files: here a writable folder of this job.
         neurocaasrootdir: this.dirs.work,
         CAAS_WORK_DIR: this.dirs.work,
+        ...(this.jobDocumentPath ? { CAAS_JOB: this.jobDocumentPath } : {}),
         CAAS_INPUT_DIR: this.dirs.input,
         CAAS_INPUT: staged[0] ?? this.dirs.input,
         CAAS_CONFIG: this.configPath,
@@ -256,6 +259,14 @@ class AgentJob {
     const { spec } = this;
     const staged: string[] = [];
     await this.store.getToFile(spec.bucket, this.keys.config, this.configPath);
+    const jobDocument = path.join(this.workDir, 'job.json');
+    try {
+      await this.store.getToFile(spec.bucket, this.keys.jobDocument, jobDocument);
+      this.jobDocumentPath = jobDocument;
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'NoSuchKey') throw error;
+      await this.note(`no job document at ${this.keys.jobDocument}: the analysis runs without CAAS_JOB`);
+    }
     for (const url of spec.inputs) {
       const { store: source, bucket, key } = await this.locator.locate(url);
       this.inputPaths.push(source === this.store && bucket === spec.bucket ? key : url);

@@ -5,6 +5,7 @@ import { type ClaimOutcome, type MetadataStore, sameOwner } from '../backends/db
 import { type ObjectStore, objectUrl, type StoreSettings, settingsWithUrl } from '../backends/storage/index.ts';
 import { AgentSpec } from '../models/agent-spec.ts';
 import { type JobKeys, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
+import type { JobDocument } from '../models/job-document.ts';
 import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
 import { adoptAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from './attempts.ts';
 import { CAAS_VERSION } from './caas-version.ts';
@@ -343,6 +344,7 @@ async function launchAttempt(
   const names = jobNames(job);
   // The agent stages these validated bytes, never a user's file that could change after validation.
   await ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`);
+  await ctx.store.put(job.bucket, keys.jobDocument, `${JSON.stringify(jobDocumentOf(job, place), null, 2)}\n`);
   if (!placement?.submitExists) {
     const submit = `${JSON.stringify({ dataname: names.dataname, configname: names.configname, timestamp }, null, 2)}\n`;
     // Marked before the submit file appears, so a watcher on this bucket leaves the job to us.
@@ -505,6 +507,21 @@ export function jobTimestamp(at: Date, identity: string): string {
 }
 
 /** What the submit file names: the data (one file, or the asset folder) and the config. */
+/** What the analysis is told about its job ($CAAS_JOB): the same document wherever it runs. */
+function jobDocumentOf(job: PreparedJob, place: Place): JobDocument {
+  const { commit, dirty } = job.preimage.code;
+  return {
+    identity: job.identity,
+    analysis: { name: job.analysis.name, version: job.analysis.version },
+    code: { commit, ...(dirty ? { dirty } : {}) },
+    parameters: job.parameters,
+    inputs: job.input.inputs,
+    group: job.group,
+    group_metadata: job.input.group_metadata ?? null,
+    results: place.location.results,
+  };
+}
+
 export function jobNames(job: PreparedJob): { dataname: string; configname: string; inputs: string[] } {
   const files = job.input.inputs.flatMap(
     (input) => input.files?.map((f) => f.url) ?? [input.location.endsWith('/') ? input.location : `${input.location}/`],
