@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream';
 import { AnalysisError } from '../analyses/index.ts';
 import { type Database, type MetadataStore, openDatabase } from '../backends/db/index.ts';
-import { ObjectLocator, type ObjectStore, openStore, type StoreSettings } from '../backends/storage/index.ts';
+import { ObjectLocator, openStore, type StoreSettings } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import { JobInput, type Provenance } from '../models/job-input.ts';
 import { GATE_CHUNK } from '../wrapper/gate.ts';
@@ -97,7 +97,7 @@ export async function runDispatch(request: DispatchRequest, reporter: DispatchRe
   try {
     if (needsDb) db = await openDatabase(request.dbUrl, { home: request.home, readOnly: true });
     let jobs = jobsOf(plan, { db, locator, notice, summary });
-    if (request.skipDone) jobs = withoutSucceeded(jobs, plan.analysis, store, db!, request.allowDirty ?? false, summary);
+    if (request.skipDone) jobs = withoutSucceeded(jobs, plan.analysis, locator, db!, request.allowDirty ?? false, summary);
     if (request.maxJobs !== undefined) jobs = upTo(jobs, request.maxJobs, summary);
     const sink = await openSink(request.format ?? 'jsonl', request.output, request.stdout ?? process.stdout);
     try {
@@ -301,12 +301,12 @@ async function* counted(items: AsyncIterable<SourceAsset>, summary: DispatchSumm
 async function* withoutSucceeded(
   batches: AsyncIterable<EmittedJob[]>,
   analysis: Analysis,
-  store: ObjectStore,
+  inputs: ObjectLocator,
   records: MetadataStore,
   allowDirty: boolean,
   summary: DispatchSummary,
 ): AsyncIterable<EmittedJob[]> {
-  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty });
+  const preparer = new JobPreparer({ storeScheme: inputs.primary.scheme, allowDirty, inputs });
   let chunk: EmittedJob[] = [];
   let n = 0;
   const unfinished = async () => {

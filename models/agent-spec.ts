@@ -21,6 +21,10 @@ export const AgentSpec = z
       .record(z.string(), z.object({ etag: z.string().optional(), size: z.number().optional() }).strict())
       .default({})
       .describe('etag and size each input had when it was dispatched (they are in the identity)'),
+    listed_folders: z
+      .array(z.string())
+      .default([])
+      .describe('folder inputs listed when the job was prepared: exactly the objects in input_checks under each are staged'),
     code: z
       .object({ commit: z.string(), dirty: z.string().optional() })
       .strict()

@@ -19,6 +19,10 @@ export const PreImageInput = z
     name: z.string(),
     location: z.string(),
     files: z.array(z.object({ url: z.string(), etag: z.string().optional(), size: z.number().optional() }).strict()).optional(),
+    listing: z
+      .array(z.object({ url: z.string(), etag: z.string(), size: z.number() }).strict())
+      .optional()
+      .describe('an input given as a folder (no files): what the folder held when the job was prepared'),
   })
   .strict();
 

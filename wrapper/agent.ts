@@ -280,11 +280,19 @@ class AgentJob {
       // A folder URL (an asset with no file list): stage everything under it, keeping its layout.
       const folder = path.join(this.dirs.input, uniqueName(path.posix.basename(key.replace(/\/+$/, '')), staged));
       staged.push(folder);
+      // What the folder held when the job was prepared is in the identity: exactly that is staged.
+      const listed = spec.listed_folders.includes(url);
+      const expected = new Set(listed ? Object.keys(spec.input_checks).filter((file) => file.startsWith(url)) : []);
       for await (const object of source.list(bucket, key)) {
+        const file = url + object.key.slice(key.length);
+        if (listed && !expected.has(file)) throw new Error(`input folder ${url}: ${file} appeared after the job was planned`);
         const local = path.resolve(folder, ...object.key.slice(key.length).split('/'));
         if (!local.startsWith(folder + path.sep)) throw new Error(`object ${object.key} would be staged outside the input folder`);
         await source.getToFile(bucket, object.key, local);
+        if (listed) await checkInput(file, local, spec.input_checks[file]);
+        expected.delete(file);
       }
+      if (expected.size > 0) throw new Error(`input folder ${url}: ${[...expected][0]} was listed when the job was planned and is gone`);
     }
     await this.note(`staged config ${spec.configname} and ${staged.length} input file(s)`);
     const codeProblem = await checkCode(spec);

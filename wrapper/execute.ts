@@ -11,7 +11,7 @@ import { adoptAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from '.
 import { CAAS_VERSION } from './caas-version.ts';
 import { sha256Hex } from './identity.ts';
 import { type EarlierAttempt, followAttempt, lookAtLapsedAttempt, readHeartbeat } from './liveness.ts';
-import type { PreparedJob } from './prepare.ts';
+import { folderUrl, type PreparedJob } from './prepare.ts';
 import { emptyVerification, type Verification, verifyJob } from './verify.ts';
 
 /** What a runner that stalled reports when another runner adopted its job. */
@@ -375,10 +375,14 @@ async function launchAttempt(
     dataname: names.dataname,
     inputs: names.inputs,
     input_checks: Object.fromEntries(
-      job.input.inputs.flatMap((input) =>
-        (input.files ?? []).map((f) => [f.url, { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) }]),
+      job.preimage.inputs.flatMap((input) =>
+        [...(input.files ?? []), ...(input.listing ?? [])].map((f) => [
+          f.url,
+          { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) },
+        ]),
       ),
     ),
+    listed_folders: job.preimage.inputs.filter((input) => input.listing).map((input) => folderUrl(input.location)),
     code: { commit: job.preimage.code.commit, ...(job.preimage.code.dirty ? { dirty: job.preimage.code.dirty } : {}) },
     configname: names.configname,
     ...(placement?.configCopyName ? { config_copy: placement.configCopyName } : {}),
@@ -523,9 +527,7 @@ function jobDocumentOf(job: PreparedJob, place: Place): JobDocument {
 }
 
 export function jobNames(job: PreparedJob): { dataname: string; configname: string; inputs: string[] } {
-  const files = job.input.inputs.flatMap(
-    (input) => input.files?.map((f) => f.url) ?? [input.location.endsWith('/') ? input.location : `${input.location}/`],
-  );
+  const files = job.input.inputs.flatMap((input) => input.files?.map((f) => f.url) ?? [folderUrl(input.location)]);
   return {
     dataname: files.length === 1 ? files[0]! : job.input.inputs[0]!.location,
     configname: `caas-${job.identity.slice(0, 16)}.json`,

@@ -68,13 +68,20 @@ export function identityOf(preimage: PreImage): string {
   return sha256Hex(canonicalJson(preimage));
 }
 
+/** One object of a folder input as listed when its job was prepared: it enters the pre-image. */
+export interface FolderFile {
+  url: string;
+  etag: string;
+  size: number;
+}
+
 const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * Inputs in a canonical order, so listing order in a catalog never changes an identity. Keys are
  * written in code-unit order (as everywhere in a pre-image) so canonicalJson takes its fast path.
  */
-export function canonicalInputs(inputs: readonly JobInputAsset[]): PreImage['inputs'] {
+export function canonicalInputs(inputs: readonly (JobInputAsset & { listing?: FolderFile[] })[]): PreImage['inputs'] {
   const assets = inputs.map((input) => {
     const asset = { asset_id: input.asset_id } as PreImage['inputs'][number];
     if (input.files) {
@@ -88,6 +95,8 @@ export function canonicalInputs(inputs: readonly JobInputAsset[]): PreImage['inp
         })
         .sort((a, b) => compare(a.url, b.url));
     }
+    if (input.listing)
+      asset.listing = input.listing.map((f) => ({ etag: f.etag, size: f.size, url: f.url })).sort((a, b) => compare(a.url, b.url));
     asset.location = input.location;
     asset.name = input.name;
     return asset;
@@ -105,7 +114,7 @@ export interface PreImageParts {
   code: CodeVersion;
   /** Already parsed by the analysis parameter model (defaults applied, unknown keys rejected). */
   parameters: Record<string, unknown>;
-  inputs: readonly JobInputAsset[];
+  inputs: readonly (JobInputAsset & { listing?: FolderFile[] })[];
   output: string;
 }
 

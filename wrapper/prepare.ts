@@ -1,12 +1,13 @@
 import type { z } from 'zod';
 import { AnalysisError } from '../analyses/index.ts';
+import type { ObjectLocator } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import type { PreImage } from '../models/identity.ts';
 import { describeIssues } from '../models/issues.ts';
-import { JobInput } from '../models/job-input.ts';
+import { JobInput, type JobInputAsset } from '../models/job-input.ts';
 import { untrustedJsonProblem } from '../models/untrusted-json.ts';
 import { type CodeState, readCodeVersion } from './code-version.ts';
-import { buildPreImage, identityOf } from './identity.ts';
+import { buildPreImage, type FolderFile, identityOf } from './identity.ts';
 import type { JobEntry } from './job-source.ts';
 import { loadRunnableAnalysis } from './runnable-analysis.ts';
 
@@ -34,6 +35,11 @@ export interface PrepareOptions {
   allowDirty: boolean;
   /** Analysis folders to search (default: CAAS_ANALYSES, then analyses/). */
   roots?: string[];
+  /**
+   * Where input folders are listed: an input given as a folder (no files) enters the identity with
+   * what it holds, so new data in the same folder is a new job. Without it such an input is INVALID.
+   */
+  inputs?: ObjectLocator;
 }
 
 /**
@@ -44,6 +50,8 @@ export interface PrepareOptions {
  */
 export class JobPreparer {
   private readonly codeStates = new Map<string, Promise<CodeState>>();
+  /** Each folder listed once per preparer: a parameter grid over one asset asks the store once. */
+  private readonly listings = new Map<string, Promise<FolderFile[]>>();
 
   constructor(private readonly options: PrepareOptions) {}
 
@@ -91,11 +99,23 @@ export class JobPreparer {
         analysis: analysis.name,
       };
     }
+    const inputs: (JobInputAsset & { listing?: FolderFile[] })[] = [];
+    for (const [i, input] of job.inputs.entries()) {
+      if (input.files) {
+        inputs.push(input);
+        continue;
+      }
+      try {
+        inputs.push({ ...input, listing: await this.listFolder(folderUrl(input.location)) });
+      } catch (error) {
+        return { ok: false, where, reason: `inputs.${i}.location: ${(error as Error).message}`, analysis: analysis.name };
+      }
+    }
     const preimage = buildPreImage({
       analysis: { name: analysis.name, version: analysis.version },
       code: code.version,
       parameters: parameters.data as Record<string, unknown>,
-      inputs: job.inputs,
+      inputs,
       output,
     });
     return {
@@ -117,6 +137,30 @@ export class JobPreparer {
     };
   }
 
+  /** What a folder input holds now, as object URLs with their etag and size. */
+  listFolder(url: string): Promise<FolderFile[]> {
+    let listing = this.listings.get(url);
+    if (!listing) {
+      listing = this.readFolder(url);
+      this.listings.set(url, listing);
+    }
+    return listing;
+  }
+
+  private async readFolder(url: string): Promise<FolderFile[]> {
+    if (!this.options.inputs) throw new Error(`${url} is a folder and there is no store here to list it in: name its files`);
+    let files: FolderFile[];
+    try {
+      const { store, bucket, key } = await this.options.inputs.locate(url);
+      files = [];
+      for await (const object of store.list(bucket, key))
+        files.push({ url: url + object.key.slice(key.length), etag: object.etag, size: object.size });
+    } catch (error) {
+      throw new Error(`could not list the folder ${url}: ${(error as Error).message}`);
+    }
+    return files;
+  }
+
   /** The code state of an analysis folder, read from git once per preparer and shared by every job it prepares. */
   codeStateOf(dir: string): Promise<CodeState> {
     let state = this.codeStates.get(dir);
@@ -126,6 +170,11 @@ export class JobPreparer {
     }
     return state;
   }
+}
+
+/** An input folder's URL as it is listed and staged: with its trailing "/". */
+export function folderUrl(location: string): string {
+  return location.endsWith('/') ? location : `${location}/`;
 }
 
 /** The first input (file URL, or folder location without files) that is not in this bucket. */

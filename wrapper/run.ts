@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { checkComputeName, openLauncher } from '../backends/compute/index.ts';
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
-import { type ObjectStore, openStore, type StoreSettings } from '../backends/storage/index.ts';
+import { ObjectLocator, type ObjectStore, openStore, type StoreSettings } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { AGENT_PROGRAM } from './agent-program.ts';
 import { provideAnalysisBucket } from './analysis-bucket.ts';
@@ -77,7 +77,7 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
     };
     for (const entry of plan) summary.planned[entry.action]++;
     const toRun = plan.filter((e) => e.action === 'RUN');
-    checkDirtyAnalyses(toRun, options, reporter);
+    checkDirtyAnalyses(plan, options, reporter);
     if (options.execute && toRun.length > 0) {
       await executePlan(
         toRun,
@@ -99,7 +99,8 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
 
 /** read → validate → identity → gate, one DB lookup per chunk of jobs; the reporter sees each chunk's plan. */
 async function planJobs(options: RunOptions, store: ObjectStore, db: MetadataStore, reporter: RunReporter): Promise<PlanEntry[]> {
-  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty });
+  const inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
+  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, inputs });
   const plan: PlanEntry[] = [];
   const seen = new Map<string, string>();
   let chunk: Prepared[] = [];
@@ -114,25 +115,38 @@ async function planJobs(options: RunOptions, store: ObjectStore, db: MetadataSto
     if (chunk.length >= GATE_CHUNK) await flush();
   }
   await flush();
+  await inputs.close();
   return plan;
 }
 
-/** Uncommitted changes in an analysis folder: refused with --execute (unless --allow-dirty), a warning otherwise. */
-function checkDirtyAnalyses(toRun: readonly PlanEntry[], options: RunOptions, reporter: RunReporter): void {
-  const dirty = new Map<string, string[]>();
-  for (const entry of toRun) if (entry.job?.code.dirtyFiles.length) dirty.set(entry.job.analysis.dir, entry.job.code.dirtyFiles);
-  for (const [dir, files] of dirty) {
+/**
+ * Uncommitted changes in an analysis folder: refused with --execute (unless --allow-dirty), a
+ * warning otherwise. Also when nothing is to run: a job planned as SKIP was matched against the
+ * committed code, so changes not yet committed would otherwise go unnoticed ("all done").
+ */
+function checkDirtyAnalyses(plan: readonly PlanEntry[], options: RunOptions, reporter: RunReporter): void {
+  const dirty = new Map<string, { files: string[]; toRun: number }>();
+  for (const entry of plan) {
+    if (!entry.job?.code.dirtyFiles.length) continue;
+    const seen = dirty.get(entry.job.analysis.dir) ?? { files: entry.job.code.dirtyFiles, toRun: 0 };
+    if (entry.action === 'RUN') seen.toRun++;
+    dirty.set(entry.job.analysis.dir, seen);
+  }
+  for (const [dir, { files, toRun }] of dirty) {
     const message = `analysis folder ${dir} has uncommitted changes: ${files.join(', ')}`;
-    if (options.execute && !options.allowDirty) {
+    if (options.allowDirty) {
+      reporter.warn(`${message} (--allow-dirty: the diff's sha256 is part of the identity)`);
+    } else if (toRun === 0) {
+      reporter.warn(
+        `${message}: no job of it is to run, each matched a record of the committed code; the changes are in no identity yet: commit them (new identities), or pass --allow-dirty`,
+      );
+    } else if (options.execute) {
       throw new RunRefused(
         `${message}\nCommit them (the identity records the commit), or pass --allow-dirty to run with a hash of the diff in the identity.`,
       );
+    } else {
+      reporter.warn(`${message}: --execute will refuse until they are committed or --allow-dirty is given`);
     }
-    reporter.warn(
-      options.allowDirty
-        ? `${message} (--allow-dirty: the diff's sha256 is part of the identity)`
-        : `${message}: --execute will refuse until they are committed or --allow-dirty is given`,
-    );
   }
 }
 

@@ -3,7 +3,15 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkComputeName, type Launcher, openLauncher } from '../backends/compute/index.ts';
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
-import { getText, type ObjectInfo, type ObjectStore, objectUrl, openStore, type StoreSettings } from '../backends/storage/index.ts';
+import {
+  getText,
+  type ObjectInfo,
+  ObjectLocator,
+  type ObjectStore,
+  objectUrl,
+  openStore,
+  type StoreSettings,
+} from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import { statusKey } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
@@ -97,6 +105,8 @@ export class SubmissionWatcher {
   private readonly answers: AnswerBucket;
   private readonly ctx: ExecuteContext;
   private readonly log: (line: string) => void;
+  /** Where a submission's data is listed when it names a folder. */
+  private readonly inputs: ObjectLocator;
 
   private constructor(
     readonly analysis: Analysis,
@@ -115,6 +125,7 @@ export class SubmissionWatcher {
       statusIntervalMs: options.statusIntervalMs,
     };
     this.log = options.log ?? ((line) => process.stdout.write(`${line}\n`));
+    this.inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
     this.answers = { store, bucket: options.bucket, notes: new CertificateNotes(store, options.bucket) };
   }
 
@@ -170,6 +181,7 @@ export class SubmissionWatcher {
   }
 
   async close(): Promise<void> {
+    await this.inputs.close();
     if (!this.options.launcher) await this.launcher.close();
     await this.db.close();
     if (!this.options.store) await this.store.close();
@@ -260,6 +272,7 @@ export class SubmissionWatcher {
         storeScheme: this.store.scheme,
         allowDirty: this.options.allowDirty,
         roots: this.options.roots,
+        inputs: this.inputs,
       });
       const code = await preparer.codeStateOf(this.analysis.dir);
       if (code.dirtyFiles.length > 0 && !this.options.allowDirty) {

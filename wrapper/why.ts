@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { claimVerdict, type MetadataStore, openDatabase } from '../backends/db/index.ts';
-import { openStore } from '../backends/storage/index.ts';
+import { ObjectLocator, openStore } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { isPlainObject } from '../models/plain-object.ts';
 import type { MetadataRecord } from '../models/record.ts';
@@ -51,6 +51,8 @@ export interface WhyOptions {
   limit: number;
   roots?: string[];
   now?: Date;
+  /** Where folder inputs are listed, as `caas run` lists them (their contents are in the identity). */
+  inputs?: ObjectLocator;
 }
 
 /** `jobs.jsonl:12` names line 12; a plain path names a file holding a single job. */
@@ -98,7 +100,12 @@ function lineOf(where: string): number | undefined {
  * the pre-image fields that separate them from this job.
  */
 export async function explainJob(entry: JobEntry, options: WhyOptions): Promise<WhyOutcome> {
-  const preparer = new JobPreparer({ storeScheme: options.storeScheme, allowDirty: options.allowDirty, roots: options.roots });
+  const preparer = new JobPreparer({
+    storeScheme: options.storeScheme,
+    allowDirty: options.allowDirty,
+    roots: options.roots,
+    ...(options.inputs ? { inputs: options.inputs } : {}),
+  });
   const prepared = await preparer.prepare(entry);
   if (!prepared.ok) return { ok: false, where: prepared.where, reason: prepared.reason };
   const job = prepared.job;
@@ -176,9 +183,11 @@ export async function explainJobRef(
   const entry = await pickJob(ref);
   const store = await openStore(workspace.storeUrl, { home: workspace.home, settings: workspace.storeSettings });
   const db = await openDatabase(workspace.dbUrl, { home: workspace.home, readOnly: true });
+  const inputs = new ObjectLocator(store, { home: workspace.home, settings: workspace.storeSettings });
   try {
-    return await explainJob(entry, { ...options, db, storeScheme: store.scheme });
+    return await explainJob(entry, { ...options, db, storeScheme: store.scheme, inputs });
   } finally {
+    await inputs.close();
     await db.close();
     await store.close();
   }

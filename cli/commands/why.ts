@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { isPlainObject } from '../../models/plain-object.ts';
 import { type Difference, explainJobRef, hintsFor, type WhyReport } from '../../wrapper/why.ts';
 import { positiveInt, settingsOf, UsageError } from '../settings.ts';
 import { shortId, truncate } from '../table.ts';
@@ -77,6 +78,11 @@ function describe(report: WhyReport, allowDirty: boolean): string {
 /** Identifiers (commits, etags, URLs) read best bare; parameters keep JSON so "1" and 1 stay apart. */
 function show(value: unknown, path: string): string {
   if (value === undefined) return '(absent)';
+  // An input file: its URL and size, cut from the left when long, so the file's name stays in view.
+  if (isPlainObject(value) && typeof value.url === 'string') {
+    const text = `${value.url}${typeof value.size === 'number' ? ` (${value.size} B)` : ''}`;
+    return text.length > VALUE_WIDTH ? `…${text.slice(-(VALUE_WIDTH - 1))}` : text;
+  }
   const text = typeof value === 'string' && value !== '' && !path.startsWith('parameters') ? value : JSON.stringify(value);
   return truncate(text, VALUE_WIDTH);
 }
