@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AindProcessing } from './aind-processing.ts';
 import { CodeVersion, PreImage } from './identity.ts';
 import { JobInputAsset, Provenance } from './job-input.ts';
 
@@ -74,6 +75,9 @@ export const MetadataRecord = z
     created: z.string(),
     updated: z.string(),
     caas_version: z.string(),
+    processing: AindProcessing.optional().describe(
+      "a succeeded job in aind-data-schema's field names, as metadata.nd.json beside its results",
+    ),
   })
   .strict();
 export type MetadataRecord = z.infer<typeof MetadataRecord>;

@@ -74,6 +74,41 @@ describe('spike-rate: an analysis in Python, its models exported from pydantic',
     expect(record!.outputs!.manifest.map((entry) => path.posix.basename(entry.key))).toContain('rates.csv');
   });
 
+  it("beside its results lies metadata.nd.json, AIND's processing section, which python3 reads with the standard library alone; the record holds the same section", {
+    timeout: 60_000,
+  }, async () => {
+    const [record] = await readRecords(home);
+    const folder = path.join(home, 'buckets', record!.job!.results.replace(/^file:\/\//, ''), '..');
+    const check = [
+      'import json, sys',
+      'doc = json.load(open(sys.argv[1]))',
+      'assert doc["object_type"] == "Metadata", doc["object_type"]',
+      'process = doc["processing"]["data_processes"][0]',
+      'assert process["stage"] == "Analysis" and process["process_type"] == "Analysis"',
+      'print(json.dumps({"name": process["name"], "code": process["code"], "start": process["start_date_time"], "end": process["end_date_time"], "output_path": process["output_path"], "output_parameters": process["output_parameters"]}))',
+    ].join('\n');
+    const read = JSON.parse(execFileSync('python3', ['-I', '-c', check, path.join(folder, 'metadata.nd.json')], { encoding: 'utf8' })) as {
+      name: string;
+      code: { url: string; name: string; version: string; parameters: unknown; input_data: { url: string }[] };
+      start: string;
+      end: string;
+      output_path: string;
+      output_parameters: unknown;
+    };
+    expect(read.name).toBe('spike-rate@1.0.0');
+    expect(read.code).toMatchObject({ url: 'https://example.org/lab/analyses.git', name: 'spike-rate', version: repo.head() });
+    expect(read.code.parameters).toEqual(record!.parameters);
+    expect(read.code.input_data).toEqual([{ url: `file://${path.dirname(data)}/` }]);
+    expect([read.start, read.end]).toEqual([record!.start, record!.end]);
+    expect(read.output_path).toBe(record!.job!.results);
+    expect(read.output_parameters).toEqual(record!.outputs!.output_parameters);
+    const doc = JSON.parse(readFileSync(path.join(folder, 'metadata.nd.json'), 'utf8')) as { processing: unknown };
+    expect(record!.processing).toEqual(doc.processing);
+    const queried = await caas('query', '{"processing.data_processes.code.parameters.min_rate_hz": 0.5}', '--fields', '_id');
+    expect(queried.code).toBe(0);
+    expect(queried.stdout).toContain(record!._id);
+  });
+
   it('the same parameters written with and without their defaults have one identity', async () => {
     const plan = await planned(
       jobFile('defaults', [{}, { min_rate_hz: 0.5 }, { min_rate_hz: 0.5, duration_s: null, analysis_tag: 'default' }, { min_rate_hz: 1 }]),

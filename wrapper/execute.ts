@@ -4,9 +4,11 @@ import type { LaunchedJob, Launcher } from '../backends/compute/index.ts';
 import { type ClaimOutcome, type MetadataStore, sameOwner } from '../backends/db/index.ts';
 import { type ObjectStore, objectUrl, type StoreSettings, settingsWithUrl } from '../backends/storage/index.ts';
 import { AgentSpec } from '../models/agent-spec.ts';
-import { type JobKeys, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
+import type { AindProcessing } from '../models/aind-processing.ts';
+import { type JobKeys, jobFolder, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
 import type { JobDocument } from '../models/job-document.ts';
 import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
+import { aindMetadataDocument, aindProcessingOf } from './aind-processing.ts';
 import { adoptAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from './attempts.ts';
 import { CAAS_VERSION } from './caas-version.ts';
 import { sha256Hex } from './identity.ts';
@@ -443,6 +445,17 @@ class Recorder {
     const start = verdict.start ?? this.started.toISOString();
     const end = verdict.end ?? ended.toISOString();
     const base = { where: job.where, identity: job.identity };
+    let processing: AindProcessing | undefined;
+    if (verdict.succeeded) {
+      processing = aindProcessingOf(job, verdict, where.results, start, end);
+      const folder = jobFolder(where.bucket, where.group, where.timestamp).results;
+      const folderUrl = objectUrl(ctx.store.scheme, where.bucket, folder);
+      await ctx.store.put(
+        where.bucket,
+        `${folder}metadata.nd.json`,
+        `${JSON.stringify(aindMetadataDocument(job, folderUrl, processing), null, 2)}\n`,
+      );
+    }
     // Fault injection for the crash-recovery tests: die exactly between the upload and the record.
     if (process.env.CAAS_FAULT === 'kill-before-record') process.kill(process.pid, 'SIGKILL');
     const written = await ctx.db.finish(
@@ -465,6 +478,7 @@ class Recorder {
         start,
         end,
         duration_s: (Date.parse(end) - Date.parse(start)) / 1000,
+        ...(processing ? { processing } : {}),
         attempts: current.attempts
           .filter((a) => a.n === attempt || a.n !== this.claimed)
           .map((a) => {
