@@ -10,7 +10,12 @@ export const JobDocument = z
   .object({
     identity: z.string().describe('sha256 of the pre-image: the job, as caas dedups it'),
     analysis: z.object({ name: z.string(), version: z.string() }).strict(),
-    code: z.object({ commit: z.string(), dirty: z.string().optional() }).strict().describe('the analysis code version in the identity'),
+    code: z
+      .object({ url: z.string(), commit: z.string(), dirty: z.string().optional() })
+      .strict()
+      .describe("the analysis code version in the identity; url is the repository's remote (or the analysis folder without one)"),
+    command: z.array(z.string()).describe('the command the agent runs'),
+    outputs_file: z.string().nullable().describe('the file under process_results whose fields become output_parameters'),
     parameters: z.record(z.string(), z.unknown()).describe('as validated, defaults filled in (the same as $CAAS_CONFIG)'),
     inputs: z.array(JobInputAsset).describe('every input: asset id, name, location and files (with etag and size where known)'),
     group: z.string(),

@@ -1,17 +1,19 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JOB_TOKEN_VARIABLE, JobProcesses } from '../backends/compute/job-processes.ts';
-import { etagOfFile, ObjectLocator, type ObjectStore, openStore } from '../backends/storage/index.ts';
+import { etagOfFile, getText, ObjectLocator, type ObjectStore, objectUrl, openStore } from '../backends/storage/index.ts';
 import type { AgentSpec } from '../models/agent-spec.ts';
 import { datasetName, type JobKeys, jobKeys } from '../models/bucket-contract.ts';
+import type { JobDocument } from '../models/job-document.ts';
 import { staleAfterMs } from '../models/liveness.ts';
 import type { ManifestEntry } from '../models/record.ts';
 import type { StatusFile } from '../models/status.ts';
+import { aindMetadataDocument, aindProcessingOf } from './aind-processing.ts';
 import { analysisEnvironment } from './analysis-env.ts';
 import { CappedLog } from './capped-log.ts';
 import { uploadFolder, withObjectsWrittenThere } from './upload.ts';
@@ -341,18 +343,49 @@ class AgentJob {
         await this.note(problem).catch(() => {});
       }
     }
+    const finishedAt = new Date().toISOString();
+    if (outcome.exitCode === 0) {
+      try {
+        await this.writeProcessingDocument(finishedAt);
+      } catch (error) {
+        fail(`metadata.nd.json could not be written: ${(error as Error).message}`);
+      }
+    }
     await this.put(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
     await this.beats.stop();
     const { status } = this;
     status.status = outcome.exitCode === 0 ? 'SUCCESS' : 'FAILED';
     status.reason = outcome.reason;
     status.exit_code = outcome.exitCode;
-    status.job_finish = new Date().toISOString();
+    status.job_finish = finishedAt;
     await this.writeStatus();
     await this.note(`job ${status.status === 'SUCCESS' ? 'succeeded' : `failed (${outcome.reason})`}`);
     // end.txt is the last object written: once it exists, everything else of the job is in place.
     await this.put(keys.end, `${status.status}\n${outcome.reason}\nfinished ${status.job_finish}\n`);
     return outcome.exitCode;
+  }
+
+  /**
+   * metadata.nd.json beside process_results: the job in aind-data-schema's words, from the job
+   * document and the outputs file. Written before end.txt, like everything of the job folder.
+   */
+  private async writeProcessingDocument(finishedAt: string): Promise<void> {
+    if (!this.jobDocumentPath) return;
+    const { spec, keys } = this;
+    const job = JSON.parse(await readFile(this.jobDocumentPath, 'utf8')) as JobDocument;
+    let outputParameters: Record<string, unknown> | null = null;
+    if (job.outputs_file) {
+      const text = await getText(this.store, spec.bucket, keys.process + job.outputs_file).catch(() => undefined);
+      try {
+        const value: unknown = text === undefined ? null : JSON.parse(text);
+        if (value && typeof value === 'object' && !Array.isArray(value)) outputParameters = value as Record<string, unknown>;
+      } catch {
+        // Not JSON: the runner's verification says so; the document carries no output parameters.
+      }
+    }
+    const processing = aindProcessingOf(job, { start: this.status.job_start ?? finishedAt, end: finishedAt, outputParameters });
+    const document = aindMetadataDocument(job, objectUrl(this.store.scheme, spec.bucket, keys.results), processing);
+    await this.put(`${keys.results}metadata.nd.json`, `${JSON.stringify(document, null, 2)}\n`);
   }
 
   async close(): Promise<void> {

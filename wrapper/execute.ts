@@ -4,11 +4,10 @@ import type { LaunchedJob, Launcher } from '../backends/compute/index.ts';
 import { type ClaimOutcome, type MetadataStore, sameOwner } from '../backends/db/index.ts';
 import { type ObjectStore, objectUrl, type StoreSettings, settingsWithUrl } from '../backends/storage/index.ts';
 import { AgentSpec } from '../models/agent-spec.ts';
-import type { AindProcessing } from '../models/aind-processing.ts';
-import { type JobKeys, jobFolder, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
+import { type JobKeys, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
 import type { JobDocument } from '../models/job-document.ts';
 import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
-import { aindMetadataDocument, aindProcessingOf } from './aind-processing.ts';
+import { aindProcessingOf } from './aind-processing.ts';
 import { adoptAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from './attempts.ts';
 import { CAAS_VERSION } from './caas-version.ts';
 import { sha256Hex } from './identity.ts';
@@ -346,7 +345,7 @@ async function launchAttempt(
   const names = jobNames(job);
   // The agent stages these validated bytes, never a user's file that could change after validation.
   await ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`);
-  await ctx.store.put(job.bucket, keys.jobDocument, `${JSON.stringify(jobDocumentOf(job, place), null, 2)}\n`);
+  await ctx.store.put(job.bucket, keys.jobDocument, `${JSON.stringify(jobDocumentOf(job, place.location.results), null, 2)}\n`);
   if (!placement?.submitExists) {
     const submit = `${JSON.stringify({ dataname: names.dataname, configname: names.configname, timestamp }, null, 2)}\n`;
     // Marked before the submit file appears, so a watcher on this bucket leaves the job to us.
@@ -445,17 +444,9 @@ class Recorder {
     const start = verdict.start ?? this.started.toISOString();
     const end = verdict.end ?? ended.toISOString();
     const base = { where: job.where, identity: job.identity };
-    let processing: AindProcessing | undefined;
-    if (verdict.succeeded) {
-      processing = aindProcessingOf(job, verdict, where.results, start, end);
-      const folder = jobFolder(where.bucket, where.group, where.timestamp).results;
-      const folderUrl = objectUrl(ctx.store.scheme, where.bucket, folder);
-      await ctx.store.put(
-        where.bucket,
-        `${folder}metadata.nd.json`,
-        `${JSON.stringify(aindMetadataDocument(job, folderUrl, processing), null, 2)}\n`,
-      );
-    }
+    const processing = verdict.succeeded
+      ? aindProcessingOf(jobDocumentOf(job, where.results), { start, end, outputParameters: verdict.outputParameters })
+      : undefined;
     // Fault injection for the crash-recovery tests: die exactly between the upload and the record.
     if (process.env.CAAS_FAULT === 'kill-before-record') process.kill(process.pid, 'SIGKILL');
     const written = await ctx.db.finish(
@@ -526,17 +517,19 @@ export function jobTimestamp(at: Date, identity: string): string {
 
 /** What the submit file names: the data (one file, or the asset folder) and the config. */
 /** What the analysis is told about its job ($CAAS_JOB): the same document wherever it runs. */
-function jobDocumentOf(job: PreparedJob, place: Place): JobDocument {
-  const { commit, dirty } = job.preimage.code;
+function jobDocumentOf(job: PreparedJob, results: string): JobDocument {
+  const { commit, dirty, url } = job.preimage.code;
   return {
     identity: job.identity,
     analysis: { name: job.analysis.name, version: job.analysis.version },
-    code: { commit, ...(dirty ? { dirty } : {}) },
+    code: { url: url ?? job.analysis.dir, commit, ...(dirty ? { dirty } : {}) },
+    command: job.analysis.command,
+    outputs_file: job.analysis.outputs?.file ?? null,
     parameters: job.parameters,
     inputs: job.input.inputs,
     group: job.group,
     group_metadata: job.input.group_metadata ?? null,
-    results: place.location.results,
+    results,
   };
 }
 
