@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl, storeKinds } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
-import { datasetName, FOLDER_NAME, type JobFolder, jobFolder } from '../models/bucket-contract.ts';
+import { datasetName, FOLDER_NAME, type JobFolder, jobFolder, MAX_TIMESTAMP_BYTES, timestampProblem } from '../models/bucket-contract.ts';
 import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
 import { isPlainObject } from '../models/plain-object.ts';
@@ -15,8 +15,6 @@ import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepa
 /** `{group}/submissions/{anything}submit.json`, one folder deep: what the watcher picks up. */
 const SUBMIT_KEY = /^([^/]+)\/submissions\/([^/]*)submit\.json$/;
 const GROUP = FOLDER_NAME;
-const TIMESTAMP = FOLDER_NAME;
-export const MAX_TIMESTAMP = 100;
 // Submit files and configs are a few lines; anything bigger is a mistake or an attack on the watcher.
 const MAX_SUBMIT_BYTES = 64 * 1024;
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -129,9 +127,9 @@ export async function readSubmitObject(store: ObjectStore, bucket: string, key: 
   return readSubmit(key, group, await store.get(bucket, key));
 }
 
-/** A timestamp that can name a job folder, from a submit file or `caas submit --timestamp`. */
-export function usableTimestamp(value: string): boolean {
-  return TIMESTAMP.test(value) && value.length <= MAX_TIMESTAMP;
+/** A timestamp that can name a job folder (timestampProblem says why not). */
+function usableTimestamp(value: string): boolean {
+  return timestampProblem(value) === undefined;
 }
 
 /**
@@ -142,8 +140,9 @@ export function fallbackTimestamp(key: string): string {
   const stem = (SUBMIT_KEY.exec(key)?.[2] ?? '').replace(/[_.-]+$/, '');
   const clean = stem
     .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/\.{2,}/g, '.')
     .replace(/^[^A-Za-z0-9]+/, '')
-    .slice(0, MAX_TIMESTAMP);
+    .slice(0, MAX_TIMESTAMP_BYTES);
   return clean || 'submit';
 }
 
@@ -202,7 +201,6 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
     );
   }
   const submit = parsed.data;
-  if (submit.timestamp.length > MAX_TIMESTAMP) return reject(`timestamp: at most ${MAX_TIMESTAMP} characters`);
   if (submit.instance_type !== undefined && !instanceTypeAllowed(analysis, submit.instance_type)) {
     const allowed = analysis.blueprint.allowed_instance_types.join(', ') || analysis.blueprint.instance_type;
     return reject(`instance_type ${JSON.stringify(submit.instance_type)} is not allowed for ${analysis.name}: expected one of ${allowed}`);
