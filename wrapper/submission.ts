@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl, storeKinds } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import { datasetName, FOLDER_NAME, type JobFolder, jobFolder, MAX_TIMESTAMP_BYTES, timestampProblem } from '../models/bucket-contract.ts';
+import { describeConfigProblem, isYamlName, parseConfigText } from '../models/config-text.ts';
 import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
 import { isPlainObject } from '../models/plain-object.ts';
@@ -243,7 +244,7 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
   };
 }
 
-/** The config a submit file names: inside the group's configs/, small, JSON, and valid for the analysis' parameter model. */
+/** The config a submit file names: inside the group's configs/, small, JSON (or YAML, by its name), and valid for the analysis' parameter model. */
 async function checkConfig(
   configname: string,
   group: string,
@@ -257,12 +258,18 @@ async function checkConfig(
   if (!configInfo) return reject(`configname: ${config.key} does not exist; upload the config to ${group}/configs/ first`);
   if (configInfo.size > MAX_CONFIG_BYTES) return reject(`configname: ${config.key} is larger than ${MAX_CONFIG_BYTES} bytes`);
   const configBytes = await store.get(bucket, config.key);
-  const parsedConfig = parseJsonText(configBytes.toString('utf8'));
-  if (!parsedConfig.ok) return reject(`config ${config.key} is not JSON (${parsedConfig.reason.replace(/^invalid JSON: /, '')})`);
+  const parsedConfig = parseConfigText(config.key, configBytes.toString('utf8'));
+  if (!parsedConfig.ok) {
+    if (isYamlName(config.key)) return reject(`config ${describeConfigProblem(config.key, parsedConfig)}`);
+    return reject(`config ${config.key} is not JSON (${parsedConfig.reason.replace(/^invalid JSON: /, '')})`);
+  }
   const parameters = parsedConfig.value;
   const problem = untrustedJsonProblem(parameters);
   if (problem !== undefined) return reject(`config ${config.key}: ${problem}`);
-  if (!isPlainObject(parameters)) return reject(`config ${config.key} must be a JSON object of ${analysis.name} parameters`);
+  if (!isPlainObject(parameters)) {
+    const form = isYamlName(config.key) ? 'a YAML mapping' : 'a JSON object';
+    return reject(`config ${config.key} must be ${form} of ${analysis.name} parameters`);
+  }
   const checked = (analysis.parameters as z.ZodType).safeParse(parameters);
   if (!checked.success) return reject(`config ${config.key} is not valid for ${analysis.name}: ${describeIssues(checked.error)}`);
   return { ok: true, key: config.key, bytes: configBytes, parameters };

@@ -12,7 +12,7 @@ export function registerSubmit(program: Command): void {
     .requiredOption('--bucket <name>', 'the analysis bucket')
     .requiredOption('--group <name>', 'your user group (a folder of the bucket, listed in the blueprint)')
     .requiredOption('--data <file...>', 'data file(s); several give one job each')
-    .requiredOption('--config <file>', "the analysis' parameters as a JSON file")
+    .requiredOption('--config <file>', "the analysis' parameters as a JSON file, or YAML when named .yaml or .yml")
     .option(
       '--timestamp <id>',
       'names the job folder results/job__{bucket}_{timestamp}: any text without "/", "\\", "..", "~" or control characters (default: now plus a random suffix)',
