@@ -3,6 +3,7 @@ import { AgentSpec } from './agent-spec.ts';
 import { Blueprint } from './blueprint.ts';
 import { PreImage } from './identity.ts';
 import { JobInput } from './job-input.ts';
+import { NeuroCaasBlueprint } from './neurocaas-blueprint.ts';
 import { MetadataRecord } from './record.ts';
 import { StatusFile } from './status.ts';
 import { SubmitFile } from './submit.ts';
@@ -16,4 +17,5 @@ export const namedModels: Record<string, z.ZodType> = {
   status: StatusFile,
   blueprint: Blueprint,
   'agent-spec': AgentSpec,
+  'neurocaas-blueprint': NeuroCaasBlueprint,
 };
