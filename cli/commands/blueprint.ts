@@ -58,9 +58,9 @@ Exit codes: 0 all valid, 2 some file is invalid (each problem is printed as file
       `
 The caas blueprint holds what came from NeuroCAAS (caas's defaults fill the rest) and passes
 \`caas blueprint validate\`: PipelineName becomes the bucket, REGION the region, Lambda.LambdaConfig's
-AMI, INSTANCE_TYPE, IAM_ROLE and DEPLOY_LIMIT the fields of those names, SSM_TIMEOUT (seconds) the
-max_runtime_minutes, UXData.Affiliates the groups (AffiliateName, UserNames) and MAXCOST each
-group's budget. The notes, one per field, go to standard error.
+AMI, INSTANCE_TYPE and DEPLOY_LIMIT the fields of those names, IAM_ROLE the iam_instance_profile,
+SSM_TIMEOUT (seconds) the max_runtime_minutes, UXData.Affiliates the groups (AffiliateName,
+UserNames) and MAXCOST each group's budget. The notes, one per field, go to standard error.
 
 Examples:
   $ caas blueprint import stack_config_template.json
