@@ -24,7 +24,7 @@ export async function readParametersFile(file: string): Promise<AnalysisParamete
     throw new DispatchError(`--params ${file}: no such file`);
   }
   const data = isYamlName(file) ? yamlData(text, file) : parseJsonText(text, file);
-  // A YAML value JSON has no form for (.inf, a date) would turn into something else in the job lines.
+  // What the job lines would carry into identities: nesting, __proto__ keys, lone surrogates.
   const problem = untrustedJsonProblem(data);
   if (problem !== undefined) throw new DispatchError(`${file}: ${problem}`);
   const parsed = AnalysisParametersFile.safeParse(data);

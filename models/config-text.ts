@@ -38,9 +38,9 @@ export function describeConfigProblem(name: string, problem: Extract<ParsedConfi
 /**
  * One YAML 1.2 document as JSON data, or the first problem with its line and column. Refused, as
  * no JSON could say them: several documents, tags caas cannot resolve (`!!python/object`), keys
- * that are aliases, lists or mappings, duplicate keys, more aliases than MAX_YAML_ALIASES. Values JSON has
- * no form for (`.inf`, `!!binary`, `!!set`, a YAML 1.1 date) come out as such and are refused by
- * `untrustedJsonProblem`, as deep nesting after aliases is.
+ * that are aliases, lists or mappings, duplicate keys, more aliases than MAX_YAML_ALIASES, values
+ * JSON has no form for. What JSON can say too (nesting after aliases, `__proto__` keys, ...) is
+ * left to `untrustedJsonProblem`, which every config goes through next.
  */
 export function parseYamlText(text: string): ParsedConfig {
   const lines = new LineCounter();
@@ -69,8 +69,9 @@ export function parseYamlText(text: string): ParsedConfig {
       problem.code === 'NON_STRING_KEY' ? 'a key that is an alias, a list or a mapping: expected keys written as text' : problem.message;
     return { ok: false, reason: `invalid YAML: ${message}`, ...at(problem.pos[0]) };
   }
+  let value: unknown;
   try {
-    return { ok: true, value: document.toJS({ maxAliasCount: MAX_YAML_ALIASES }) };
+    value = document.toJS({ maxAliasCount: MAX_YAML_ALIASES });
   } catch (error) {
     // The yaml package's ReferenceError for expanded aliases: "Excessive alias count indicates a resource exhaustion attack".
     return {
@@ -78,6 +79,40 @@ export function parseYamlText(text: string): ParsedConfig {
       reason: `invalid YAML: its aliases expand to too much (${(error as Error).message}): expected at most ${MAX_YAML_ALIASES} alias expansions`,
     };
   }
+  const notJson = firstNonJsonValue(value);
+  return notJson === undefined ? { ok: true, value } : { ok: false, reason: notJson };
+}
+
+/**
+ * The path and kind of the first value JSON has no form for (`.inf`, `!!binary`, `!!set`, a
+ * `%YAML 1.1` date), which JSON.stringify would silently turn into something else. Walked without
+ * recursion, each object once (aliases share them), down to MAX_JSON_DEPTH: deeper values are
+ * `untrustedJsonProblem`'s to refuse.
+ */
+function firstNonJsonValue(root: unknown): string | undefined {
+  const stack: { value: unknown; path: string[] }[] = [{ value: root, path: [] }];
+  const seen = new Set<object>();
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const { value, path } = next;
+    const problem = nonJsonProblem(value);
+    if (problem !== undefined) return `${path.join('.') || '(root)'}: ${problem}`;
+    if (typeof value !== 'object' || value === null || seen.has(value) || path.length >= MAX_JSON_DEPTH) continue;
+    seen.add(value);
+    // Reversed onto the stack, so the first problem in document order is found first.
+    for (const [key, child] of Object.entries(value).reverse()) stack.push({ value: child, path: [...path, key] });
+  }
+  return undefined;
+}
+
+function nonJsonProblem(value: unknown): string | undefined {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : `${value} is not a JSON number: expected a finite number`;
+  if (typeof value === 'object') {
+    const prototype = Object.getPrototypeOf(value);
+    if (Array.isArray(value) || prototype === Object.prototype || prototype === null) return undefined;
+  }
+  const kind = typeof value === 'object' ? `a ${value.constructor?.name ?? 'special object'}` : `a ${typeof value}`;
+  return `${kind} is not JSON data: expected null, true or false, a number, text, a list or a mapping`;
 }
 
 /** Offset of a collection nested more than MAX_JSON_DEPTH levels deep in the parsed tokens (walked without recursion), if any. */

@@ -1,9 +1,8 @@
 /**
- * Checks on JSON from users (job lines, configs, submit files, and YAML configs once read into the
- * same data) that must run before zod and before hashing: zod and the RFC 8785 canonicaliser
- * recurse (a deep value overflows the stack), the canonicaliser throws on lone surrogates, and
- * zod's records and catch-alls assign keys one by one, so a "__proto__" key silently disappears
- * and two different inputs get one identity.
+ * Checks on JSON from users (job lines, configs, submit files) that must run before zod and before
+ * hashing: zod and the RFC 8785 canonicaliser recurse (a deep value overflows the stack), the
+ * canonicaliser throws on lone surrogates, and zod's records and catch-alls assign keys one by
+ * one, so a "__proto__" key silently disappears and two different inputs get one identity.
  */
 
 /**
@@ -55,17 +54,7 @@ export function untrustedJsonProblem(value: unknown): string | undefined {
 
 function problemIn(value: unknown, depth: number): Problem | undefined {
   if (typeof value === 'string') return LONE_SURROGATE.test(value) ? { path: [], message: surrogateMessage(value) } : undefined;
-  if (value === null || typeof value === 'boolean') return undefined;
-  // JSON.parse never makes what follows; a YAML config can (.inf, !!binary, !!set, a YAML 1.1 date).
-  if (typeof value === 'number') {
-    return Number.isFinite(value) ? undefined : { path: [], message: `${value} is not a JSON number: expected a finite number` };
-  }
-  if (typeof value !== 'object' || !(Array.isArray(value) || isDataObject(value))) {
-    return {
-      path: [],
-      message: `${describeNonJson(value)} is not JSON data: expected null, true or false, a number, text, a list or an object`,
-    };
-  }
+  if (typeof value !== 'object' || value === null) return undefined;
   if (depth > MAX_JSON_DEPTH) {
     return {
       path: [],
@@ -92,16 +81,6 @@ function problemIn(value: unknown, depth: number): Problem | undefined {
     if (problem) return inside(problem, key);
   }
   return undefined;
-}
-
-function isDataObject(value: object): boolean {
-  const prototype = Object.getPrototypeOf(value);
-  return prototype === Object.prototype || prototype === null;
-}
-
-function describeNonJson(value: unknown): string {
-  if (typeof value !== 'object' || value === null) return `a ${typeof value}`;
-  return `a ${value.constructor?.name ?? 'special object'}`;
 }
 
 function inside(problem: Problem, key: string): Problem {

@@ -101,17 +101,27 @@ describe('a YAML config is read as its JSON equivalent', () => {
   });
 
   it.each([
-    { text: 'wait: .inf\n', says: /^wait: Infinity is not a JSON number: expected a finite number/ },
-    { text: 'wait: .nan\n', says: /^wait: NaN is not a JSON number/ },
-    { text: 'blob: !!binary aGVsbG8=\n', says: /^blob: a Buffer is not JSON data/ },
-    { text: 'tags: !!set {a, b}\n', says: /^tags: a Set is not JSON data/ },
-    { text: '%YAML 1.1\n---\nwhen: 2001-12-14\n', says: /^when: a Date is not JSON data/ },
+    { text: 'wait: .inf\n', says: /^config\.yaml: wait: Infinity is not a JSON number: expected a finite number$/ },
+    { text: 'wait: -.inf\n', says: /^config\.yaml: wait: -Infinity is not a JSON number/ },
+    { text: 'list: [1, .nan]\n', says: /^config\.yaml: list\.1: NaN is not a JSON number/ },
+    {
+      text: 'blob: !!binary aGVsbG8=\n',
+      says: /^config\.yaml: blob: a Buffer is not JSON data: expected null, true or false, a number, text, a list or a mapping/,
+    },
+    { text: 'tags: !!set {a, b}\n', says: /^config\.yaml: tags: a Set is not JSON data/ },
+    { text: 'pairs: !!omap [{a: 1}]\n', says: /^config\.yaml: pairs: a Map is not JSON data/ },
+    { text: '%YAML 1.1\n---\nnested: {when: 2001-12-14}\n', says: /^config\.yaml: nested\.when: a Date is not JSON data/ },
+  ])('$text: a value JSON has no form for is refused, naming its path', ({ text, says }) => {
+    expect(read(text)).toMatch(says);
+  });
+
+  it.each([
     { text: '__proto__: {wait: 5}\n', says: /^__proto__: the key "__proto__" is not allowed/ },
     {
       text: `extra: &a ${'['.repeat(40)}1${']'.repeat(40)}\nmore: ${'['.repeat(40)}*a${']'.repeat(40)}\n`,
       says: /nested more than 64 levels deep/,
     },
-  ])('$text: read, then refused by the untrusted-input guards as JSON would be', ({ text, says }) => {
+  ])('$text: read, then refused by the untrusted-input guards every config goes through, as JSON would be', ({ text, says }) => {
     const parsed = parseYamlText(text);
     expect(parsed.ok).toBe(true);
     expect(untrustedJsonProblem(parsed.ok ? parsed.value : undefined)).toMatch(says);
