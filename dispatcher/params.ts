@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Analysis } from '../models/analysis.ts';
+import { describeConfigProblem, isYamlName, parseYamlText } from '../models/config-text.ts';
+import { untrustedJsonProblem } from '../models/untrusted-json.ts';
 import { DispatchError } from './dispatch-error.ts';
 import { parseJsonText } from './json-text.ts';
 
@@ -13,6 +15,7 @@ export const AnalysisParametersFile = z
   .strict();
 export type AnalysisParametersFile = z.infer<typeof AnalysisParametersFile>;
 
+/** The --params file, JSON or (named .yaml or .yml) YAML, checked as untrusted data and against its model. */
 export async function readParametersFile(file: string): Promise<AnalysisParametersFile> {
   let text: string;
   try {
@@ -20,12 +23,22 @@ export async function readParametersFile(file: string): Promise<AnalysisParamete
   } catch {
     throw new DispatchError(`--params ${file}: no such file`);
   }
-  const parsed = AnalysisParametersFile.safeParse(parseJsonText(text, file));
+  const data = isYamlName(file) ? yamlData(text, file) : parseJsonText(text, file);
+  // What the job lines would carry into identities: nesting, __proto__ keys, lone surrogates.
+  const problem = untrustedJsonProblem(data);
+  if (problem !== undefined) throw new DispatchError(`${file}: ${problem}`);
+  const parsed = AnalysisParametersFile.safeParse(data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new DispatchError(`${file}: ${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`);
   }
   return parsed.data;
+}
+
+function yamlData(text: string, file: string): unknown {
+  const parsed = parseYamlText(text);
+  if (!parsed.ok) throw new DispatchError(describeConfigProblem(file, parsed));
+  return parsed.value;
 }
 
 /**

@@ -4,6 +4,7 @@ import { Blueprint } from './blueprint.ts';
 import { PreImage } from './identity.ts';
 import { JobDocument } from './job-document.ts';
 import { JobInput } from './job-input.ts';
+import { NeuroCaasBlueprint } from './neurocaas-blueprint.ts';
 import { MetadataRecord } from './record.ts';
 import { StatusFile } from './status.ts';
 import { SubmitFile } from './submit.ts';
@@ -18,4 +19,5 @@ export const namedModels: Record<string, z.ZodType> = {
   blueprint: Blueprint,
   'agent-spec': AgentSpec,
   job: JobDocument,
+  'neurocaas-blueprint': NeuroCaasBlueprint,
 };

@@ -271,6 +271,39 @@ describe('--params and --max-jobs', () => {
     await expectRefused({ query: '{}', params: misspelt }, /distributed_params/);
   });
 
+  it('reads a .yaml or .yml --params file as its JSON equivalent, and names file:line:column when it is not YAML', async () => {
+    const yamlFile = async (text: string, ext = 'yaml') => {
+      const file = path.join(tmp, `params-${++runs}.${ext}`);
+      await writeFile(file, text);
+      return file;
+    };
+    const json = await paramsFile({
+      fixed_parameters: { analysis_tag: 'grid' },
+      distributed_parameters: [{ isi_violations_cutoff: 0.05 }, { isi_violations_cutoff: 0.1 }],
+    });
+    const yaml = await yamlFile(
+      'fixed_parameters:\n  analysis_tag: grid\ndistributed_parameters:\n  - isi_violations_cutoff: 0.05\n  - {isi_violations_cutoff: 0.1}\n',
+    );
+    const fromJson = await dispatch({ query: '{"subject.subject_id":"S1"}', params: json });
+    const fromYaml = await dispatch({ query: '{"subject.subject_id":"S1"}', params: yaml });
+    expect(fromYaml.jobs.map((job) => job.parameters)).toEqual(fromJson.jobs.map((job) => job.parameters));
+    expect(fromYaml.jobs).toHaveLength(4);
+    const yml = await yamlFile('fixed_parameters: {analysis_tag: yml}\n', 'yml');
+    expect((await dispatch({ query: '{"_id":"id-a1"}', params: yml })).jobs.map((job) => job.parameters)).toEqual([
+      { analysis_tag: 'yml' },
+    ]);
+
+    const broken = await yamlFile('fixed_parameters:\n  analysis_tag: x\n distributed_parameters: []\n');
+    await expectRefused({ query: '{}', params: broken }, new RegExp(`^${broken}:3:\\d+: invalid YAML: `));
+    const infinite = await yamlFile('fixed_parameters:\n  isi_violations_cutoff: .inf\n');
+    await expectRefused(
+      { query: '{}', params: infinite },
+      new RegExp(`^${infinite}: fixed_parameters\\.isi_violations_cutoff: Infinity is not a JSON number`),
+    );
+    const misspelt = await yamlFile('distributed_params: []\n');
+    await expectRefused({ query: '{}', params: misspelt }, /distributed_params/);
+  });
+
   it('stops after --max-jobs', async () => {
     const { jobs, summary } = await dispatch({ query: '{}', fileExt: '.nwb', maxJobs: 2 });
     expect(jobs).toHaveLength(2);

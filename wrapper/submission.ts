@@ -2,7 +2,8 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { KeyRefused, type ObjectInfo, type ObjectStore, objectUrl, storeKinds } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
-import { datasetName, FOLDER_NAME, type JobFolder, jobFolder } from '../models/bucket-contract.ts';
+import { datasetName, FOLDER_NAME, type JobFolder, jobFolder, MAX_TIMESTAMP_BYTES, timestampProblem } from '../models/bucket-contract.ts';
+import { describeConfigProblem, isYamlName, parseConfigText } from '../models/config-text.ts';
 import { describeIssues } from '../models/issues.ts';
 import type { JobInput, JobInputAsset } from '../models/job-input.ts';
 import { isPlainObject } from '../models/plain-object.ts';
@@ -15,8 +16,6 @@ import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepa
 /** `{group}/submissions/{anything}submit.json`, one folder deep: what the watcher picks up. */
 const SUBMIT_KEY = /^([^/]+)\/submissions\/([^/]*)submit\.json$/;
 const GROUP = FOLDER_NAME;
-const TIMESTAMP = FOLDER_NAME;
-export const MAX_TIMESTAMP = 100;
 // Submit files and configs are a few lines; anything bigger is a mistake or an attack on the watcher.
 const MAX_SUBMIT_BYTES = 64 * 1024;
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -129,9 +128,9 @@ export async function readSubmitObject(store: ObjectStore, bucket: string, key: 
   return readSubmit(key, group, await store.get(bucket, key));
 }
 
-/** A timestamp that can name a job folder, from a submit file or `caas submit --timestamp`. */
-export function usableTimestamp(value: string): boolean {
-  return TIMESTAMP.test(value) && value.length <= MAX_TIMESTAMP;
+/** A timestamp that can name a job folder (timestampProblem says why not). */
+function usableTimestamp(value: string): boolean {
+  return timestampProblem(value) === undefined;
 }
 
 /**
@@ -142,8 +141,9 @@ export function fallbackTimestamp(key: string): string {
   const stem = (SUBMIT_KEY.exec(key)?.[2] ?? '').replace(/[_.-]+$/, '');
   const clean = stem
     .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/\.{2,}/g, '.')
     .replace(/^[^A-Za-z0-9]+/, '')
-    .slice(0, MAX_TIMESTAMP);
+    .slice(0, MAX_TIMESTAMP_BYTES);
   return clean || 'submit';
 }
 
@@ -202,7 +202,6 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
     );
   }
   const submit = parsed.data;
-  if (submit.timestamp.length > MAX_TIMESTAMP) return reject(`timestamp: at most ${MAX_TIMESTAMP} characters`);
   if (submit.instance_type !== undefined && !instanceTypeAllowed(analysis, submit.instance_type)) {
     const allowed = analysis.blueprint.allowed_instance_types.join(', ') || analysis.blueprint.instance_type;
     return reject(`instance_type ${JSON.stringify(submit.instance_type)} is not allowed for ${analysis.name}: expected one of ${allowed}`);
@@ -245,7 +244,7 @@ export async function validateSubmission(read: SubmitRead, ctx: ValidationContex
   };
 }
 
-/** The config a submit file names: inside the group's configs/, small, JSON, and valid for the analysis' parameter model. */
+/** The config a submit file names: inside the group's configs/, small, JSON (or YAML, by its name), and valid for the analysis' parameter model. */
 async function checkConfig(
   configname: string,
   group: string,
@@ -259,12 +258,18 @@ async function checkConfig(
   if (!configInfo) return reject(`configname: ${config.key} does not exist; upload the config to ${group}/configs/ first`);
   if (configInfo.size > MAX_CONFIG_BYTES) return reject(`configname: ${config.key} is larger than ${MAX_CONFIG_BYTES} bytes`);
   const configBytes = await store.get(bucket, config.key);
-  const parsedConfig = parseJsonText(configBytes.toString('utf8'));
-  if (!parsedConfig.ok) return reject(`config ${config.key} is not JSON (${parsedConfig.reason.replace(/^invalid JSON: /, '')})`);
+  const parsedConfig = parseConfigText(config.key, configBytes.toString('utf8'));
+  if (!parsedConfig.ok) {
+    if (isYamlName(config.key)) return reject(`config ${describeConfigProblem(config.key, parsedConfig)}`);
+    return reject(`config ${config.key} is not JSON (${parsedConfig.reason.replace(/^invalid JSON: /, '')})`);
+  }
   const parameters = parsedConfig.value;
   const problem = untrustedJsonProblem(parameters);
   if (problem !== undefined) return reject(`config ${config.key}: ${problem}`);
-  if (!isPlainObject(parameters)) return reject(`config ${config.key} must be a JSON object of ${analysis.name} parameters`);
+  if (!isPlainObject(parameters)) {
+    const form = isYamlName(config.key) ? 'a YAML mapping' : 'a JSON object';
+    return reject(`config ${config.key} must be ${form} of ${analysis.name} parameters`);
+  }
   const checked = (analysis.parameters as z.ZodType).safeParse(parameters);
   if (!checked.success) return reject(`config ${config.key} is not valid for ${analysis.name}: ${describeIssues(checked.error)}`);
   return { ok: true, key: config.key, bytes: configBytes, parameters };

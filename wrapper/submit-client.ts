@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { etagOfFile, type ObjectStore, objectUrl } from '../backends/storage/index.ts';
-import { submitKey } from '../models/bucket-contract.ts';
+import { submitKey, timestampProblem } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { SubmitFile } from '../models/submit.ts';
 import { sha256Hex } from './identity.ts';
-import { confineKey, folderKeys, isGroupName, MAX_TIMESTAMP, usableTimestamp } from './submission.ts';
+import { confineKey, folderKeys, isGroupName } from './submission.ts';
 
 /** The client side (`caas submit`): refused before anything is written. */
 export class SubmitRefused extends CaasError {}
@@ -45,9 +45,8 @@ export async function submitFiles(store: ObjectStore, request: ClientSubmission,
     throw new SubmitRefused(`bucket ${bucket} does not exist: is the analysis deployed? (${how})`);
   }
   const timestamp = request.timestamp ?? newTimestamp();
-  if (!usableTimestamp(timestamp)) {
-    throw new SubmitRefused(`--timestamp "${timestamp}": letters, digits, ".", "_" or "-", at most ${MAX_TIMESTAMP} characters`);
-  }
+  const problem = timestampProblem(timestamp);
+  if (problem !== undefined) throw new SubmitRefused(`--timestamp ${JSON.stringify(timestamp)}: ${problem}`);
   const key = submitKey(group, timestamp);
   const folder = folderKeys(bucket, group, timestamp);
   if (await store.head(bucket, key)) throw new SubmitRefused(`${key} already exists: pick another --timestamp (or leave it out)`);

@@ -13,7 +13,7 @@ import {
   type StoreSettings,
 } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
-import { statusKey } from '../models/bucket-contract.ts';
+import { DATASET_FOLDER_MARK, statusKey } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { MetadataRecord, Owner } from '../models/record.ts';
 import { AGENT_PROGRAM } from './agent-program.ts';
@@ -402,13 +402,13 @@ export class SubmissionWatcher {
   /**
    * A list of datanames: one job per dataset, each in its own folder job__{bucket}_{timestamp}~{n}
    * (the agent's certificate, manifest and end.txt are per job and would collide in one folder;
-   * "~" cannot appear in a submitted timestamp, so these folders never belong to another
+   * "~" cannot appear in a submitted timestamp (DATASET_FOLDER_MARK), so these folders never belong to another
    * submission). The submission's own folder gets one status file per dataset, a certificate line
    * per dataset, and end.txt when all are over.
    */
   private async runDatasets(submission: ValidSubmission, group: string, folder: FolderKeys): Promise<DatasetResult> {
     const { datasets } = submission;
-    const subs = datasets.map((_, i) => folderKeys(this.bucket, group, `${folder.timestamp}~${i + 1}`));
+    const subs = datasets.map((_, i) => folderKeys(this.bucket, group, `${folder.timestamp}${DATASET_FOLDER_MARK}${i + 1}`));
     await this.note(
       folder,
       `${datasets.length} datasets, one job each: ${subs.map((s, i) => `${datasets[i]!.dataname} in ${s.prefix}`).join(', ')}`,

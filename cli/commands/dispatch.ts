@@ -19,7 +19,7 @@ export function registerDispatch(program: Command): void {
     .option('--filter-latest <field>', 'keep only the asset with the greatest <field> in each group (--filter-by, else --group-by)')
     .option('--filter-by <fields...>', 'the fields whose groups --filter-latest keeps one asset of')
     .option('--unwind <fields...>', 'expand array fields before grouping: one copy of the asset per element')
-    .option('--params <file>', 'analysis_parameters.json: fixed_parameters, distributed_parameters (jobs x sets)')
+    .option('--params <file>', 'analysis_parameters.json (or .yaml/.yml): fixed_parameters, distributed_parameters (jobs x sets)')
     .option('--max-jobs <n>', 'stop after n jobs', (v) => positiveInt(v, '--max-jobs'))
     .option('--group <name>', 'NeuroCAAS user group of the jobs', 'caas')
     .option('--dispatched-at <iso>', 'time recorded in provenance (default: now); fix it for byte-identical output')

@@ -42,6 +42,11 @@ export default defineAnalysis({
 /** JSON text nested `depth` arrays deep, built as text: the test's own JSON.stringify would overflow its stack. */
 const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
 
+/** A YAML alias bomb: each anchor repeats the one before nine times, 9^6 strings from a few hundred bytes. */
+const YAML_BOMB = ['a: &a [x, x, x, x, x, x, x, x, x]']
+  .concat(['b', 'c', 'd', 'e', 'f'].map((name, i) => `${name}: &${name} [${Array(9).fill(`*${'abcde'[i]}`).join(', ')}]`))
+  .join('\n');
+
 // At load: the cases below are built with the data file's path.
 const base = scratchDir('hostile-input');
 const data = path.join(base, 'data', 'session.json');
@@ -373,6 +378,11 @@ describe('submission mode: the same problems in a submit file or config are REJE
     },
     { ts: 's-prototype', says: /the submit file demo\/submissions\/s-prototype_submit\.json: prototype: the key "prototype"/ },
     { ts: 's-nul', says: /dataname "inputs\/d1\.json\\u0000": control characters/ },
+    // The same guards for a YAML config, and YAML's own: aliases that expand exponentially.
+    { ts: 'y-deep', says: /config demo\/configs\/deep\.yaml:1:\d+: invalid YAML: nested more than 64 levels deep/ },
+    { ts: 'y-bomb', says: /config demo\/configs\/bomb\.yaml: invalid YAML: its aliases expand to too much/ },
+    { ts: 'y-proto', says: /config demo\/configs\/proto\.yaml: __proto__: the key "__proto__" is not allowed/ },
+    { ts: 'y-inf', says: /config demo\/configs\/inf\.yaml: extra: Infinity is not a JSON number/ },
   ];
   let first: Awaited<ReturnType<typeof runCli>>;
 
@@ -386,10 +396,17 @@ describe('submission mode: the same problems in a submit file or config are REJE
     put('demo/configs/deep.json', `{"extra": ${nested(3000)}}\n`);
     put('demo/configs/proto.json', '{"__proto__": {"wait": 5}}\n');
     put('demo/configs/constructor.json', '{"extra": {"constructor": {"prototype": 1}}}\n');
+    put('demo/configs/deep.yaml', `extra: ${nested(3000)}\n`);
+    put('demo/configs/bomb.yaml', YAML_BOMB);
+    put('demo/configs/proto.yaml', '__proto__: {wait: 5}\n');
+    put('demo/configs/inf.yaml', 'extra: .inf\n');
     put('demo/submissions/ok_submit.json', submit('ok', {}));
     put('demo/submissions/bom_submit.json', `\ufeff${submit('bom', { configname: 'configs/bom.json' })}`);
     for (const name of ['surrogate', 'deep', 'proto', 'constructor']) {
       put(`demo/submissions/c-${name}_submit.json`, submit(`c-${name}`, { configname: `configs/${name}.json` }));
+    }
+    for (const name of ['deep', 'bomb', 'proto', 'inf']) {
+      put(`demo/submissions/y-${name}_submit.json`, submit(`y-${name}`, { configname: `configs/${name}.yaml` }));
     }
     put('demo/submissions/s-surrogate_submit.json', submit('s-surrogate', { instance_type: '\ud800' }));
     put('demo/submissions/s-deep_submit.json', submit('s-deep', {}).replace(/^\{/, `{"note":${nested(3000)},`));
@@ -413,7 +430,7 @@ describe('submission mode: the same problems in a submit file or config are REJE
 
   it('the valid submissions beside them ran, byte order marks and all', () => {
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toMatch(/processed 10 submit file\(s\)\n/);
+    expect(first.stdout).toMatch(/processed 14 submit file\(s\)\n/);
     for (const ts of ['ok', 'bom']) expect(read(folderKeys(BUCKET, 'demo', ts).end), ts).toMatch(/^SUCCESS\n/);
   });
 
@@ -422,7 +439,7 @@ describe('submission mode: the same problems in a submit file or config are REJE
     const before = treeDigest(bucketDir);
     const again = await caas(home, ['watch', '--bucket', BUCKET, '--once', '--compute', 'inline']);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toBe('processed 10 submit file(s)\n');
+    expect(again.stdout).toBe('processed 14 submit file(s)\n');
     expect(treeDigest(bucketDir)).toBe(before);
   });
 });

@@ -6,6 +6,7 @@ import { AnalysisError, UnknownAnalysisError } from '../../analyses/index.ts';
 import { UnknownComputeError } from '../../backends/compute/index.ts';
 import { DatabaseUrlError } from '../../backends/db/index.ts';
 import { KeyRefused, StoreUrlError } from '../../backends/storage/index.ts';
+import { BlueprintImportRefused } from '../../cli/commands/blueprint.ts';
 import { UsageError } from '../../cli/settings.ts';
 import { DispatchError } from '../../dispatcher/dispatch-error.ts';
 import { CaasError, exitCodeOf } from '../../models/caas-error.ts';
@@ -25,6 +26,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 describe('errors caas explains to its user', () => {
   const classes = {
     AnalysisError,
+    BlueprintImportRefused,
     UnknownAnalysisError,
     UnknownComputeError,
     DatabaseUrlError,
