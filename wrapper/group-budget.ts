@@ -24,10 +24,10 @@ export function periodStart(period: BudgetPeriod, now: Date): Date | undefined {
   return undefined;
 }
 
-/** "this month (since 2026-11-01 UTC)", "in total". */
+/** "today (since 2026-11-27 UTC)", "this month (since 2026-11-01 UTC)", "in total". */
 export function describePeriod(period: BudgetPeriod, start: Date | undefined): string {
   if (!start) return 'in total';
-  return `this ${period} (since ${start.toISOString().slice(0, 10)} UTC)`;
+  return `${period === 'day' ? 'today' : `this ${period}`} (since ${start.toISOString().slice(0, 10)} UTC)`;
 }
 
 /** Dollars as people read them: cents when the amount is whole cents, else to a hundredth of a cent. */
