@@ -31,7 +31,7 @@ Examples:
   $ caas run jobs.jsonl --execute   # run on the embedded defaults (.caas/: folder buckets, SQLite, child processes)
   $ caas query '{"status":"succeeded"}'
 
-Exit codes: 0 all good, 1 some jobs failed, 2 invalid input.`,
+Exit codes: 0 all good, 1 some jobs failed, 2 invalid input, 3 jobs refused by their group's budget or instance limit.`,
     );
 
   registerDispatch(program);

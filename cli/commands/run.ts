@@ -45,9 +45,9 @@ Examples:
   $ caas run jobs.jsonl --execute --user alice   # for a group whose blueprint lists its users
 
 A job's group must be one of its analysis' blueprint groups. A group's budget and instance_limit hold
-across every runner and watcher sharing the metadata DB: a job waits for one of the group's slots, and
-is REFUSED when the group's spend this period has reached its cap (caas budget shows where each group
-stands).
+across every runner and watcher sharing the metadata DB: a job waits while all the group's
+instance_limit slots are taken, and is REFUSED when the group's spend this period has reached its cap
+(caas budget shows where each group stands).
 
 With --execute, a progress bar (run, failed, skipped, running elsewhere, ETA) is drawn on stderr when it is a
 terminal, else a progress line is printed every 10 s (CAAS_PROGRESS_INTERVAL_MS); a table of counts per analysis
