@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { CAAS_VERSION } from '../wrapper/caas-version.ts';
 import { registerBlueprint } from './commands/blueprint.ts';
+import { registerBudget } from './commands/budget.ts';
 import { registerCatalog } from './commands/catalog.ts';
 import { registerDispatch } from './commands/dispatch.ts';
 import { registerLogs } from './commands/logs.ts';
@@ -30,7 +31,7 @@ Examples:
   $ caas run jobs.jsonl --execute   # run on the embedded defaults (.caas/: folder buckets, SQLite, child processes)
   $ caas query '{"status":"succeeded"}'
 
-Exit codes: 0 all good, 1 some jobs failed, 2 invalid input.`,
+Exit codes: 0 all good, 1 some jobs failed, 2 invalid input, 3 jobs refused by their group's budget or instance limit.`,
     );
 
   registerDispatch(program);
@@ -42,6 +43,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input.`,
   registerLogs(program);
   registerBlueprint(program);
   registerReap(program);
+  registerBudget(program);
   registerQuery(program);
   registerShow(program);
   registerWhy(program);

@@ -28,13 +28,15 @@ interface Counts {
   skipped: number;
   elsewhere: number;
   invalid: number;
+  /** Not started for their group's budget or instance_limit: in the plan, or when their turn came. */
+  refused: number;
 }
 
 /** The bar at its widest, and the narrowest still worth drawing. */
 const BAR_WIDTH = 24;
 const MIN_BAR_WIDTH = 10;
 
-const zero = (): Counts => ({ toRun: 0, succeeded: 0, failed: 0, lost: 0, skipped: 0, elsewhere: 0, invalid: 0 });
+const zero = (): Counts => ({ toRun: 0, succeeded: 0, failed: 0, lost: 0, skipped: 0, elsewhere: 0, invalid: 0, refused: 0 });
 
 /** The options both progress displays share, with their defaults. */
 function statusSettings(options: ProgressOptions) {
@@ -66,6 +68,8 @@ export class BatchProgress {
   private active = 0;
   /** Jobs planned to run that another runner finished or took meanwhile: done here, without running. */
   private takenByOthers = 0;
+  /** Jobs planned to run that their group refused when their turn came. */
+  private refusedAtStart = 0;
   private startedAt: number | undefined;
   private multibar: MultiBar | undefined;
   private bar: SingleBar | undefined;
@@ -93,7 +97,7 @@ export class BatchProgress {
       },
       result: (result) => {
         this.result(result);
-        if (!this.quiet || result.outcome === 'failed' || result.outcome === 'lost') inner.result(result);
+        if (!this.quiet || result.outcome === 'failed' || result.outcome === 'lost' || result.outcome === 'refused') inner.result(result);
       },
     };
   }
@@ -101,7 +105,7 @@ export class BatchProgress {
   plan(entries: readonly PlanEntry[]): void {
     for (const entry of entries) {
       const name = entry.job?.analysis.name ?? '-';
-      const key = ({ RUN: 'toRun', SKIP: 'skipped', RUNNING: 'elsewhere', INVALID: 'invalid' } as const)[entry.action];
+      const key = ({ RUN: 'toRun', SKIP: 'skipped', RUNNING: 'elsewhere', INVALID: 'invalid', REFUSED: 'refused' } as const)[entry.action];
       this.count(name, key);
       if (entry.action === 'RUN' && entry.job) this.analysisOf.set(entry.job.identity, name);
     }
@@ -117,6 +121,7 @@ export class BatchProgress {
     this.active = Math.max(0, this.active - 1);
     const name = this.analysisOf.get(result.identity) ?? '-';
     if (result.outcome === 'skipped' || result.outcome === 'running' || result.outcome === 'failed-elsewhere') this.takenByOthers++;
+    if (result.outcome === 'refused') this.refusedAtStart++;
     const key = (
       {
         succeeded: 'succeeded',
@@ -125,6 +130,7 @@ export class BatchProgress {
         skipped: 'skipped',
         running: 'elsewhere',
         'failed-elsewhere': 'elsewhere',
+        refused: 'refused',
       } as const
     )[result.outcome];
     this.count(name, key);
@@ -154,7 +160,7 @@ export class BatchProgress {
   /** Jobs that ran to an outcome here, out of those planned to run. */
   get done(): number {
     const t = this.total;
-    return t.succeeded + t.failed + t.lost + this.takenByOthers;
+    return t.succeeded + t.failed + t.lost + this.takenByOthers + this.refusedAtStart;
   }
 
   /** One line of counts, as the periodic lines print it. */
@@ -185,6 +191,7 @@ export class BatchProgress {
       ['INVALID', 'invalid'],
     ];
     if (this.total.lost > 0) columns.push(['LOST', 'lost']);
+    if (this.total.refused > 0) columns.push(['REFUSED', 'refused']);
     const names = [...this.byAnalysis.keys()].sort();
     const counted: [string, Counts][] = names.map((name) => [name, this.byAnalysis.get(name)!]);
     if (names.length > 1) counted.push(['total', this.total]);

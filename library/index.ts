@@ -85,7 +85,7 @@ export type RunJobsOptions = Partial<Omit<RunOptions, keyof Workspace | 'source'
     source: string;
   };
 
-/** The defaults of `caas run`: CAAS_COMPUTE or local compute, 2 at a time, CAAS_LEASE_SECONDS or a 60 s lease. */
+/** The defaults of `caas run`: CAAS_COMPUTE or local compute, 2 at a time, CAAS_LEASE_SECONDS or a 60 s lease, CAAS_USER. */
 function runOptionsOf(options: RunJobsOptions, execute: boolean): RunOptions {
   const defaults = defaultSettings();
   return {
@@ -94,6 +94,7 @@ function runOptionsOf(options: RunJobsOptions, execute: boolean): RunOptions {
     allowDirty: false,
     leaseMs: defaults.leaseSeconds * 1000,
     statusIntervalMs: statusIntervalOf() ?? DEFAULT_STATUS_INTERVAL_MS,
+    ...(defaults.user ? { user: defaults.user } : {}),
     ...options,
     ...workspaceOf(options),
     execute,

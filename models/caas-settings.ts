@@ -6,7 +6,7 @@ import { CaasError } from './caas-error.ts';
  * /proc/<ppid>/environ). Kept apart from the schemas: the agent reads it without loading zod.
  */
 export const CAAS_SETTINGS =
-  /^(CAAS_(DB|STORE|HOME|COMPUTE|ANALYSES|CATALOG|LEASE_SECONDS|STATUS_INTERVAL_MS|PROGRESS_INTERVAL_MS|FAULT|DEBUG|AGENT_.*)|MONGODB_URI)$/;
+  /^(CAAS_(DB|STORE|HOME|COMPUTE|ANALYSES|CATALOG|LEASE_SECONDS|STATUS_INTERVAL_MS|PROGRESS_INTERVAL_MS|FAULT|DEBUG|USER|AGENT_.*)|MONGODB_URI)$/;
 
 /** What every entry point (the CLI's flags, the library's options) defaults to: the environment, then the embedded defaults. */
 export interface DefaultSettings {
@@ -15,6 +15,8 @@ export interface DefaultSettings {
   dbUrl: string;
   compute: string;
   leaseSeconds: number;
+  /** Who `caas run` runs for (CAAS_USER), when said. */
+  user?: string;
 }
 
 /**
@@ -28,6 +30,7 @@ export function defaultSettings(env: NodeJS.ProcessEnv = process.env): DefaultSe
     dbUrl: env.CAAS_DB ?? 'sqlite:',
     compute: env.CAAS_COMPUTE ?? 'local',
     leaseSeconds: Number(env.CAAS_LEASE_SECONDS ?? 60),
+    ...(env.CAAS_USER ? { user: env.CAAS_USER } : {}),
   };
 }
 

@@ -24,6 +24,30 @@ export type JobLocation = z.infer<typeof JobLocation>;
 export const ManifestEntry = z.object({ key: z.string(), size: z.number().int().nonnegative(), sha256: z.string() }).strict();
 export type ManifestEntry = z.infer<typeof ManifestEntry>;
 
+/** Who an attempt ran for, where caas can know it (docs/concepts.md#groups-limits-and-budgets). */
+export const Submitter = z
+  .object({
+    user: z.string().min(1),
+    via: z
+      .enum(['declared', 's3-event'])
+      .describe(
+        'declared: `caas run --user` / CAAS_USER, a statement, not a proof; s3-event: the IAM principal S3 reported for the submit file',
+      ),
+  })
+  .strict();
+export type Submitter = z.infer<typeof Submitter>;
+
+/** What an attempt cost, estimated from its instance type and wall time: a guide for budgets, not a bill. */
+export const AttemptCost = z
+  .object({
+    usd: z.number().nonnegative().describe('estimated: price_per_hour x runtime_s / 3600'),
+    instance_type: z.string(),
+    runtime_s: z.number().nonnegative().describe("from the attempt's start to its end, as the runner saw them"),
+    price_per_hour: z.number().nonnegative().describe("the blueprint's price of instance_type (0 when it lists none)"),
+  })
+  .strict();
+export type AttemptCost = z.infer<typeof AttemptCost>;
+
 export const Attempt = z
   .object({
     n: z.number().int().positive(),
@@ -43,6 +67,8 @@ export const Attempt = z
       .array(z.object({ by: Owner, at: z.string() }).strict())
       .optional()
       .describe('runners that took this attempt over while its agent was still alive (its own runner had died)'),
+    submitter: Submitter.optional(),
+    cost: AttemptCost.optional().describe('estimated when the attempt was recorded; counts against its group budget'),
   })
   .strict();
 export type Attempt = z.infer<typeof Attempt>;

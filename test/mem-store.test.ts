@@ -35,7 +35,7 @@ describe('a job end to end on the mem:// store', () => {
       query: '{"subject.subject_id": "774659", "data_description.data_level": "derived"}',
       analysis: 'unit-filter',
       fileExt: '.spikes.json',
-      group: 'mem',
+      group: 'demo',
       output: jobs,
     });
     expect(dispatched.jobs).toBeGreaterThan(0);

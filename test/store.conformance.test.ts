@@ -5,15 +5,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MongoClient } from 'mongodb';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type ClaimRequest, type Database, openDatabase, registerDatabase } from '../backends/db/index.ts';
+import { type ClaimRequest, type Database, openDatabase, registerDatabase, type SlotRequest } from '../backends/db/index.ts';
 import { databaseName } from '../backends/db/mongo.ts';
 import { mongoUri, withDatabase } from '../fixtures/mongo.ts';
 import { concluded, finishedRecord, owner, recordDraft } from '../fixtures/records.ts';
-import { MetadataRecord, type Owner } from '../models/record.ts';
+import { GroupSlot } from '../models/group-slot.ts';
+import { type Attempt, MetadataRecord, type Owner } from '../models/record.ts';
 import { TOY_PREFIX } from './support/toy-database.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const workerScript = path.join(repoRoot, 'test/support/claim-worker.ts');
+const slotWorkerScript = path.join(repoRoot, 'test/support/slot-worker.ts');
 const LEASE = 60_000;
 
 /** A store under test: every call of freshUrl names a database nobody has used yet. */
@@ -47,7 +49,15 @@ interface Worker {
 
 /** A runner in its own process; it claims only after go(), so all of them start together. */
 function startWorker(url: string, home: string, count: number, run: string, setup?: string): Worker {
-  const args = [workerScript, url, home, String(count), run, ...(setup ? [setup] : [])];
+  return startScript([workerScript, url, home, String(count), run, ...(setup ? [setup] : [])], run);
+}
+
+/** A runner asking for slots of group "lab" `tries` times, once go() is called; `won` is the slot ids it took. */
+function startSlotWorker(url: string, home: string, tries: number, limit: number, run: string, setup?: string): Worker {
+  return startScript([slotWorkerScript, url, home, String(tries), String(limit), run, ...(setup ? [setup] : [])], run);
+}
+
+function startScript(args: string[], run: string): Worker {
   const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: repoRoot });
   let stdout = '';
   let stderr = '';
@@ -440,6 +450,150 @@ function conformance(backend: Backend): void {
       db = await openDatabase(url, { home: backend.home });
       const records = await db.lookup(expected);
       expect([...records.values()].every((r) => r.attempts.length === 1 && r.status === 'running')).toBe(true);
+    });
+
+    describe('user group slots (instance_limit and budget)', () => {
+      const carol = owner('run-carol');
+      const slotRequest = (who: Owner, extra: Partial<SlotRequest> = {}): SlotRequest => ({
+        analysis: 'mock-wait',
+        group: 'lab',
+        limit: 2,
+        identity: recordDraft({ seed: `slot-${who.run}` })._id,
+        owner: who,
+        leaseMs: LEASE,
+        worstUsd: 0.17,
+        instanceType: 't3.micro',
+        ...extra,
+      });
+
+      it('a group with an instance_limit has that many slots, taken lowest number first; then none, while other groups keep theirs', async () => {
+        const first = await db.takeSlot(slotRequest(alice));
+        const second = await db.takeSlot(slotRequest(bob));
+        const third = await db.takeSlot(slotRequest(carol));
+
+        expect(GroupSlot.parse(first)).toMatchObject({
+          _id: 'mock-wait/lab/0',
+          n: 0,
+          owner: alice,
+          worst_usd: 0.17,
+          instance_type: 't3.micro',
+        });
+        expect(GroupSlot.parse(second)).toMatchObject({ _id: 'mock-wait/lab/1', n: 1, owner: bob });
+        expect(third).toBeUndefined();
+        expect(await db.takeSlot(slotRequest(carol, { group: 'lab-b' }))).toMatchObject({ _id: 'mock-wait/lab-b/0', owner: carol });
+        expect(await db.takeSlot(slotRequest(carol, { analysis: 'unit-filter' }))).toMatchObject({ _id: 'unit-filter/lab/0' });
+        const live = await db.liveSlots('mock-wait', 'lab');
+        expect(live.map((slot) => [slot.n, slot.owner.run])).toEqual([
+          [0, alice.run],
+          [1, bob.run],
+        ]);
+      });
+
+      it('a slot given back is free again; only its owner can give it back or renew it', async () => {
+        const slot = (await db.takeSlot(slotRequest(alice, { limit: 1 })))!;
+
+        expect(await db.releaseSlot(slot._id, bob)).toBe(false);
+        expect(await db.renewSlot(slot._id, bob, LEASE)).toBe(false);
+        expect(await db.takeSlot(slotRequest(carol, { limit: 1 }))).toBeUndefined();
+        expect(await db.releaseSlot(slot._id, alice)).toBe(true);
+        expect(await db.releaseSlot(slot._id, alice)).toBe(false);
+
+        expect(await db.takeSlot(slotRequest(carol, { limit: 1 }))).toMatchObject({ n: 0, owner: carol });
+      });
+
+      it("a slot whose lease lapsed is taken over; its old owner can neither renew it nor give the new owner's back", async () => {
+        const slot = (await db.takeSlot(slotRequest(alice, { limit: 1 })))!;
+        const later = new Date(Date.now() + 2 * LEASE);
+
+        expect(await db.liveSlots('mock-wait', 'lab', later)).toEqual([]);
+        const taken = await db.takeSlot(slotRequest(bob, { limit: 1, now: later }));
+
+        expect(taken).toMatchObject({ _id: slot._id, owner: bob });
+        expect(await db.renewSlot(slot._id, alice, LEASE)).toBe(false);
+        expect(await db.releaseSlot(slot._id, alice)).toBe(false);
+        expect((await db.liveSlots('mock-wait', 'lab', later)).map((s) => s.owner)).toEqual([bob]);
+      });
+
+      it('renew by the owner extends the lease', async () => {
+        const slot = (await db.takeSlot(slotRequest(alice, { leaseMs: 1000 })))!;
+        const soon = new Date(Date.now() + 5000);
+        expect(await db.liveSlots('mock-wait', 'lab', soon)).toEqual([]);
+
+        expect(await db.renewSlot(slot._id, alice, LEASE)).toBe(true);
+
+        expect((await db.liveSlots('mock-wait', 'lab', soon)).map((s) => s._id)).toEqual([slot._id]);
+      });
+
+      it('without an instance_limit every job gets a slot of its own, the lowest number free', async () => {
+        const slots = [];
+        for (let i = 0; i < 5; i++) slots.push(await db.takeSlot(slotRequest(owner(`free-${i}`), { limit: undefined })));
+        expect(slots.map((slot) => slot?.n)).toEqual([0, 1, 2, 3, 4]);
+
+        expect(await db.releaseSlot(slots[2]!._id, owner('free-2'))).toBe(true);
+
+        expect(await db.takeSlot(slotRequest(carol, { limit: undefined }))).toMatchObject({ n: 2, owner: carol });
+        expect(await db.liveSlots('mock-wait', 'lab')).toHaveLength(5);
+      });
+
+      it("groupSpend adds up the estimated cost of the group's attempts that ended since a moment, and of all of them without one", async () => {
+        const cost = (usd: number) => ({ usd, instance_type: 't3.micro', runtime_s: 60, price_per_hour: usd * 60 });
+        const spent = (seed: string, group: string, attempts: [string, number | undefined][], analysis = 'mock-wait') => {
+          const record = finishedRecord({ seed, analysis: { name: analysis, version: '1.0.0' } });
+          const base = record.attempts[0]!;
+          return MetadataRecord.parse({
+            ...record,
+            job: {
+              store: 's3',
+              bucket: analysis,
+              group,
+              timestamp: seed,
+              results: `s3://${analysis}/${group}/r/`,
+              logs: `s3://${analysis}/${group}/l/`,
+            },
+            attempts: attempts.map(
+              ([ended, usd], i): Attempt => ({ ...base, n: i + 1, ended, ...(usd === undefined ? {} : { cost: cost(usd) }) }),
+            ),
+          });
+        };
+        await db.importRecords([
+          spent('october-and-november', 'lab', [
+            ['2026-10-31T23:59:59.999Z', 1],
+            ['2026-11-01T00:00:00.000Z', 2],
+          ]),
+          spent('november', 'lab', [['2026-11-20T10:00:00.000Z', 0.25]]),
+          spent('no-cost-recorded', 'lab', [['2026-11-21T10:00:00.000Z', undefined]]),
+          spent('other-group', 'lab-b', [['2026-11-20T10:00:00.000Z', 8]]),
+          spent('other-analysis', 'lab', [['2026-11-20T10:00:00.000Z', 16]], 'unit-filter'),
+        ]);
+
+        expect(await db.groupSpend('mock-wait', 'lab', new Date('2026-11-01T00:00:00.000Z'))).toEqual({ usd: 2.25, attempts: 2 });
+        expect(await db.groupSpend('mock-wait', 'lab')).toEqual({ usd: 3.25, attempts: 3 });
+        expect(await db.groupSpend('mock-wait', 'lab-b', new Date('2026-11-01T00:00:00.000Z'))).toEqual({ usd: 8, attempts: 1 });
+        expect(await db.groupSpend('mock-wait', 'nobody')).toEqual({ usd: 0, attempts: 0 });
+      });
+
+      it('a read-only open of a missing database holds no slots and no spend', async () => {
+        const reader = await openDatabase(backend.freshUrl(), { home: backend.home, readOnly: true });
+        try {
+          expect(await reader.liveSlots('mock-wait', 'lab')).toEqual([]);
+          expect(await reader.groupSpend('mock-wait', 'lab')).toEqual({ usd: 0, attempts: 0 });
+        } finally {
+          await reader.close();
+        }
+      });
+
+      it('slots are atomic across processes: 4 runners asking 5 times each for a group of 3 slots take exactly 3', async () => {
+        await db.close();
+        const workers = Array.from({ length: 4 }, (_, i) => startSlotWorker(url, backend.home, 5, 3, `slotter-${i}`, backend.setup));
+        await Promise.all(workers.map((w) => w.ready));
+        for (const w of workers) w.go();
+
+        const taken = (await Promise.all(workers.map((w) => w.won))).flat();
+
+        expect(taken.sort()).toEqual(['mock-wait/lab/0', 'mock-wait/lab/1', 'mock-wait/lab/2']);
+        db = await openDatabase(url, { home: backend.home });
+        expect(await db.liveSlots('mock-wait', 'lab')).toHaveLength(3);
+      });
     });
   });
 }

@@ -6,10 +6,11 @@ import { type ObjectStore, objectUrl, type StoreSettings, settingsWithUrl } from
 import { AgentSpec } from '../models/agent-spec.ts';
 import { type JobKeys, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
 import type { JobDocument } from '../models/job-document.ts';
-import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
+import type { Attempt, JobLocation, MetadataRecord, Owner, Submitter } from '../models/record.ts';
 import { aindProcessingOf } from './aind-processing.ts';
 import { adoptAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from './attempts.ts';
 import { CAAS_VERSION } from './caas-version.ts';
+import { attemptCost, enterGroup } from './group-budget.ts';
 import { sha256Hex } from './identity.ts';
 import { type EarlierAttempt, followAttempt, lookAtLapsedAttempt, readHeartbeat } from './liveness.ts';
 import { folderUrl, type PreparedJob } from './prepare.ts';
@@ -52,6 +53,12 @@ export interface ExecuteContext {
   statusIntervalMs?: number;
   /** When this runner planned: failures other runners record after it are left to the next run. */
   plannedAt?: Date;
+  /** Who the jobs run for, where that is known: kept with each attempt. */
+  submitter?: Submitter;
+  /** How long a job waits for a slot of its group's instance_limit before it is refused (default: its max runtime). */
+  slotWaitMs?: number;
+  /** Progress notes, such as a job waiting for a slot (default stderr). */
+  note?: (line: string) => void;
 }
 
 /**
@@ -65,7 +72,8 @@ export interface JobPlacement {
   configCopyName?: string;
 }
 
-export type JobOutcome = 'succeeded' | 'failed' | 'skipped' | 'running' | 'failed-elsewhere' | 'lost';
+/** `refused`: not started, because of its group's budget or instance_limit (the reason says which). */
+export type JobOutcome = 'succeeded' | 'failed' | 'skipped' | 'running' | 'failed-elsewhere' | 'lost' | 'refused';
 
 export interface JobResult {
   where: string;
@@ -85,13 +93,27 @@ interface Place {
 }
 
 /**
+ * One job, let into its group first (budget, instance_limit: wrapper/group-budget.ts), which it
+ * holds a slot of until it is recorded; then claimed, run and recorded by claimAndRun.
+ */
+export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placement?: JobPlacement): Promise<JobResult> {
+  const admission = await enterGroup(job, ctx);
+  if (!admission.admitted) return { where: job.where, identity: job.identity, outcome: 'refused', reason: admission.reason };
+  try {
+    return await claimAndRun(job, ctx, placement);
+  } finally {
+    await admission.leave();
+  }
+}
+
+/**
  * One job from claim to record: claim the identity (atomic, leased); if the claim took over a job
  * whose runner died, adopt its attempt when its agent is still alive (or record it when it already
  * finished); otherwise write the config and submit file under the NeuroCAAS contract, launch the
  * agent, renew the lease while it runs, verify the job folder, then record the outcome. The record
  * says succeeded only after verifyJob said so.
  */
-export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placement?: JobPlacement): Promise<JobResult> {
+async function claimAndRun(job: PreparedJob, ctx: ExecuteContext, placement?: JobPlacement): Promise<JobResult> {
   const started = new Date();
   const place = placeOf(job, ctx.store, placement?.timestamp ?? jobTimestamp(started, job.identity));
   const base = { where: job.where, identity: job.identity };
@@ -103,6 +125,7 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
     force: ctx.force,
     job: place.location,
     plannedAt: ctx.plannedAt,
+    submitter: ctx.submitter,
   });
   if (!claim.won) return { ...base, ...claimedElsewhere(claim) };
   const lease = startLeaseRenewal(ctx, job.identity);
@@ -447,6 +470,7 @@ class Recorder {
     const processing = verdict.succeeded
       ? aindProcessingOf(jobDocumentOf(job, where.results), { start, end, outputParameters: verdict.outputParameters })
       : undefined;
+    const instanceType = job.input.instance_type ?? job.analysis.blueprint.instance_type;
     // Fault injection for the crash-recovery tests: die exactly between the upload and the record.
     if (process.env.CAAS_FAULT === 'kill-before-record') process.kill(process.pid, 'SIGKILL');
     const written = await ctx.db.finish(
@@ -483,6 +507,7 @@ class Recorder {
               reason: verdict.reason,
               exit_code: verdict.exitCode,
               results: where.results,
+              cost: attemptCost(job.analysis.blueprint, instanceType, a.started, verdict.end ?? ended.toISOString()),
             };
           }),
       }),

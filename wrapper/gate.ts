@@ -2,7 +2,8 @@ import { claimVerdict, type MetadataStore } from '../backends/db/index.ts';
 import type { MetadataRecord } from '../models/record.ts';
 import type { Prepared, PreparedJob } from './prepare.ts';
 
-export type PlanAction = 'RUN' | 'SKIP' | 'RUNNING' | 'INVALID';
+/** REFUSED: valid, but its group may not start it now (its budget is reached); the reason says why. */
+export type PlanAction = 'RUN' | 'SKIP' | 'RUNNING' | 'INVALID' | 'REFUSED';
 
 export interface PlanEntry {
   action: PlanAction;

@@ -4,10 +4,13 @@ import { checkComputeName, openLauncher } from '../backends/compute/index.ts';
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { ObjectLocator, type ObjectStore, openStore, type StoreSettings } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
+import type { Submitter } from '../models/record.ts';
 import { AGENT_PROGRAM } from './agent-program.ts';
 import { provideAnalysisBucket } from './analysis-bucket.ts';
 import { type ExecuteContext, executeJob, type JobResult, leaseProblem } from './execute.ts';
 import { GATE_CHUNK, type PlanEntry, planChunk } from './gate.ts';
+import { admitToGroup } from './group-access.ts';
+import { PlanBudgets } from './group-budget.ts';
 import { readJobEntries } from './job-source.ts';
 import { JobPreparer, type Prepared } from './prepare.ts';
 import { forEachAtMost } from './worker-pool.ts';
@@ -27,6 +30,8 @@ export interface RunOptions {
   forceReason?: string;
   leaseMs: number;
   statusIntervalMs?: number;
+  /** Who the jobs run for (--user, CAAS_USER): checked against their group's users and kept with each attempt. */
+  user?: string;
   stdin?: NodeJS.ReadableStream;
   /** Stop: start no more jobs, cancel the running ones, record them as failed, return. */
   signal?: AbortSignal;
@@ -42,7 +47,8 @@ export interface RunReporter {
 export interface RunSummary {
   planned: Record<PlanEntry['action'], number>;
   results: Record<JobResult['outcome'], number>;
-  exitCode: 0 | 1 | 2;
+  /** 0 all good, 1 some job failed or was lost, 2 some job was invalid, 3 some job was refused by its group's budget or limit. */
+  exitCode: 0 | 1 | 2 | 3;
 }
 
 export class RunRefused extends CaasError {}
@@ -71,8 +77,8 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
   }
   try {
     const summary: RunSummary = {
-      planned: { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0 },
-      results: { succeeded: 0, failed: 0, skipped: 0, running: 0, 'failed-elsewhere': 0, lost: 0 },
+      planned: { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0, REFUSED: 0 },
+      results: { succeeded: 0, failed: 0, skipped: 0, running: 0, 'failed-elsewhere': 0, lost: 0, refused: 0 },
       exitCode: 0,
     };
     for (const entry of plan) summary.planned[entry.action]++;
@@ -90,28 +96,40 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
         reporter,
       );
     }
-    summary.exitCode = summary.planned.INVALID > 0 ? 2 : summary.results.failed > 0 || summary.results.lost > 0 ? 1 : 0;
+    summary.exitCode = exitCodeOf(summary);
     return summary;
   } finally {
     await store.close();
   }
 }
 
-/** read → validate → identity → gate, one DB lookup per chunk of jobs; the reporter sees each chunk's plan. */
+/** Invalid input first (2), then failures (1), then jobs their group refused (3): the next period or a freed slot may let them run. */
+function exitCodeOf(summary: RunSummary): RunSummary['exitCode'] {
+  if (summary.planned.INVALID > 0) return 2;
+  if (summary.results.failed > 0 || summary.results.lost > 0) return 1;
+  return summary.planned.REFUSED > 0 || summary.results.refused > 0 ? 3 : 0;
+}
+
+function submitterOf(options: RunOptions): Submitter | undefined {
+  return options.user ? { user: options.user, via: 'declared' } : undefined;
+}
+
+/** read → validate → group → identity → gate, one DB lookup per chunk of jobs; the reporter sees each chunk's plan. */
 async function planJobs(options: RunOptions, store: ObjectStore, db: MetadataStore, reporter: RunReporter): Promise<PlanEntry[]> {
   const inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
   const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, inputs });
+  const budgets = new PlanBudgets(db, (message) => reporter.warn(message));
   const plan: PlanEntry[] = [];
   const seen = new Map<string, string>();
   let chunk: Prepared[] = [];
   const flush = async () => {
-    const entries = await planChunk(chunk, db, { force: options.forceReason !== undefined, seen });
+    const entries = await budgets.review(await planChunk(chunk, db, { force: options.forceReason !== undefined, seen }));
     reporter.plan(entries);
     plan.push(...entries);
     chunk = [];
   };
   for await (const entry of readJobEntries(options.source, options.stdin as never)) {
-    chunk.push(await preparer.prepare(entry));
+    chunk.push(admitToGroup(await preparer.prepare(entry), submitterOf(options)));
     if (chunk.length >= GATE_CHUNK) await flush();
   }
   await flush();
@@ -190,6 +208,8 @@ async function executePlan(
       storeSettings: options.storeSettings,
       statusIntervalMs: options.statusIntervalMs,
       plannedAt: options.plannedAt,
+      submitter: submitterOf(options),
+      note: (line) => reporter.warn(line),
     };
     await forEachAtMost(
       toRun,

@@ -6,12 +6,18 @@ import { type SubmissionOutcome, SubmissionWatcher, WatchRefused } from './watch
 
 /** The part of an S3 event notification the handler reads. */
 export interface S3EventLike {
-  Records?: { eventName?: string; s3?: { bucket?: { name?: string }; object?: { key?: string } } }[];
+  Records?: {
+    eventName?: string;
+    /** Who wrote the object, as S3 saw it: "AWS:" and the IAM principal's unique id (user, or role and session). */
+    userIdentity?: { principalId?: string };
+    s3?: { bucket?: { name?: string }; object?: { key?: string } };
+  }[];
 }
 
 /**
  * The cloud path: S3 ObjectCreated events (suffix submit.json) for one object each, answered
  * exactly as the poller answers it. Keys arrive URL-encoded with "+" for spaces, as S3 sends them.
+ * The event says who wrote the submit file, which a listing does not: here the group's users apply.
  */
 export async function handleS3Event(event: S3EventLike, watcher: SubmissionWatcher): Promise<SubmissionOutcome[]> {
   const outcomes: SubmissionOutcome[] = [];
@@ -23,7 +29,8 @@ export async function handleS3Event(event: S3EventLike, watcher: SubmissionWatch
     } catch {
       continue;
     }
-    if (isSubmitKey(key)) outcomes.push(await watcher.process(key));
+    const principal = record.userIdentity?.principalId;
+    if (isSubmitKey(key)) outcomes.push(await watcher.process(key, principal ? { user: principal, via: 's3-event' } : undefined));
   }
   return outcomes;
 }

@@ -15,13 +15,14 @@ import {
 import type { Analysis } from '../models/analysis.ts';
 import { DATASET_FOLDER_MARK, statusKey } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
-import type { MetadataRecord, Owner } from '../models/record.ts';
+import type { MetadataRecord, Owner, Submitter } from '../models/record.ts';
 import { AGENT_PROGRAM } from './agent-program.ts';
 import { analysisOwningBucket, provideAnalysisBucket } from './analysis-bucket.ts';
 import { CertificateNotes, oneLine } from './certificate-notes.ts';
 import { readCodeVersion } from './code-version.ts';
 import { type ExecuteContext, executeJob, type JobPlacement, leaseProblem } from './execute.ts';
 import { planChunk } from './gate.ts';
+import { userRefusal } from './group-access.ts';
 import { JobPreparer } from './prepare.ts';
 import {
   type FolderKeys,
@@ -32,6 +33,7 @@ import {
   type SubmitRead,
   type SubmittedDataset,
   submitGroup,
+  type Validation,
   type ValidSubmission,
   validateSubmission,
 } from './submission.ts';
@@ -123,6 +125,7 @@ export class SubmissionWatcher {
       leaseMs: options.leaseMs,
       storeSettings: options.storeSettings,
       statusIntervalMs: options.statusIntervalMs,
+      note: (line) => this.log(`${new Date().toISOString()} ${line}`),
     };
     this.log = options.log ?? ((line) => process.stdout.write(`${line}\n`));
     this.inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
@@ -255,8 +258,11 @@ export class SubmissionWatcher {
     }
   }
 
-  /** One submit file, from claim to answer. Also what the S3 event handler calls. */
-  async process(key: string): Promise<SubmissionOutcome> {
+  /**
+   * One submit file, from claim to answer. Also what the S3 event handler calls, with the
+   * submitter S3 reported: only then are the group's users applied (a listing says nobody's name).
+   */
+  async process(key: string, submitter?: Submitter): Promise<SubmissionOutcome> {
     const group = submitGroup(key);
     // A folder name that could not be a group is answered nowhere: writing under it is not safe.
     if (!group) return this.concluded(key, 'ignored', 'the folder above submissions/ is not a valid group name');
@@ -296,7 +302,7 @@ export class SubmissionWatcher {
       }
       const keepalive = keepMarker(this.store, this.bucket, folder, marker, this.options.leaseMs);
       try {
-        const answer = await this.answer(read, folder, preparer);
+        const answer = await this.answer(read, folder, preparer, submitter);
         return this.concluded(key, answer.outcome, answer.reason, folder);
       } finally {
         keepalive.stop();
@@ -311,8 +317,14 @@ export class SubmissionWatcher {
     read: SubmitRead,
     folder: FolderKeys,
     preparer: JobPreparer,
+    submitter?: Submitter,
   ): Promise<{ outcome: SubmissionOutcomeKind; reason: string }> {
-    const validation = await validateSubmission(read, { store: this.store, bucket: this.bucket, analysis: this.analysis, preparer });
+    // A submitter the group does not list learns nothing more about the submission.
+    const notListed = userRefusal(this.analysis, read.group, submitter, false);
+    const validation: Validation =
+      notListed === undefined
+        ? await validateSubmission(read, { store: this.store, bucket: this.bucket, analysis: this.analysis, preparer })
+        : { ok: false, reason: notListed };
     if (!validation.ok) {
       const reason = oneLine(validation.reason);
       await this.note(folder, `submission ${read.key} rejected: ${reason}`);
@@ -322,8 +334,8 @@ export class SubmissionWatcher {
     const submission = validation.submission;
     const result =
       submission.datasets.length === 1
-        ? await this.runDataset(submission, submission.datasets[0]!, folder)
-        : await this.runDatasets(submission, read.group, folder);
+        ? await this.runDataset(submission, submission.datasets[0]!, folder, submitter)
+        : await this.runDatasets(submission, read.group, folder, submitter);
     return { outcome: result.outcome, reason: result.results ? `${result.reason}; results at ${result.results}` : result.reason };
   }
 
@@ -344,7 +356,12 @@ export class SubmissionWatcher {
    * One dataset through the gate: a succeeded identity is answered from its record; one running
    * elsewhere is waited for; anything else runs in this folder (executeJob claims it atomically).
    */
-  private async runDataset(submission: ValidSubmission, dataset: SubmittedDataset, folder: FolderKeys): Promise<DatasetResult> {
+  private async runDataset(
+    submission: ValidSubmission,
+    dataset: SubmittedDataset,
+    folder: FolderKeys,
+    submitter?: Submitter,
+  ): Promise<DatasetResult> {
     const placement: JobPlacement = { timestamp: folder.timestamp, submitExists: true, configCopyName: submission.configname };
     const job = dataset.prepared;
     // A failure recorded after this moment is another job's of the same wave, not one to retry now.
@@ -362,8 +379,9 @@ export class SubmissionWatcher {
         await sleep(this.options.retryMs ?? 2000);
         continue;
       }
-      const result = await executeJob(job, { ...this.ctx, plannedAt }, placement);
+      const result = await executeJob(job, { ...this.ctx, plannedAt, ...(submitter ? { submitter } : {}) }, placement);
       if (result.outcome === 'skipped') continue;
+      if (result.outcome === 'refused') return this.refuseDataset(folder, dataset, result.reason);
       if (result.outcome === 'failed-elsewhere') {
         // The same data and config failed just now in another job: this submission gets that answer,
         // unless an agent already answered in this folder (a watcher before us ran it here).
@@ -406,7 +424,7 @@ export class SubmissionWatcher {
    * submission). The submission's own folder gets one status file per dataset, a certificate line
    * per dataset, and end.txt when all are over.
    */
-  private async runDatasets(submission: ValidSubmission, group: string, folder: FolderKeys): Promise<DatasetResult> {
+  private async runDatasets(submission: ValidSubmission, group: string, folder: FolderKeys, submitter?: Submitter): Promise<DatasetResult> {
     const { datasets } = submission;
     const subs = datasets.map((_, i) => folderKeys(this.bucket, group, `${folder.timestamp}${DATASET_FOLDER_MARK}${i + 1}`));
     await this.note(
@@ -422,7 +440,7 @@ export class SubmissionWatcher {
         const previous = await this.text(sub.end);
         const result: DatasetResult = previous
           ? { outcome: previous.startsWith('SUCCESS') ? 'succeeded' : 'failed', reason: previous.split('\n')[1] ?? '' }
-          : await this.runDataset(submission, dataset, sub);
+          : await this.runDataset(submission, dataset, sub, submitter);
         results[i] = result;
         const status = await this.text(statusKey(sub.logs, dataset.key));
         if (status !== undefined) await this.store.put(this.bucket, statusKey(folder.logs, dataset.key), status);
@@ -431,7 +449,7 @@ export class SubmissionWatcher {
     };
     const limit = Math.min(datasets.length, this.analysis.blueprint.deploy_limit);
     await Promise.all(Array.from({ length: limit }, worker));
-    const failed = results.filter((r) => r.outcome === 'failed').length;
+    const failed = results.filter((r) => r.outcome === 'failed' || r.outcome === 'rejected').length;
     const summary = failed === 0 ? `all ${datasets.length} datasets succeeded` : `${failed} of ${datasets.length} datasets failed`;
     await this.store.put(this.bucket, folder.end, `${failed === 0 ? 'SUCCESS' : 'FAILED'}\n${summary}\n`);
     return {
@@ -439,6 +457,14 @@ export class SubmissionWatcher {
       reason: summary,
       results: objectUrl(this.store.scheme, this.bucket, folder.prefix),
     };
+  }
+
+  /** The group's budget or instance_limit kept the job from starting: the folder says so and is closed. */
+  private async refuseDataset(folder: FolderKeys, dataset: SubmittedDataset, reason: string): Promise<DatasetResult> {
+    await this.note(folder, `not started: ${reason}`);
+    await writeWatcherStatus(this.answers, folder, dataset, 'FAILED', reason);
+    await this.store.put(this.bucket, folder.end, `REJECTED\n${oneLine(reason)}\n`);
+    return { outcome: 'rejected', reason };
   }
 
   /** A line of the folder's certificate: the watcher's account of what it did there. */

@@ -7,7 +7,8 @@ import type { FolderKeys, SubmittedDataset } from './submission.ts';
 
 /** How one dataset of a submission ended, as its folder answers it. */
 export interface DatasetResult {
-  outcome: 'succeeded' | 'failed' | 'answered';
+  /** rejected: not started, for its group's budget or instance_limit. */
+  outcome: 'succeeded' | 'failed' | 'answered' | 'rejected';
   reason: string;
   results?: string;
 }

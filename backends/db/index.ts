@@ -1,6 +1,7 @@
 import { CaasError } from '../../models/caas-error.ts';
 import type { Filter } from '../../models/filter.ts';
-import type { JobLocation, MetadataRecord, Owner } from '../../models/record.ts';
+import { type GroupSlot, slotId } from '../../models/group-slot.ts';
+import type { Attempt, JobLocation, MetadataRecord, Owner, Submitter } from '../../models/record.ts';
 
 // A filter is checked the same way by every store (models/filter.ts); a store adds only what its server rejects.
 export { type Filter, InvalidFilterError } from '../../models/filter.ts';
@@ -30,7 +31,31 @@ export interface ClaimRequest {
    * wave, and is left to the next run rather than retried at once (no retry storms between runners).
    */
   plannedAt?: Date;
+  /** Who the new attempt runs for, where that is known; kept with the attempt. */
+  submitter?: Submitter;
   now?: Date;
+}
+
+/** A runner asking for one of a user group's slots (models/group-slot.ts). */
+export interface SlotRequest {
+  analysis: string;
+  group: string;
+  /** The group's instance_limit: only slots 0 to limit-1. Without it, the lowest free number (a group with only a budget). */
+  limit?: number;
+  identity: string;
+  owner: Owner;
+  leaseMs: number;
+  /** The job's worst-case cost, which the slot holds against the group's budget while it runs. */
+  worstUsd: number;
+  instanceType: string;
+  now?: Date;
+}
+
+/** What a group's attempts are estimated to have cost. */
+export interface GroupSpend {
+  usd: number;
+  /** How many attempts the sum is over. */
+  attempts: number;
 }
 
 /** The metadata collection: one record per identity. */
@@ -62,6 +87,20 @@ export interface MetadataStore {
   idsWithPrefix(prefix: string, limit: number): Promise<string[]>;
   /** Records matching a MongoDB filter. */
   find(filter: Filter, options?: QueryOptions): AsyncIterable<MetadataRecord>;
+  /**
+   * Takes a slot of a user group, atomically across runners: the lowest-numbered one that is free
+   * or whose lease lapsed (an insert-if-absent on its `_id`, or a takeover of exactly the lapsed
+   * slot that was read). Undefined when all `limit` slots are held.
+   */
+  takeSlot(request: SlotRequest): Promise<GroupSlot | undefined>;
+  /** Extends a slot's lease while the owner still holds it; false when it lapsed and was taken, or was given back. */
+  renewSlot(id: string, owner: Owner, leaseMs: number): Promise<boolean>;
+  /** Gives a slot back; false when the owner did not hold it (any more). */
+  releaseSlot(id: string, owner: Owner): Promise<boolean>;
+  /** The group's slots whose lease is live at `now`, by number. */
+  liveSlots(analysis: string, group: string, now?: Date): Promise<GroupSlot[]>;
+  /** The estimated cost of the group's attempts that ended at or after `since` (all of them without it). */
+  groupSpend(analysis: string, group: string, since?: Date): Promise<GroupSpend>;
   close(): Promise<void>;
 }
 
@@ -177,6 +216,7 @@ export function claimedRecord(existing: MetadataRecord | undefined, request: Cla
     results: request.job?.results ?? null,
     owner: request.owner,
     ...(request.force && existing ? { force_reason: request.force } : {}),
+    ...(request.submitter ? { submitter: request.submitter } : {}),
   });
   return {
     ...base,
@@ -192,6 +232,45 @@ export function claimedRecord(existing: MetadataRecord | undefined, request: Cla
 
 export function sameOwner(a: Owner | undefined, b: Owner): boolean {
   return !!a && a.run === b.run && a.pid === b.pid && a.host === b.host;
+}
+
+/** The slot a request takes as number `n`, shared by every store so their slots look the same. */
+export function takenSlot(request: SlotRequest, n: number, now: Date): GroupSlot {
+  return {
+    _id: slotId(request.analysis, request.group, n),
+    analysis: request.analysis,
+    group: request.group,
+    n,
+    identity: request.identity,
+    owner: request.owner,
+    taken: now.toISOString(),
+    expires: new Date(now.getTime() + request.leaseMs).toISOString(),
+    worst_usd: request.worstUsd,
+    instance_type: request.instanceType,
+  };
+}
+
+export function slotLive(slot: GroupSlot, now: Date): boolean {
+  return Date.parse(slot.expires) > now.getTime();
+}
+
+/** The slot numbers a request may take, lowest first: below its limit, or (without one) up to one past those held. */
+export function slotNumbers(request: SlotRequest, held: number): number[] {
+  const count = request.limit ?? held + 1;
+  return Array.from({ length: count }, (_, n) => n);
+}
+
+/** The spend of some attempts, for stores that add it up themselves: those with a cost that ended at or after `since`. */
+export function spendOf(attempts: Iterable<Attempt>, since: Date | undefined): GroupSpend {
+  const from = since?.toISOString();
+  let usd = 0;
+  let counted = 0;
+  for (const attempt of attempts) {
+    if (!attempt.cost || (from !== undefined && (attempt.ended === null || attempt.ended < from))) continue;
+    usd += attempt.cost.usd;
+    counted++;
+  }
+  return { usd, attempts: counted };
 }
 
 // The built-in metadata DBs. Each one's file is imported when a URL of its kind is opened.

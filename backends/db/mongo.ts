@@ -1,5 +1,6 @@
 import { type Collection, type Document, MongoBulkWriteError, MongoClient, type Filter as MongoFilter, MongoServerError } from 'mongodb';
 import { checkFilter } from '../../models/filter.ts';
+import type { GroupSlot } from '../../models/group-slot.ts';
 import type { MetadataRecord, Owner } from '../../models/record.ts';
 import {
   type ClaimOutcome,
@@ -9,8 +10,14 @@ import {
   type Database,
   type DbOptions,
   type Filter,
+  type GroupSpend,
   InvalidFilterError,
   type QueryOptions,
+  type SlotRequest,
+  slotLive,
+  slotNumbers,
+  spendOf,
+  takenSlot,
 } from './index.ts';
 
 /** Identities per `$in` query; the cursor batch is as large, so each chunk is one round trip. */
@@ -54,6 +61,11 @@ function heldBy(id: string, owner: Owner): MongoFilter<MetadataRecord> {
   return { _id: id, status: 'running', 'lease.owner.host': owner.host, 'lease.owner.pid': owner.pid, 'lease.owner.run': owner.run };
 }
 
+/** Matches the slot only while `owner` holds it. */
+function slotHeldBy(id: string, owner: Owner): MongoFilter<GroupSlot> {
+  return { _id: id, 'owner.host': owner.host, 'owner.pid': owner.pid, 'owner.run': owner.run };
+}
+
 /** Matches the record only if nobody has written it since it was read as `seen`. */
 function unchangedSince(seen: MetadataRecord): MongoFilter<MetadataRecord> {
   return {
@@ -78,6 +90,7 @@ export class MongoDatabase implements Database {
     private readonly client: MongoClient,
     private readonly records: Collection<MetadataRecord>,
     private readonly assets: Collection<AssetDocument>,
+    private readonly slots: Collection<GroupSlot>,
   ) {}
 
   static async open(url: string, options: DbOptions): Promise<MongoDatabase> {
@@ -92,12 +105,13 @@ export class MongoDatabase implements Database {
       );
     }
     const db = client.db(databaseName(url));
-    const database = new MongoDatabase(url, client, db.collection('records'), db.collection('data_assets'));
+    const database = new MongoDatabase(url, client, db.collection('records'), db.collection('data_assets'), db.collection('slots'));
     // A read-only open (dry run) must not create anything, not even indexes on an empty database.
     if (!options.readOnly) {
       await Promise.all([
         database.records.createIndexes([{ key: { status: 1 } }, { key: { 'analysis.name': 1 } }, { key: { created: 1 } }]),
         database.assets.createIndexes([{ key: { created: 1 } }, { key: { name: 1 } }]),
+        database.slots.createIndexes([{ key: { analysis: 1, group: 1 } }]),
       ]);
     }
     return database;
@@ -215,6 +229,64 @@ export class MongoDatabase implements Database {
       if (error instanceof MongoServerError) throw new InvalidFilterError(error.message, { cause: error });
       throw error;
     }
+  }
+
+  /**
+   * Slots without transactions, as claims are: a free number is taken by inserting its `_id`
+   * (the unique `_id` lets one runner win), a lapsed one by replacing exactly the slot that was read.
+   */
+  async takeSlot(request: SlotRequest): Promise<GroupSlot | undefined> {
+    const now = request.now ?? new Date();
+    const held = new Map((await this.slots.find({ analysis: request.analysis, group: request.group }).toArray()).map((s) => [s.n, s]));
+    for (const n of slotNumbers(request, held.size)) {
+      const slot = takenSlot(request, n, now);
+      let seen = held.get(n);
+      if (!seen) {
+        if (await this.insertSlot(slot)) return slot;
+        seen = (await this.slots.findOne({ _id: slot._id })) ?? undefined;
+        // Given back between the failed insert and this read: free again.
+        if (!seen && (await this.insertSlot(slot))) return slot;
+      }
+      if (!seen || slotLive(seen, now)) continue;
+      const replaced = await this.slots.replaceOne({ ...slotHeldBy(seen._id, seen.owner), expires: seen.expires }, slot);
+      if (replaced.matchedCount === 1) return slot;
+    }
+    return undefined;
+  }
+
+  private async insertSlot(slot: GroupSlot): Promise<boolean> {
+    try {
+      await this.slots.insertOne(slot);
+      return true;
+    } catch (error) {
+      if (error instanceof MongoServerError && error.code === DUPLICATE_KEY) return false;
+      throw error;
+    }
+  }
+
+  async renewSlot(id: string, owner: Owner, leaseMs: number): Promise<boolean> {
+    const expires = new Date(Date.now() + leaseMs).toISOString();
+    return (await this.slots.updateOne(slotHeldBy(id, owner), { $set: { expires } })).matchedCount === 1;
+  }
+
+  async releaseSlot(id: string, owner: Owner): Promise<boolean> {
+    return (await this.slots.deleteOne(slotHeldBy(id, owner))).deletedCount === 1;
+  }
+
+  async liveSlots(analysis: string, group: string, now = new Date()): Promise<GroupSlot[]> {
+    const slots = await this.slots.find({ analysis, group }).toArray();
+    return slots.filter((slot) => slotLive(slot, now)).sort((a, b) => a.n - b.n);
+  }
+
+  async groupSpend(analysis: string, group: string, since?: Date): Promise<GroupSpend> {
+    // The server picks the records (an attempt that ended in the period); the sum is spendOf's, the same as every store's.
+    const filter: MongoFilter<MetadataRecord> = { 'analysis.name': analysis, 'job.group': group };
+    if (since) filter['attempts.ended'] = { $gte: since.toISOString() };
+    const records = await this.records.find(filter, { projection: { attempts: 1 } }).toArray();
+    return spendOf(
+      records.flatMap((record) => record.attempts),
+      since,
+    );
   }
 
   async importAssets(assets: AsyncIterable<Record<string, unknown>> | Iterable<Record<string, unknown>>): Promise<number> {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { find as mingoFind } from 'mingo';
 import { compileFilter } from '../../models/filter.ts';
+import type { GroupSlot } from '../../models/group-slot.ts';
 import type { MetadataRecord, Owner } from '../../models/record.ts';
 import {
   type ClaimOutcome,
@@ -13,8 +14,13 @@ import {
   DatabaseUrlError,
   type DbOptions,
   type Filter,
+  type GroupSpend,
   type QueryOptions,
+  type SlotRequest,
   sameOwner,
+  slotLive,
+  slotNumbers,
+  takenSlot,
 } from './index.ts';
 
 const SCHEMA = `
@@ -35,6 +41,13 @@ CREATE TABLE IF NOT EXISTS data_assets (
   doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS data_assets_created ON data_assets(created);
+CREATE TABLE IF NOT EXISTS slots (
+  id TEXT PRIMARY KEY,
+  analysis TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS slots_group ON slots(analysis, grp);
 `;
 
 const COLUMNS = ['id', 'status', 'analysis', 'created', 'doc'];
@@ -237,6 +250,83 @@ export class SqliteDatabase implements Database {
 
   find(filter: Filter, options: QueryOptions = {}): AsyncIterable<MetadataRecord> {
     return this.scan<MetadataRecord>('records', 'rowid', filter, options);
+  }
+
+  async takeSlot(request: SlotRequest): Promise<GroupSlot | undefined> {
+    const now = request.now ?? new Date();
+    // One IMMEDIATE transaction: read the group's slots and take one, with no other writer in between.
+    return this.db
+      .transaction((): GroupSlot | undefined => {
+        const held = new Map(this.slotsOf(request.analysis, request.group).map((slot) => [slot.n, slot]));
+        for (const n of slotNumbers(request, held.size)) {
+          const seen = held.get(n);
+          if (seen && slotLive(seen, now)) continue;
+          const slot = takenSlot(request, n, now);
+          this.db
+            .prepare('INSERT INTO slots (id, analysis, grp, doc) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc')
+            .run(slot._id, slot.analysis, slot.group, JSON.stringify(slot));
+          return slot;
+        }
+        return undefined;
+      })
+      .immediate();
+  }
+
+  async renewSlot(id: string, owner: Owner, leaseMs: number): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const slot = this.slot(id);
+        if (!slot || !sameOwner(slot.owner, owner)) return false;
+        const renewed = { ...slot, expires: new Date(Date.now() + leaseMs).toISOString() };
+        this.db.prepare('UPDATE slots SET doc = ? WHERE id = ?').run(JSON.stringify(renewed), id);
+        return true;
+      })
+      .immediate();
+  }
+
+  async releaseSlot(id: string, owner: Owner): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const slot = this.slot(id);
+        if (!slot || !sameOwner(slot.owner, owner)) return false;
+        this.db.prepare('DELETE FROM slots WHERE id = ?').run(id);
+        return true;
+      })
+      .immediate();
+  }
+
+  async liveSlots(analysis: string, group: string, now = new Date()): Promise<GroupSlot[]> {
+    return this.slotsOf(analysis, group)
+      .filter((slot) => slotLive(slot, now))
+      .sort((a, b) => a.n - b.n);
+  }
+
+  async groupSpend(analysis: string, group: string, since?: Date): Promise<GroupSpend> {
+    // Summed in SQL over the analysis' rows (indexed), so a budget check parses no record in JavaScript.
+    const row = this.db
+      .prepare<[string, string, string | null, string | null], { usd: number; attempts: number }>(
+        `SELECT COALESCE(SUM(json_extract(a.value, '$.cost.usd')), 0) AS usd, COUNT(*) AS attempts
+         FROM records r, json_each(r.doc, '$.attempts') a
+         WHERE r.analysis = ? AND json_extract(r.doc, '$.job.group') = ?
+           AND json_type(a.value, '$.cost') = 'object'
+           AND (? IS NULL OR json_extract(a.value, '$.ended') >= ?)`,
+      )
+      .get(analysis, group, since?.toISOString() ?? null, since?.toISOString() ?? null);
+    return { usd: row?.usd ?? 0, attempts: row?.attempts ?? 0 };
+  }
+
+  private slot(id: string): GroupSlot | undefined {
+    const row = this.db.prepare<[string], { doc: string }>('SELECT doc FROM slots WHERE id = ?').get(id);
+    return row ? (JSON.parse(row.doc) as GroupSlot) : undefined;
+  }
+
+  private slotsOf(analysis: string, group: string): GroupSlot[] {
+    // A database made by an older caas, opened read-only, has no slots table yet: no slot is held.
+    if (!this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'slots'").get()) return [];
+    return this.db
+      .prepare<[string, string], { doc: string }>('SELECT doc FROM slots WHERE analysis = ? AND grp = ?')
+      .all(analysis, group)
+      .map((row) => JSON.parse(row.doc) as GroupSlot);
   }
 
   async importAssets(assets: AsyncIterable<Record<string, unknown>> | Iterable<Record<string, unknown>>): Promise<number> {

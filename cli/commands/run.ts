@@ -26,23 +26,35 @@ export function registerRun(program: Command): void {
       (v) => positiveNumber(v, '--lease-seconds'),
       defaultSettings(process.env).leaseSeconds,
     )
+    .option(
+      '--user <name>',
+      "who the jobs run for: checked against their group's users in the blueprint and kept with each attempt (env CAAS_USER)",
+      defaultSettings(process.env).user,
+    )
     .option('--json', 'print the plan and the results as JSON lines', false)
     .option('--quiet', 'print only failed jobs and the final counts (no plan table, no progress)', false)
     .addHelpText(
       'after',
       `
 Examples:
-  $ caas run jobs.jsonl                       # dry run: the plan (RUN / SKIP / RUNNING / INVALID), nothing written
+  $ caas run jobs.jsonl                       # dry run: the plan (RUN / SKIP / RUNNING / INVALID / REFUSED), nothing written
   $ caas run jobs.jsonl --execute             # run what the plan says, 2 at a time
   $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .spikes.json | caas run - --execute
   $ caas run jobs.jsonl --execute --force --reason "reprocess after spike-sorting fix"
   $ caas run jobs.jsonl --execute --quiet     # only failed jobs and the final counts
+  $ caas run jobs.jsonl --execute --user alice   # for a group whose blueprint lists its users
+
+A job's group must be one of its analysis' blueprint groups. A group's budget and instance_limit hold
+across every runner and watcher sharing the metadata DB: a job waits while all the group's
+instance_limit slots are taken, and is REFUSED when the group's spend this period has reached its cap
+(caas budget shows where each group stands).
 
 With --execute, a progress bar (run, failed, skipped, running elsewhere, ETA) is drawn on stderr when it is a
 terminal, else a progress line is printed every 10 s (CAAS_PROGRESS_INTERVAL_MS); a table of counts per analysis
 ends the run. NO_COLOR turns colour off.
 
-Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the batch still ran).`,
+Exit codes: 0 all good, 1 some jobs failed, 2 invalid input, 3 some jobs refused by their group's budget or
+instance_limit (the rest of the batch still ran; the first of 2, 1, 3 that applies).`,
     )
     .action(async (source: string, options, command: Command) => {
       const settings = settingsOf(command);
@@ -85,6 +97,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
             leaseMs: options.leaseSeconds * 1000,
             signal: stop.signal,
             statusIntervalMs: statusIntervalMs(),
+            user: options.user,
           },
           watched({
             plan: (entries) => {
@@ -100,14 +113,14 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
         );
         progress?.stop();
         const p = summary.planned;
-        const planLine = `plan: ${p.RUN} to run, ${p.SKIP} skipped, ${p.RUNNING} running elsewhere, ${p.INVALID} invalid`;
+        const planLine = `plan: ${p.RUN} to run, ${p.SKIP} skipped, ${p.RUNNING} running elsewhere, ${p.INVALID} invalid${p.REFUSED ? `, ${p.REFUSED} refused by their group` : ''}`;
         if (json) out(JSON.stringify({ type: 'summary', ...summary }));
         else if (!execute) out(`${planLine} (dry run: nothing was written; add --execute to run)`);
         else {
           const r = summary.results;
           if (!quiet) out(progress!.summaryTable());
           out(
-            `${planLine}\ndone: ${r.succeeded} succeeded, ${r.failed} failed, ${r.skipped + r.running + r['failed-elsewhere']} taken by other runners${r['failed-elsewhere'] ? ` (${r['failed-elsewhere']} failed there: the next run retries them)` : ''}, ${r.lost} lost`,
+            `${planLine}\ndone: ${r.succeeded} succeeded, ${r.failed} failed, ${r.skipped + r.running + r['failed-elsewhere']} taken by other runners${r['failed-elsewhere'] ? ` (${r['failed-elsewhere']} failed there: the next run retries them)` : ''}, ${r.lost} lost${r.refused ? `, ${r.refused} refused by their group` : ''}`,
           );
         }
         process.exitCode = summary.exitCode;
