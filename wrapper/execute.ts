@@ -363,31 +363,14 @@ async function launchAttempt(
     }
   }
   const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
-  // Checked here once, for every launcher: an agent of this same build then need not check again.
-  const spec = AgentSpec.parse({
-    store: ctx.store.url,
-    store_settings: settingsWithUrl(ctx.storeSettings, ctx.store.url),
-    bucket: job.bucket,
-    group: job.group,
+  const spec = agentSpecFor(job, {
+    store: ctx.store,
+    storeSettings: ctx.storeSettings,
     timestamp,
-    dataname: names.dataname,
-    inputs: names.inputs,
-    input_checks: Object.fromEntries(
-      job.input.inputs.flatMap((input) =>
-        (input.files ?? []).map((f) => [f.url, { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) }]),
-      ),
-    ),
-    code: { commit: job.preimage.code.commit, ...(job.preimage.code.dirty ? { dirty: job.preimage.code.dirty } : {}) },
-    configname: names.configname,
-    ...(placement?.configCopyName ? { config_copy: placement.configCopyName } : {}),
-    command: job.analysis.command,
-    analysis_dir: job.analysis.dir,
     instance: `${ctx.launcher.name}@${hostname()}`,
-    max_runtime_s: maxRuntimeS,
-    status_interval_ms: ctx.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
-    log_limit_bytes: Math.round(job.analysis.blueprint.log_limit_mb * 1024 * 1024),
-    environment: job.analysis.blueprint.environment,
-  } satisfies AgentSpec);
+    statusIntervalMs: ctx.statusIntervalMs,
+    configCopyName: placement?.configCopyName,
+  });
   return ctx.launcher.launch({
     spec,
     identity: job.identity,
@@ -398,6 +381,50 @@ async function launchAttempt(
     instanceType: job.input.instance_type ?? job.analysis.blueprint.instance_type,
     deadline: new Date(started.getTime() + maxRuntimeS * 1000),
   });
+}
+
+/** Where and how one attempt of a job runs, beyond the job itself. */
+export interface AttemptSettings {
+  store: ObjectStore;
+  storeSettings?: StoreSettings;
+  timestamp: string;
+  /** The machine's name in the status file. */
+  instance: string;
+  statusIntervalMs?: number;
+  /** The user's config name (a submission): the copy in process_results is named after it. */
+  configCopyName?: string;
+}
+
+/**
+ * The agent spec of one attempt. Checked here once, for every launcher (and `caas dev test`): an
+ * agent of this same build then need not check it again.
+ */
+export function agentSpecFor(job: PreparedJob, settings: AttemptSettings): AgentSpec {
+  const names = jobNames(job);
+  return AgentSpec.parse({
+    store: settings.store.url,
+    store_settings: settingsWithUrl(settings.storeSettings, settings.store.url),
+    bucket: job.bucket,
+    group: job.group,
+    timestamp: settings.timestamp,
+    dataname: names.dataname,
+    inputs: names.inputs,
+    input_checks: Object.fromEntries(
+      job.input.inputs.flatMap((input) =>
+        (input.files ?? []).map((f) => [f.url, { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) }]),
+      ),
+    ),
+    code: { commit: job.preimage.code.commit, ...(job.preimage.code.dirty ? { dirty: job.preimage.code.dirty } : {}) },
+    configname: names.configname,
+    ...(settings.configCopyName ? { config_copy: settings.configCopyName } : {}),
+    command: job.analysis.command,
+    analysis_dir: job.analysis.dir,
+    instance: settings.instance,
+    max_runtime_s: job.analysis.blueprint.max_runtime_minutes * 60,
+    status_interval_ms: settings.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
+    log_limit_bytes: Math.round(job.analysis.blueprint.log_limit_mb * 1024 * 1024),
+    environment: job.analysis.blueprint.environment,
+  } satisfies AgentSpec);
 }
 
 /** How long, at least, a runner that lost its lease waits for the new owner to decide on its attempt. */
