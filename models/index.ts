@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { AgentSpec } from './agent-spec.ts';
 import { Blueprint } from './blueprint.ts';
+import { DevInstance } from './dev-instance.ts';
 import { PreImage } from './identity.ts';
 import { JobInput } from './job-input.ts';
 import { MetadataRecord } from './record.ts';
@@ -16,4 +17,5 @@ export const namedModels: Record<string, z.ZodType> = {
   status: StatusFile,
   blueprint: Blueprint,
   'agent-spec': AgentSpec,
+  'dev-instance': DevInstance,
 };
