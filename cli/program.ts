@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { CAAS_VERSION } from '../wrapper/caas-version.ts';
 import { registerBlueprint } from './commands/blueprint.ts';
 import { registerCatalog } from './commands/catalog.ts';
+import { registerDev } from './commands/dev.ts';
 import { registerDispatch } from './commands/dispatch.ts';
 import { registerLogs } from './commands/logs.ts';
 import { registerQuery } from './commands/query.ts';
@@ -42,6 +43,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input.`,
   registerLogs(program);
   registerBlueprint(program);
   registerReap(program);
+  registerDev(program);
   registerQuery(program);
   registerShow(program);
   registerWhy(program);
