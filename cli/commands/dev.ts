@@ -22,24 +22,27 @@ import { formatTable } from '../table.ts';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
-function duration(flag: string) {
-  return (value: string): number => {
-    const ms = parseDuration(value);
-    if (ms === undefined)
-      throw new UsageError(`${flag} expects a duration like 90s, 60m or 2h (a plain number is minutes), got "${value}"`);
-    return ms;
-  };
+/** An option holding a duration (90s, 60m, 2h) in ms, its default shown as written. */
+function durationOption(flags: string, description: string, fallback: string): Option {
+  const flag = flags.split(' ')[0]!;
+  return new Option(flags, description)
+    .argParser((value: string): number => {
+      const ms = parseDuration(value);
+      if (ms === undefined)
+        throw new UsageError(`${flag} expects a duration like 90s, 60m or 2h (a plain number is minutes), got "${value}"`);
+      return ms;
+    })
+    .default(parseDuration(fallback), fallback);
 }
 
-/** Every dev subcommand takes the analysis, an optional instance id, and --owner. */
-function devCommand(parent: Command, name: string, description: string, extraArguments: string[] = []): Command {
+/** Every dev subcommand takes the analysis, an optional instance id (but launch), and --owner. */
+function devCommand(parent: Command, name: string, description: string, extraArguments: [string, string][] = []): Command {
   const command = parent.command(name).description(description).argument('<analysis>', 'the analysis (its blueprint says the region)');
-  for (const argument of extraArguments) command.argument(argument);
-  return command
-    .argument('[instance-id]', 'default: the one development instance of the analysis and owner')
-    .addOption(
-      new Option('--owner <name>', 'whose development instances (the caas:owner tag)').default(defaultDevOwner(), 'your login name'),
-    );
+  for (const [argument, about] of extraArguments) command.argument(argument, about);
+  if (name !== 'launch') command.argument('[instance-id]', 'default: the one development instance of the analysis and owner');
+  return command.addOption(
+    new Option('--owner <name>', 'whose development instances (the caas:owner tag)').default(defaultDevOwner(), 'your login name'),
+  );
 }
 
 /** Opens what a dev command acts on: the analysis (its blueprint checked) and the development instances of its region. */
@@ -75,13 +78,11 @@ no development instance, several and no id, an image that failed or timed out).`
     );
 
   devCommand(dev, 'launch', "Launch a development instance from the blueprint's image (one per analysis and owner)")
-    .option('--lifetime <duration>', 'it stops itself after this long (90s, 60m, 2h), unless extended', duration('--lifetime'), 3_600_000)
+    .addOption(durationOption('--lifetime <duration>', 'it stops itself after this long (90s, 60m, 2h), unless extended', '60m'))
     .option('--instance-type <type>', "default the blueprint's instance_type; one of its allowed_instance_types")
     .option('--ami <id>', "start from this image instead of the blueprint's ami (a base image for a new analysis)")
     .option('--key-name <name>', 'the EC2 key pair to ssh in with')
-    .action(async (analysisName: string, instanceId: string | undefined, options, command: Command) => {
-      if (instanceId !== undefined)
-        throw new UsageError('caas dev launch takes no instance id: it launches one, or finds the one there is');
+    .action(async (analysisName: string, options, command: Command) => {
       const settings = settingsOf(command);
       // The store is opened only for the environment its machines need (an endpoint, never credentials).
       const store = await openStore(settings.storeUrl, { home: settings.home, settings: settings.storeSettings });
@@ -138,7 +139,7 @@ no development instance, several and no id, an image that failed or timed out).`
     });
 
   devCommand(dev, 'extend', 'Move the time at which the instance stops itself')
-    .option('--by <duration>', 'past its current expiry, or past now when that is over (90s, 60m, 2h)', duration('--by'), 3_600_000)
+    .addOption(durationOption('--by <duration>', 'past its current expiry, or past now when that is over (90s, 60m, 2h)', '60m'))
     .action(async (analysisName: string, instanceId: string | undefined, options) => {
       await withTarget(analysisName, options.owner, async (target) => {
         out(`extended ${describeDevInstance(await extendDevInstance(target, instanceId, options.by))}`);
@@ -155,7 +156,7 @@ no development instance, several and no id, an image that failed or timed out).`
   );
 
   devCommand(dev, 'start', 'Start a stopped instance, with a fresh lifetime')
-    .option('--lifetime <duration>', 'it stops itself after this long (90s, 60m, 2h), unless extended', duration('--lifetime'), 3_600_000)
+    .addOption(durationOption('--lifetime <duration>', 'it stops itself after this long (90s, 60m, 2h), unless extended', '60m'))
     .action(async (analysisName: string, instanceId: string | undefined, options) => {
       await withTarget(analysisName, options.owner, async (target) => {
         const { instance, started } = await startDevInstance(target, instanceId, options.lifetime);
@@ -164,16 +165,11 @@ no development instance, several and no id, an image that failed or timed out).`
     });
 
   devCommand(dev, 'test', 'Run one job of a submit file on the instance, under the bucket contract, and follow it to its end', [
-    '<submit-file>',
+    ['<submit-file>', 'a NeuroCAAS submit file on this machine'],
   ])
     .option('--group <name>', "the submit file's group (default: the folder its dataname lies in)")
     .option('--interval <s>', 'seconds between looks at the job folder', (v) => positiveNumber(v, '--interval'), 2)
-    .option(
-      '--pickup-timeout <duration>',
-      'withdraw the job if the instance has not taken it by then',
-      duration('--pickup-timeout'),
-      120_000,
-    )
+    .addOption(durationOption('--pickup-timeout <duration>', 'withdraw the job if the instance has not taken it by then', '2m'))
     .addHelpText(
       'after',
       `
@@ -210,11 +206,8 @@ Exit codes: 0 succeeded, 1 failed (or the instance did not take it), 2 invalid s
     .option('--image <id>', 'write this image instead of making one (one whose wait timed out)')
     .option('--name <name>', 'the image name (default caas-{analysis}-{UTC time})')
     .option('--message <text>', 'a line for the commit message')
-    .option(
-      '--timeout <duration>',
-      'give up waiting for the image after this long (the blueprint is then unchanged)',
-      duration('--timeout'),
-      3_600_000,
+    .addOption(
+      durationOption('--timeout <duration>', 'give up waiting for the image after this long (the blueprint is then unchanged)', '60m'),
     )
     .option('--interval <s>', 'seconds between looks at the image', (v) => positiveNumber(v, '--interval'), 15)
     .action(async (analysisName: string, instanceId: string | undefined, options) => {

@@ -314,7 +314,8 @@ function prepareMachine(cloud: DevCloud, dir: string): BootedMachine {
   const marker = path.join(dir, 'powered-off');
   writeFileSync(
     path.join(dir, 'poweroff'),
-    `#!/bin/bash\necho "\${CAAS_POWEROFF_REASON:-}" >> ${JSON.stringify(marker)}\ncurl -sf -X POST ${JSON.stringify(`${cloud.imdsUrl}/test/poweroff`)} >/dev/null || true\n`,
+    // EC2 first, then the marker the tests wait for: once they see it, the instance's state has changed.
+    `#!/bin/bash\ncurl -sf -X POST ${JSON.stringify(`${cloud.imdsUrl}/test/poweroff`)} >/dev/null || true\necho "\${CAAS_POWEROFF_REASON:-}" >> ${JSON.stringify(marker)}\n`,
     { mode: 0o755 },
   );
   const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
