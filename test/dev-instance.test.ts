@@ -371,6 +371,9 @@ describe('caas dev: what it refuses, and says so', () => {
     const refused = await caas('dev', 'test', 'mock-wait', submit, '--store', storeUrl, '--owner', OWNER);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain(`${submit}: config ${GROUP}/configs/broken.json is not valid for mock-wait: wait:`);
+    const local = await caas('dev', 'test', 'mock-wait', submit, '--owner', OWNER);
+    expect(local.code).toBe(2);
+    expect(local.stderr).toContain('caas dev needs --store');
     expect(await store.head(BUCKET, submitKey(GROUP, 'devbroken'))).toBeUndefined();
     const written = [];
     for await (const info of store.list(BUCKET, `.caas/dev/${dev.id}/`)) written.push(info.key);

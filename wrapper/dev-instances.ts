@@ -127,11 +127,7 @@ export async function launchDevInstance(
       `--instance-type ${instanceType} is not allowed for ${analysis.name}: use one of ${allowed}, or add it to allowed_instance_types in its blueprint`,
     );
   }
-  if (storeReach(options.storeUrl) !== 'network') {
-    throw new DevRefused(
-      `caas dev needs --store ${networkStoreExamples()}: the development instance reads its test jobs from the store, and cannot read "${options.storeUrl}" on this machine`,
-    );
-  }
+  refuseLocalStore(options.storeUrl);
   const existing = await api.list(analysis.name, owner);
   if (existing.length > 0) return { instance: existing[0]!, launched: false };
   const now = options.now ?? new Date();
@@ -148,6 +144,14 @@ export async function launchDevInstance(
     clientToken: `caas-dev-${createHash('sha256').update(`${analysis.name}\0${owner}\0${randomUUID()}`).digest('hex').slice(0, 40)}`,
   });
   return { instance, launched: true };
+}
+
+/** A development instance reads its test jobs from the store: one on this machine is out of its reach. */
+export function refuseLocalStore(storeUrl: string): void {
+  if (storeReach(storeUrl) === 'network') return;
+  throw new DevRefused(
+    `caas dev needs --store ${networkStoreExamples()}: the development instance reads its test jobs from the store, and cannot read "${storeUrl}" on this machine`,
+  );
 }
 
 /** Moves the instance's self-stop: `byMs` past its current expiry, or past now when that is over. */

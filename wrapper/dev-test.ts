@@ -10,7 +10,7 @@ import { describeIssues } from '../models/issues.ts';
 import { SubmitFile } from '../models/submit.ts';
 import { parseJsonText } from '../models/untrusted-json.ts';
 import { oneLine } from './certificate-notes.ts';
-import { chooseDevInstance, DevRefused, type DevTarget, durationText } from './dev-instances.ts';
+import { chooseDevInstance, DevRefused, type DevTarget, durationText, refuseLocalStore } from './dev-instances.ts';
 import { agentSpecFor, DEFAULT_STATUS_INTERVAL_MS, jobNames } from './execute.ts';
 import { type FollowResult, followJob } from './follow.ts';
 import { JobPreparer, type PreparedJob } from './prepare.ts';
@@ -57,6 +57,7 @@ interface DevJob {
  * is on its disk, which no commit describes (docs/aws.md, "Developer instances").
  */
 export async function runDevTest(options: DevTestOptions): Promise<FollowResult> {
+  refuseLocalStore(options.store.url);
   const instance = await chooseDevInstance(options.target, options.instanceId);
   if (instance.state !== 'running') {
     throw new DevRefused(
