@@ -3,6 +3,7 @@ import { CAAS_VERSION } from '../wrapper/caas-version.ts';
 import { registerBlueprint } from './commands/blueprint.ts';
 import { registerBudget } from './commands/budget.ts';
 import { registerCatalog } from './commands/catalog.ts';
+import { registerDev } from './commands/dev.ts';
 import { registerDispatch } from './commands/dispatch.ts';
 import { registerLogs } from './commands/logs.ts';
 import { registerQuery } from './commands/query.ts';
@@ -44,6 +45,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input, 3 jobs refused by t
   registerBlueprint(program);
   registerReap(program);
   registerBudget(program);
+  registerDev(program);
   registerQuery(program);
   registerShow(program);
   registerWhy(program);

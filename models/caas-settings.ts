@@ -6,7 +6,7 @@ import { CaasError } from './caas-error.ts';
  * /proc/<ppid>/environ). Kept apart from the schemas: the agent reads it without loading zod.
  */
 export const CAAS_SETTINGS =
-  /^(CAAS_(DB|STORE|HOME|COMPUTE|ANALYSES|CATALOG|LEASE_SECONDS|STATUS_INTERVAL_MS|PROGRESS_INTERVAL_MS|FAULT|DEBUG|USER|AGENT_.*)|MONGODB_URI)$/;
+  /^(CAAS_(DB|STORE|HOME|COMPUTE|ANALYSES|CATALOG|LEASE_SECONDS|STATUS_INTERVAL_MS|PROGRESS_INTERVAL_MS|FAULT|DEBUG|USER|AGENT_.*|DEV_.*)|MONGODB_URI)$/;
 
 /** What every entry point (the CLI's flags, the library's options) defaults to: the environment, then the embedded defaults. */
 export interface DefaultSettings {

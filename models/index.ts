@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { AgentSpec } from './agent-spec.ts';
 import { Blueprint } from './blueprint.ts';
+import { DevInstance } from './dev-instance.ts';
 import { PreImage } from './identity.ts';
 import { JobDocument } from './job-document.ts';
 import { JobInput } from './job-input.ts';
@@ -20,4 +21,5 @@ export const namedModels: Record<string, z.ZodType> = {
   'agent-spec': AgentSpec,
   job: JobDocument,
   'neurocaas-blueprint': NeuroCaasBlueprint,
+  'dev-instance': DevInstance,
 };

@@ -91,6 +91,16 @@ describe('the IAM policies of docs/aws.md', () => {
     for (const action of [...calls, 'ec2:CreateTags', 'iam:PassRole']) expect(runner.has(action), action).toBe(true);
   });
 
+  it('allow a developer every EC2 call of caas dev, tagging what it creates, and the test jobs in the analysis bucket', () => {
+    const source = readFileSync(path.join(ROOT, 'backends', 'compute', 'dev-instances.ts'), 'utf8');
+    const calls = [...new Set([...source.matchAll(/new (\w+)Command\(/g)].map((m) => `ec2:${m[1]}`))];
+    expect(calls).toEqual(expect.arrayContaining(['ec2:RunInstances', 'ec2:CreateTags', 'ec2:StopInstances', 'ec2:CreateImage']));
+    const developer = allowed('developer-policy.json');
+    for (const action of [...calls, 'iam:PassRole', 's3:GetObject', 's3:PutObject', 's3:ListBucket']) {
+      expect(developer.has(action), action).toBe(true);
+    }
+  });
+
   it('allow a Batch runner every AWS Batch call caas makes', () => {
     const source = readFileSync(path.join(ROOT, 'backends', 'compute', 'batch.ts'), 'utf8');
     const calls = [...new Set([...source.matchAll(/new (\w+)Command\(/g)].map((m) => `batch:${m[1]}`))];

@@ -389,13 +389,50 @@ async function launchAttempt(
     }
   }
   const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
-  // Checked here once, for every launcher: an agent of this same build then need not check again.
-  const spec = AgentSpec.parse({
-    store: ctx.store.url,
-    store_settings: settingsWithUrl(ctx.storeSettings, ctx.store.url),
+  const spec = agentSpecFor(job, {
+    store: ctx.store,
+    storeSettings: ctx.storeSettings,
+    timestamp,
+    instance: `${ctx.launcher.name}@${hostname()}`,
+    statusIntervalMs: ctx.statusIntervalMs,
+    configCopyName: placement?.configCopyName,
+  });
+  return ctx.launcher.launch({
+    spec,
+    identity: job.identity,
+    attempt,
+    analysis: job.analysis.name,
+    group: job.group,
+    blueprint: job.analysis.blueprint,
+    instanceType: job.input.instance_type ?? job.analysis.blueprint.instance_type,
+    deadline: new Date(started.getTime() + maxRuntimeS * 1000),
+  });
+}
+
+/** Where and how one attempt of a job runs, beyond the job itself. */
+export interface AttemptSettings {
+  store: ObjectStore;
+  storeSettings?: StoreSettings;
+  timestamp: string;
+  /** The machine's name in the status file. */
+  instance: string;
+  statusIntervalMs?: number;
+  /** The user's config name (a submission): the copy in process_results is named after it. */
+  configCopyName?: string;
+}
+
+/**
+ * The agent spec of one attempt. Checked here once, for every launcher (and `caas dev test`): an
+ * agent of this same build then need not check it again.
+ */
+export function agentSpecFor(job: PreparedJob, settings: AttemptSettings): AgentSpec {
+  const names = jobNames(job);
+  return AgentSpec.parse({
+    store: settings.store.url,
+    store_settings: settingsWithUrl(settings.storeSettings, settings.store.url),
     bucket: job.bucket,
     group: job.group,
-    timestamp,
+    timestamp: settings.timestamp,
     dataname: names.dataname,
     inputs: names.inputs,
     input_checks: Object.fromEntries(
@@ -409,25 +446,15 @@ async function launchAttempt(
     listed_folders: job.preimage.inputs.filter((input) => input.listing).map((input) => folderUrl(input.location)),
     code: { commit: job.preimage.code.commit, ...(job.preimage.code.dirty ? { dirty: job.preimage.code.dirty } : {}) },
     configname: names.configname,
-    ...(placement?.configCopyName ? { config_copy: placement.configCopyName } : {}),
+    ...(settings.configCopyName ? { config_copy: settings.configCopyName } : {}),
     command: job.analysis.command,
     analysis_dir: job.analysis.dir,
-    instance: `${ctx.launcher.name}@${hostname()}`,
-    max_runtime_s: maxRuntimeS,
-    status_interval_ms: ctx.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
+    instance: settings.instance,
+    max_runtime_s: job.analysis.blueprint.max_runtime_minutes * 60,
+    status_interval_ms: settings.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
     log_limit_bytes: Math.round(job.analysis.blueprint.log_limit_mb * 1024 * 1024),
     environment: job.analysis.blueprint.environment,
   } satisfies AgentSpec);
-  return ctx.launcher.launch({
-    spec,
-    identity: job.identity,
-    attempt,
-    analysis: job.analysis.name,
-    group: job.group,
-    blueprint: job.analysis.blueprint,
-    instanceType: job.input.instance_type ?? job.analysis.blueprint.instance_type,
-    deadline: new Date(started.getTime() + maxRuntimeS * 1000),
-  });
 }
 
 /** How long, at least, a runner that lost its lease waits for the new owner to decide on its attempt. */

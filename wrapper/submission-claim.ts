@@ -21,7 +21,7 @@ export function newMarker(read: SubmitRead, owner: Owner, leaseMs: number, now =
  */
 export async function settledAnswer(store: ObjectStore, bucket: string, folder: FolderKeys, read: SubmitRead): Promise<string | undefined> {
   const existing = parseMarker(await getText(store, bucket, folder.marker));
-  if (existing?.written_by === 'caas run' && existing.submit_key === read.key) return 'a job of caas run, not a submission';
+  if (existing?.written_by !== undefined && existing.submit_key === read.key) return `a job of ${existing.written_by}, not a submission`;
   if (existing?.submit_key === read.key && existing.submit_sha256 === read.sha256 && (await store.head(bucket, folder.end))) {
     return 'already processed';
   }

@@ -65,8 +65,8 @@ export function rejectionNoteKey(submitKey: string): string {
  * owner is still alive.
  */
 export interface SubmissionMarker {
-  /** Set by `caas run` in its own job folders: not a submission, nothing for a watcher to do. */
-  written_by?: 'caas run';
+  /** Set by `caas run` and `caas dev test` in their own job folders: not a submission, nothing for a watcher to do. */
+  written_by?: 'caas run' | 'caas dev test';
   submit_key: string;
   submit_sha256: string;
   /** For the folder of one dataset of a list (1-based). */

@@ -309,7 +309,7 @@ async function terminate(client: EC2Client, instanceId: string): Promise<void> {
 }
 
 /** Every instance DescribeInstances lists for the filters, paging through NextToken. */
-async function* describeAll(client: EC2Client, filters: Filter[]): AsyncGenerator<Instance> {
+export async function* describeAll(client: EC2Client, filters: Filter[]): AsyncGenerator<Instance> {
   const input: DescribeInstancesCommandInput = { Filters: filters };
   do {
     const page = await client.send(new DescribeInstancesCommand(input));

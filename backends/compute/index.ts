@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import { Blueprint } from '../../models/blueprint.ts';
 import { CaasError } from '../../models/caas-error.ts';
+import type { DevInstance } from '../../models/dev-instance.ts';
 import type { Heartbeat } from '../../models/status.ts';
 import { storeReach } from '../storage/index.ts';
 import { BatchSection } from './batch-section.ts';
@@ -209,6 +210,58 @@ export function checkFleetName(name: string): void {
 export async function openFleet(name: string, options: { region: string }): Promise<Fleet> {
   checkFleetName(name);
   return launcherKinds.get(name)!.fleet!(options.region);
+}
+
+/** What `caas dev launch` asks for: one development instance of an analysis, for its owner. */
+export interface DevLaunchRequest {
+  analysis: string;
+  owner: string;
+  /** Its EC2 settings (profile, subnet, security groups, volume, region). */
+  blueprint: Blueprint;
+  ami: string;
+  instanceType: string;
+  /** When it stops itself, unless extended. */
+  expiry: Date;
+  /** The key pair to ssh in with. */
+  keyName?: string;
+  /** The store `caas dev test` leaves jobs in, its settings in the URL, and what the instance needs to reach it. */
+  storeUrl: string;
+  storeEnvironment?: Record<string, string>;
+  /** The same token for a retried call returns the instance the first call started. */
+  clientToken: string;
+}
+
+/** An image made of a development instance, as the cloud describes it. */
+export interface DevImage {
+  id: string;
+  /** pending, available, failed, ... */
+  state: string;
+  reason?: string;
+}
+
+/**
+ * The development instances of a region (`caas dev`): machines a developer works on, which stop
+ * themselves at their expiry, run test jobs, and are saved as the image an analysis' jobs boot.
+ */
+export interface DevInstances {
+  /** Those of an analysis (of one owner, when given) that are not terminated or terminating. */
+  list(analysis: string, owner?: string): Promise<DevInstance[]>;
+  /** Any instance by id (undefined when there is none); its analysis is "" when it has no caas:dev tag. */
+  get(id: string): Promise<DevInstance | undefined>;
+  launch(request: DevLaunchRequest): Promise<DevInstance>;
+  setExpiry(id: string, expiry: Date): Promise<void>;
+  markSaved(id: string, image: string): Promise<void>;
+  stop(id: string): Promise<void>;
+  start(id: string): Promise<void>;
+  terminate(id: string): Promise<void>;
+  createImage(id: string, options: { name: string; description: string; analysis: string }): Promise<string>;
+  image(id: string): Promise<DevImage | undefined>;
+  close(): void;
+}
+
+/** The development instances of a region; the cloud's SDK is loaded only now. */
+export async function openDevInstances(region: string): Promise<DevInstances> {
+  return new (await import('./dev-instances.ts')).Ec2DevInstances(region);
 }
 
 function blueprintSections(): BlueprintSection[] {
