@@ -13,6 +13,8 @@ export interface DefaultSettings {
   home: string;
   storeUrl: string;
   dbUrl: string;
+  /** Where dispatch reads assets (CAAS_CATALOG); unset, the catalog in the metadata DB. */
+  catalogUrl?: string;
   compute: string;
   leaseSeconds: number;
 }
@@ -26,6 +28,7 @@ export function defaultSettings(env: NodeJS.ProcessEnv = process.env): DefaultSe
     home: env.CAAS_HOME ?? '.caas',
     storeUrl: env.CAAS_STORE ?? 'file:',
     dbUrl: env.CAAS_DB ?? 'sqlite:',
+    catalogUrl: env.CAAS_CATALOG || undefined,
     compute: env.CAAS_COMPUTE ?? 'local',
     leaseSeconds: Number(env.CAAS_LEASE_SECONDS ?? 60),
   };
