@@ -161,6 +161,13 @@ export function show(identity: string, options: WorkspaceOptions = {}): Promise<
 }
 
 /** `caas why`: whether a job (`jobs.jsonl:12`, or a file of one job) would run, and why, against the records. */
-export function why(ref: string, options: WorkspaceOptions & { allowDirty?: boolean; limit?: number } = {}): Promise<WhyOutcome> {
-  return explainJobRef(ref, workspaceOf(options), { allowDirty: options.allowDirty ?? false, limit: options.limit ?? 3 });
+export function why(
+  ref: string,
+  options: WorkspaceOptions & { allowDirty?: boolean; limit?: number; analysis?: string } = {},
+): Promise<WhyOutcome> {
+  return explainJobRef(ref, workspaceOf(options), {
+    allowDirty: options.allowDirty ?? false,
+    limit: options.limit ?? 3,
+    analysis: options.analysis,
+  });
 }

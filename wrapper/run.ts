@@ -15,6 +15,8 @@ import { forEachAtMost } from './worker-pool.ts';
 export interface RunOptions {
   /** JSONL / JSON array file, folder of job files, or "-" for stdin. */
   source: string;
+  /** The analysis of AIND dispatch models among the jobs, which do not name one (--analysis). */
+  analysis?: string;
   home: string;
   storeUrl: string;
   dbUrl: string;
@@ -99,7 +101,7 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
 
 /** read → validate → identity → gate, one DB lookup per chunk of jobs; the reporter sees each chunk's plan. */
 async function planJobs(options: RunOptions, store: ObjectStore, db: MetadataStore, reporter: RunReporter): Promise<PlanEntry[]> {
-  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty });
+  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, aindAnalysis: options.analysis });
   const plan: PlanEntry[] = [];
   const seen = new Map<string, string>();
   let chunk: Prepared[] = [];

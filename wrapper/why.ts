@@ -50,6 +50,8 @@ export interface WhyOptions {
   /** How many nearest records to report. */
   limit: number;
   roots?: string[];
+  /** The analysis of an AIND dispatch model, which does not name one (--analysis). */
+  analysis?: string;
   now?: Date;
 }
 
@@ -98,7 +100,12 @@ function lineOf(where: string): number | undefined {
  * the pre-image fields that separate them from this job.
  */
 export async function explainJob(entry: JobEntry, options: WhyOptions): Promise<WhyOutcome> {
-  const preparer = new JobPreparer({ storeScheme: options.storeScheme, allowDirty: options.allowDirty, roots: options.roots });
+  const preparer = new JobPreparer({
+    storeScheme: options.storeScheme,
+    allowDirty: options.allowDirty,
+    roots: options.roots,
+    aindAnalysis: options.analysis,
+  });
   const prepared = await preparer.prepare(entry);
   if (!prepared.ok) return { ok: false, where: prepared.where, reason: prepared.reason };
   const job = prepared.job;

@@ -12,12 +12,19 @@ export function registerRun(program: Command): void {
   program
     .command('run')
     .description('Validate jobs, compute their identities, gate them against the metadata DB, and (with --execute) run them')
-    .argument('<jobs>', 'JSONL file, JSON array file, folder of job .json files, or - for stdin')
+    .argument(
+      '<jobs>',
+      "JSONL file, JSON array file, folder of job .json files (or of folders of them, as AIND's dispatcher writes), or - for stdin",
+    )
     .option('--execute', 'run the jobs (the default is a dry run that shows the plan and writes nothing)', false)
     .option('--no-dry-run', 'same as --execute')
     .option('--compute <name>', `where jobs run: ${describeLaunchers()}`, defaultSettings(process.env).compute)
     .option('--concurrency <n>', 'jobs at a time', (v) => positiveInt(v, '--concurrency'), 2)
     .option('--allow-dirty', 'run from an analysis folder with uncommitted changes (the diff hash enters the identity)', false)
+    .option(
+      '--analysis <name>',
+      'the analysis of AIND dispatch models among the jobs (AIND leaves it to the wrapper; caas jobs name their own)',
+    )
     .option('--force', 'rerun identities that already succeeded, as a new attempt (needs --reason)', false)
     .option('--reason <text>', 'why a --force rerun is needed (kept in the record)')
     .option(
@@ -37,6 +44,7 @@ Examples:
   $ caas dispatch --query '{"subject.subject_id":"774659"}' --analysis unit-filter --file-ext .spikes.json | caas run - --execute
   $ caas run jobs.jsonl --execute --force --reason "reprocess after spike-sorting fix"
   $ caas run jobs.jsonl --execute --quiet     # only failed jobs and the final counts
+  $ caas run job_dicts/ --analysis unit-filter --execute   # AIND dispatch models (aind-analysis-job-dispatch's output)
 
 With --execute, a progress bar (run, failed, skipped, running elsewhere, ETA) is drawn on stderr when it is a
 terminal, else a progress line is printed every 10 s (CAAS_PROGRESS_INTERVAL_MS); a table of counts per analysis
@@ -73,6 +81,7 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input (the rest of the bat
         const summary = await runBatch(
           {
             source,
+            analysis: options.analysis,
             home: settings.home,
             storeUrl: settings.storeUrl,
             dbUrl: settings.dbUrl,
