@@ -1,7 +1,19 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AnalysisRepo, readRecords, removeDir, runCli, scratchDir } from './support/workspace.ts';
+
+/** The fields of AIND's AnalysisDispatchModel (analysis-pipeline-utils), in its order. */
+const AIND_FIELDS = [
+  's3_location',
+  'asset_name',
+  'docdb_record_id',
+  'file_location',
+  'distributed_parameters',
+  'group_metadata',
+  'query',
+  'analysis_code',
+];
 
 interface Asset {
   _id: string;
@@ -209,5 +221,81 @@ describe('AIND dispatch models in caas run', () => {
       `${mixed}:1: AIND dispatch model: (root): names no analysis (AIND models leave it to the wrapper): give it with --analysis <name>`,
     );
     expect(unnamed.stdout).toMatch(/plan: 1 to run, 0 skipped, 0 running elsewhere, 1 invalid/);
+  });
+});
+
+describe('caas dispatch --format aind', () => {
+  const dispatchArgs = (...more: string[]) => [
+    'dispatch',
+    '--query',
+    '{}',
+    '--analysis',
+    'unit-filter',
+    '--params',
+    path.join(base, 'analysis_parameters.json'),
+    '--dispatched-at',
+    '2025-01-31T12:00:00Z',
+    ...more,
+  ];
+
+  beforeAll(() => {
+    writeFileSync(
+      path.join(base, 'analysis_parameters.json'),
+      JSON.stringify({
+        fixed_parameters: { analysis_tag: 'grid' },
+        distributed_parameters: [{ isi_violations_cutoff: 0.05 }, { isi_violations_cutoff: 0.1 }],
+      }),
+    );
+  });
+
+  it.each<[string, string[]]>([
+    ['one job per file', ['--file-ext', '.spikes.json']],
+    ['one job per group of assets', ['--group-by', 'subject.subject_id', '--file-ext', '.spikes.json']],
+    ['whole asset folders', []],
+  ])('round-trips: caas run gives the AIND models the identities of the default format (%s)', async (_, expansion) => {
+    const label = expansion.join('').replace(/\W/g, '') || 'folders';
+    const jsonl = path.join(base, `round-${label}.jsonl`);
+    const folder = path.join(base, `round-${label}-aind`);
+    expect((await caas(...dispatchArgs(...expansion, '-o', jsonl))).code).toBe(0);
+    expect((await caas(...dispatchArgs(...expansion, '--format', 'aind', '-o', folder))).code).toBe(0);
+
+    const expected = await identities(jsonl);
+    expect(expected.length).toBeGreaterThan(1);
+    expect(expected.every((id) => id !== null)).toBe(true);
+    expect(await identities(folder)).toEqual(expected);
+
+    // AIND's layout: one numbered folder per job, each holding one model with AIND's fields (and caas's own beside them).
+    const folders = readdirSync(folder).sort((a, b) => Number(a) - Number(b));
+    expect(folders).toEqual(expected.map((__, i) => String(i)));
+    const model = JSON.parse(readFileSync(path.join(folder, '0', readdirSync(path.join(folder, '0'))[0]!), 'utf8'));
+    expect(Object.keys(model)).toEqual([...AIND_FIELDS, 'caas']);
+    expect(model.s3_location).toHaveLength(model.docdb_record_id.length);
+    expect(model.distributed_parameters).toMatchObject({ analysis_tag: 'grid' });
+    expect(model.query).toBe('{}');
+
+    // As lines, through a pipe, the same.
+    const lines = await caas(...dispatchArgs(...expansion, '--format', 'aind-jsonl'));
+    expect(lines.code).toBe(0);
+    const piped = await runCli(['--home', home, 'run', '-', '--json'], { env, input: lines.stdout });
+    const pipedIds = piped.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line))
+      .filter((line) => line.type === 'plan')
+      .map((entry) => entry.identity);
+    expect(pipedIds).toEqual(expected);
+  });
+
+  it('needs a folder for --format aind, and replaces only an earlier AIND output there', async () => {
+    const noFolder = await caas(...dispatchArgs('--format', 'aind'));
+    expect(noFolder.code).toBe(2);
+    expect(noFolder.stderr).toMatch(/^caas: --format aind needs -o <folder>/);
+    const folder = path.join(base, 'aind-out');
+    expect((await caas(...dispatchArgs('--format', 'aind', '-o', folder))).code).toBe(0);
+    expect((await caas(...dispatchArgs('--format', 'aind', '-o', folder))).code).toBe(0);
+    writeFileSync(path.join(folder, 'notes.txt'), 'mine\n');
+    const refused = await caas(...dispatchArgs('--format', 'aind', '-o', folder));
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/holds other files than numbered folders of job-\*\.json \(notes\.txt\)/);
   });
 });

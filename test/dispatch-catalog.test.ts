@@ -145,7 +145,10 @@ describe.skipIf(!mongo.uri)(
         'unwound modalities',
         { query: '{}', unwind: ['data_description.modalities'], groupBy: ['data_description.modalities.abbreviation'] },
       ],
-      ['a parameter grid', { query: '{"subject.subject_id":"774660"}', params: 'examples/analysis_parameters.json' }],
+      [
+        'a parameter grid, as AIND dispatch models',
+        { query: '{"subject.subject_id":"774660"}', params: 'examples/analysis_parameters.json', format: 'aind-jsonl' },
+      ],
     ])('gives the same jobs as the embedded catalog for %s', async (_, request) => {
       const embedded = await lines(request);
       expect(embedded).not.toBe('');

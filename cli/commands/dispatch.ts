@@ -33,7 +33,12 @@ export function registerDispatch(program: Command): void {
     .option('--quiet', 'no progress line and no warnings; only the final count on stderr', false)
     .option('-o, --output <file|dir>', 'write here instead of stdout (atomically: nothing appears unless the dispatch succeeds)')
     .addOption(
-      new Option('--format <format>', 'jsonl, or dir: one JSON file per job in the -o folder').choices(['jsonl', 'dir']).default('jsonl'),
+      new Option(
+        '--format <format>',
+        'jsonl; dir: one JSON file per job in the -o folder; aind: AIND dispatch models in the -o folder, as aind-analysis-job-dispatch lays them out (0/, 1/, ...); aind-jsonl: one AIND dispatch model per line',
+      )
+        .choices(['jsonl', 'dir', 'aind', 'aind-jsonl'])
+        .default('jsonl'),
     )
     .addHelpText(
       'after',
@@ -48,6 +53,7 @@ Examples:
   $ caas dispatch --query '{}' --analysis unit-filter --skip-done --max-jobs 100 | caas run - --execute
   $ caas dispatch --query '{}' --analysis unit-filter --format dir -o jobs/
   $ caas dispatch --catalog mongodb://docdb.example.org/metadata_index.data_assets --query '{"subject.subject_id":"774659"}' --analysis unit-filter
+  $ caas dispatch --query '{}' --analysis unit-filter --format aind -o job_dicts/    # for AIND tools; caas run reads it back
 
 Output is deterministic: the same dispatch over the same catalog gives the same lines in the same
 order; pass --dispatched-at to make it byte-identical (the time is provenance, not identity).
