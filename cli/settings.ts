@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { type Command, Option } from 'commander';
-import { describeDatabases } from '../backends/db/index.ts';
+import { describeCatalogs, describeDatabases } from '../backends/db/index.ts';
 import { settingOptionName, storeKinds, storeSettingsFrom, storeUrlHelp } from '../backends/storage/index.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { defaultSettings, statusIntervalOf } from '../models/caas-settings.ts';
@@ -28,6 +28,20 @@ export function addGlobalOptions(program: Command): Command {
     .option('--db <url>', `metadata DB: ${describeDatabases()} (env CAAS_DB)`, defaults.dbUrl);
   for (const option of storeSettingOptions()) program.addOption(option);
   return program;
+}
+
+/**
+ * --catalog, for the commands that read assets (dispatch, catalog query): not a global option, since
+ * the commands that write the catalog (import, generate-sample) fill the one in --db.
+ */
+export function catalogOption(): Option {
+  const option = new Option(
+    '--catalog <url>',
+    `where assets are read from, read-only: ${describeCatalogs()} (env CAAS_CATALOG; default: the catalog in --db, which caas catalog import fills)`,
+  );
+  const fromEnv = defaultSettings().catalogUrl;
+  if (fromEnv) option.default(fromEnv);
+  return option;
 }
 
 export function settingsOf(command: Command): Settings {

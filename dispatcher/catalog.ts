@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
-import { type Filter, openDatabase } from '../backends/db/index.ts';
+import { type Filter, openCatalog, openDatabase } from '../backends/db/index.ts';
 import { openStore, parseObjectUrl, type StoreSettings } from '../backends/storage/index.ts';
 import { describeIssues } from '../models/issues.ts';
 import { DispatchError } from './dispatch-error.ts';
@@ -29,6 +29,8 @@ function isObjectUrl(url: string): boolean {
 export interface Backends {
   home: string;
   dbUrl: string;
+  /** The catalog `caas catalog query` reads (--catalog); defaults to the one in `dbUrl`, which import and generate-sample fill. */
+  catalogUrl?: string;
   storeUrl: string;
   storeSettings?: StoreSettings;
 }
@@ -72,7 +74,7 @@ async function* readAssetDocuments(input: Readable, name: string): AsyncIterable
  * --query` reads them. The store checks the filter before the first document.
  */
 export async function* queryCatalog(backends: Backends, filter: Filter, limit?: number): AsyncIterable<Record<string, unknown>> {
-  const db = await openDatabase(backends.dbUrl, { home: backends.home, readOnly: true });
+  const db = await openCatalog(backends.catalogUrl ?? backends.dbUrl, { home: backends.home });
   try {
     yield* db.findAssets(filter, { limit });
   } finally {

@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import { AnalysisError } from '../analyses/index.ts';
-import { type Database, type MetadataStore, openDatabase } from '../backends/db/index.ts';
+import { type CatalogReader, type Database, type MetadataStore, openCatalog, openDatabase } from '../backends/db/index.ts';
 import { ObjectLocator, openStore, type StoreSettings } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import { JobInput, type Provenance } from '../models/job-input.ts';
@@ -17,6 +17,8 @@ import { csvAssets, type Notice, prefixAssets, queryAssets, readQuery, type Sour
 export interface DispatchRequest {
   home: string;
   dbUrl: string;
+  /** Where --query and --assets-csv find assets, read-only (--catalog); defaults to the catalog in `dbUrl`. */
+  catalogUrl?: string;
   storeUrl: string;
   storeSettings?: StoreSettings;
   /** Exactly one source: a catalog filter (JSON text or a file holding it), a CSV of asset ids, or a prefix URL. */
@@ -91,13 +93,17 @@ export async function runDispatch(request: DispatchRequest, reporter: DispatchRe
 
   const store = await openStore(request.storeUrl, { home: request.home, settings: request.storeSettings });
   const locator = new ObjectLocator(store, { home: request.home, settings: request.storeSettings });
-  // Dispatch writes nothing to the DB; a prefix without --skip-done does not even need one.
-  const needsDb = plan.source.kind !== 'prefix' || request.skipDone;
-  let db: Database | undefined;
+  // Dispatch writes nothing: the catalog and the records (for --skip-done) are both opened read-only,
+  // through one connection when they are one DB; a prefix without --skip-done needs neither.
+  const catalogUrl = request.catalogUrl ?? request.dbUrl;
+  let records: Database | undefined;
+  let catalog: CatalogReader | undefined;
   try {
-    if (needsDb) db = await openDatabase(request.dbUrl, { home: request.home, readOnly: true });
-    let jobs = jobsOf(plan, { db, locator, notice, summary });
-    if (request.skipDone) jobs = withoutSucceeded(jobs, plan.analysis, locator, db!, request.allowDirty ?? false, summary);
+    if (request.skipDone) records = await openDatabase(request.dbUrl, { home: request.home, readOnly: true });
+    if (plan.source.kind !== 'prefix')
+      catalog = records && catalogUrl === request.dbUrl ? records : await openCatalog(catalogUrl, { home: request.home });
+    let jobs = jobsOf(plan, { catalog, locator, notice, summary });
+    if (request.skipDone) jobs = withoutSucceeded(jobs, plan.analysis, locator, records!, request.allowDirty ?? false, summary);
     if (request.maxJobs !== undefined) jobs = upTo(jobs, request.maxJobs, summary);
     const sink = await openSink(request.format ?? 'jsonl', request.output, request.stdout ?? process.stdout);
     try {
@@ -112,7 +118,8 @@ export async function runDispatch(request: DispatchRequest, reporter: DispatchRe
       throw error;
     }
   } finally {
-    await db?.close();
+    if (catalog !== records) await catalog?.close();
+    await records?.close();
     await locator.close();
     await store.close();
   }
@@ -232,7 +239,7 @@ function dispatchTime(given: string | undefined): string {
 }
 
 interface Context {
-  db: Database | undefined;
+  catalog: CatalogReader | undefined;
   locator: ObjectLocator;
   notice: Notice;
   summary: DispatchSummary;
@@ -248,9 +255,9 @@ async function* jobsOf(plan: Plan, ctx: Context): AsyncIterable<EmittedJob[]> {
   const { source } = plan;
   let items: AsyncIterable<SourceAsset> =
     source.kind === 'query'
-      ? queryAssets(ctx.db!, source.filter)
+      ? queryAssets(ctx.catalog!, source.filter)
       : source.kind === 'csv'
-        ? csvAssets(ctx.db!, source.file, ctx.notice)
+        ? csvAssets(ctx.catalog!, source.file, ctx.notice)
         : prefixAssets(ctx.locator, source.url, plan.fileExt, ctx.notice);
   items = counted(items, ctx.summary);
   // AIND's pipeline order: drop nulls, keep the latest, unwind, group.

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import type { Catalog } from '../backends/db/index.ts';
+import type { CatalogReader } from '../backends/db/index.ts';
 import { type ObjectLocator, parseObjectUrl } from '../backends/storage/index.ts';
 import { checkFilter, type Filter, InvalidFilterError } from '../models/filter.ts';
 import type { InputFile } from '../models/job-input.ts';
@@ -54,7 +54,7 @@ export async function readQuery(argument: string): Promise<{ filter: Filter; tex
  * Catalog documents matching the filter, streamed in catalog order. A bad filter surfaces on the
  * first read (mingo compiles it then; MongoDB rejects it with the first batch), before any job.
  */
-export async function* queryAssets(catalog: Catalog, filter: Filter): AsyncIterable<SourceAsset> {
+export async function* queryAssets(catalog: CatalogReader, filter: Filter): AsyncIterable<SourceAsset> {
   const iterator = catalog.findAssets(filter)[Symbol.asyncIterator]();
   try {
     let next: IteratorResult<Record<string, unknown>>;
@@ -75,7 +75,7 @@ export async function* queryAssets(catalog: Catalog, filter: Filter): AsyncItera
  * a time. Blank ids are skipped (as AIND's dispatcher does); unknown and repeated ids are noticed
  * with their line and skipped.
  */
-export async function* csvAssets(catalog: Catalog, file: string, notice: Notice): AsyncIterable<SourceAsset> {
+export async function* csvAssets(catalog: CatalogReader, file: string, notice: Notice): AsyncIterable<SourceAsset> {
   const lines = createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
   let lineNo = 0;
   let column = -1;

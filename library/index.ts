@@ -74,9 +74,13 @@ export async function generateSample(options: WorkspaceOptions & SampleDataOptio
 
 export type DispatchOptions = Omit<DispatchRequest, keyof Workspace> & WorkspaceOptions;
 
-/** `caas dispatch`: a dataset query, CSV or prefix → job inputs, written to `output` (a file or folder). */
+/**
+ * `caas dispatch`: a dataset query, CSV or prefix → job inputs, written to `output` (a file or
+ * folder). `catalogUrl` (default CAAS_CATALOG, else the catalog in `dbUrl`) is read only.
+ */
 export function dispatch(options: DispatchOptions, reporter: Partial<DispatchReporter> = {}): Promise<DispatchSummary> {
-  return runDispatch({ ...options, ...workspaceOf(options) }, { warn: () => {}, ...reporter });
+  const catalogUrl = options.catalogUrl ?? defaultSettings().catalogUrl;
+  return runDispatch({ ...options, ...workspaceOf(options), catalogUrl }, { warn: () => {}, ...reporter });
 }
 
 export type RunJobsOptions = Partial<Omit<RunOptions, keyof Workspace | 'source' | 'execute'>> &
@@ -158,6 +162,13 @@ export function show(identity: string, options: WorkspaceOptions = {}): Promise<
 }
 
 /** `caas why`: whether a job (`jobs.jsonl:12`, or a file of one job) would run, and why, against the records. */
-export function why(ref: string, options: WorkspaceOptions & { allowDirty?: boolean; limit?: number } = {}): Promise<WhyOutcome> {
-  return explainJobRef(ref, workspaceOf(options), { allowDirty: options.allowDirty ?? false, limit: options.limit ?? 3 });
+export function why(
+  ref: string,
+  options: WorkspaceOptions & { allowDirty?: boolean; limit?: number; analysis?: string } = {},
+): Promise<WhyOutcome> {
+  return explainJobRef(ref, workspaceOf(options), {
+    allowDirty: options.allowDirty ?? false,
+    limit: options.limit ?? 3,
+    analysis: options.analysis,
+  });
 }

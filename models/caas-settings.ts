@@ -13,6 +13,8 @@ export interface DefaultSettings {
   home: string;
   storeUrl: string;
   dbUrl: string;
+  /** Where dispatch reads assets (CAAS_CATALOG); unset, the catalog in the metadata DB. */
+  catalogUrl?: string;
   compute: string;
   leaseSeconds: number;
   /** Who `caas run` runs for (CAAS_USER), when said. */
@@ -28,6 +30,7 @@ export function defaultSettings(env: NodeJS.ProcessEnv = process.env): DefaultSe
     home: env.CAAS_HOME ?? '.caas',
     storeUrl: env.CAAS_STORE ?? 'file:',
     dbUrl: env.CAAS_DB ?? 'sqlite:',
+    catalogUrl: env.CAAS_CATALOG || undefined,
     compute: env.CAAS_COMPUTE ?? 'local',
     leaseSeconds: Number(env.CAAS_LEASE_SECONDS ?? 60),
     ...(env.CAAS_USER ? { user: env.CAAS_USER } : {}),

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { AgentSpec } from './agent-spec.ts';
+import { AindDispatchModel } from './aind-dispatch.ts';
 import { Blueprint } from './blueprint.ts';
 import { DevInstance } from './dev-instance.ts';
 import { PreImage } from './identity.ts';
@@ -13,6 +14,7 @@ import { SubmitFile } from './submit.ts';
 /** The public contracts by the names `caas schema <name>` accepts. */
 export const namedModels: Record<string, z.ZodType> = {
   'job-input': JobInput,
+  'aind-dispatch-model': AindDispatchModel,
   record: MetadataRecord,
   preimage: PreImage,
   submit: SubmitFile,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AindProcessing } from './aind-processing.ts';
 import { CodeVersion, PreImage } from './identity.ts';
-import { JobInputAsset, Provenance } from './job-input.ts';
+import { JobInput, JobInputAsset, Provenance } from './job-input.ts';
 
 export const RecordStatus = z.enum(['claimed', 'running', 'succeeded', 'failed']);
 export type RecordStatus = z.infer<typeof RecordStatus>;
@@ -84,6 +84,7 @@ export const MetadataRecord = z
     parameters: z.record(z.string(), z.unknown()),
     inputs: z.array(JobInputAsset),
     query: Provenance.nullable(),
+    group_metadata: JobInput.shape.group_metadata.describe('the values the assets of a --group-by job share'),
     job: JobLocation.nullable(),
     outputs: z
       .object({ manifest: z.array(ManifestEntry), output_parameters: z.record(z.string(), z.unknown()).nullable() })

@@ -23,7 +23,7 @@ describe('the analysis knows its job: $CAAS_JOB', () => {
   });
   afterAll(() => removeDir(base));
 
-  it('names a JSON file with the identity, the parameters as validated, every input with its files, the group and its metadata', {
+  it('names a JSON file with the identity, the parameters as validated, every input with its files, the group and its metadata; the record keeps the group metadata', {
     timeout: 120_000,
   }, async () => {
     const data = path.join(base, 'data');
@@ -56,6 +56,7 @@ describe('the analysis knows its job: $CAAS_JOB', () => {
     ]);
     expect(seen.group).toBe('caas');
     expect(seen.group_metadata).toEqual({ subject_id: '774659', sessions: 2 });
+    expect(record!.group_metadata).toEqual({ subject_id: '774659', sessions: 2 });
     expect(seen.results).toBe(record!.job!.results);
   });
 });

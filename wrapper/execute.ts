@@ -622,6 +622,7 @@ function draftRecord(job: PreparedJob, ctx: ExecuteContext): MetadataRecord {
     parameters: job.parameters,
     inputs: job.input.inputs,
     query: job.input.provenance ?? null,
+    ...(job.input.group_metadata && { group_metadata: job.input.group_metadata }),
     job: null,
     outputs: null,
     compute: {

@@ -22,8 +22,9 @@ export interface JobEntry {
 }
 
 /**
- * Reads jobs from JSONL, a JSON array, a folder of job JSON files, or "-" (stdin, JSONL or a JSON
- * array). JSONL streams line by line, so a batch of any size is never held as text.
+ * Reads jobs from JSONL, a JSON array, one JSON object over several lines, a folder of job JSON
+ * files, or "-" (stdin, any of the file forms). JSONL streams line by line, so a batch of any size
+ * is never held as text.
  */
 export async function* readJobEntries(source: string, stdin: Readable = process.stdin): AsyncIterable<JobEntry> {
   if (source === '-') {
@@ -34,27 +35,57 @@ export async function* readJobEntries(source: string, stdin: Readable = process.
   if (!info)
     throw new JobSourceError(`${source}: no such file or folder (expected JSONL, a JSON array, a folder of .json files, or - for stdin)`);
   if (info.isDirectory()) {
-    const files = (await readdir(source)).filter((f) => f.endsWith('.json')).sort();
-    for (const file of files) yield await readJobFile(path.join(source, file));
+    yield* readJobFolder(source);
     return;
   }
   yield* readStream(createReadStream(source), source);
 }
 
 /**
- * JSONL, or a JSON array when line 1 opens one. Lines are split on bytes rather than with readline,
- * whose line strings hit V8's string limit (about 512 MiB): a line over MAX_JOB_BYTES is skipped as
- * it streams by, never held, and reported as invalid like any other bad line. A one-line array
- * followed by more lines is JSONL whose line 1 is invalid; an array spanning lines is the file.
+ * A folder's .json files in name order, then those of its subfolders, one level down: AIND's
+ * dispatcher writes one folder per worker (0/, 1/, ..., 10/: in number order) of job files.
+ */
+async function* readJobFolder(folder: string): AsyncIterable<JobEntry> {
+  const entries = await readdir(folder, { withFileTypes: true });
+  const files = entries.filter((e) => e.name.endsWith('.json') && !e.isDirectory()).map((e) => e.name);
+  for (const file of files.sort()) yield await readJobFile(path.join(folder, file));
+  const inner = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+  for (const sub of inner.sort(byNumberThenName)) {
+    const subFiles = (await readdir(path.join(folder, sub), { withFileTypes: true })).filter(
+      (e) => e.name.endsWith('.json') && !e.isDirectory(),
+    );
+    for (const file of subFiles.map((e) => e.name).sort()) yield await readJobFile(path.join(folder, sub, file));
+  }
+}
+
+function byNumberThenName(a: string, b: string): number {
+  const na = /^\d+$/.test(a) ? Number(a) : Number.NaN;
+  const nb = /^\d+$/.test(b) ? Number(b) : Number.NaN;
+  if (!Number.isNaN(na) && !Number.isNaN(nb) && na !== nb) return na - nb;
+  if (Number.isNaN(na) !== Number.isNaN(nb)) return Number.isNaN(na) ? 1 : -1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * JSONL, or a JSON array when line 1 opens one, or one job object over several lines when line 1
+ * is only its "{" (a pretty-printed job file, as AIND's dispatcher writes them). Lines are split
+ * on bytes rather than with readline, whose line strings hit V8's string limit (about 512 MiB): a
+ * line over MAX_JOB_BYTES is skipped as it streams by, never held, and reported as invalid like
+ * any other bad line. A one-line array followed by more lines is JSONL whose line 1 is invalid; an
+ * array or an object spanning lines is the file.
  */
 async function* readStream(stream: Readable, name: string): AsyncIterable<JobEntry> {
   let array: { parts: Buffer[]; bytes: number } | undefined;
+  let object: { parts: Buffer[]; bytes: number } | undefined;
   let oneLineArray: JobEntry | undefined;
   /** Line 1 parsed, when it opens a JSON array: parsed whole, it is the file's one line; else the array goes on. */
   let first: ParsedJson | undefined;
+  /** Line 1 is only "{": the file is one JSON object. */
+  let objectOpens = false;
   /** Asked as line 1 ends, before it is yielded: whether the lines after it are more of an array (else JSONL). */
   const arrayGoesOn = (bytes: Buffer) => {
     const text = decodeUtf8(bytes);
+    objectOpens = text?.trim() === '{';
     if (text === undefined || !text.trimStart().startsWith('[')) return false;
     first = parseJsonText(text);
     return !first.ok;
@@ -70,7 +101,20 @@ async function* readStream(stream: Readable, name: string): AsyncIterable<JobEnt
         array.bytes += line.bytes.length + 1;
         continue;
       }
+      if (object) {
+        if (line.bytes === undefined || object.bytes + line.bytes.length + 1 > MAX_JOB_BYTES) {
+          yield { where: name, error: `one job object of more than ${MAX_JOB_BYTES} bytes (8 MiB)` };
+          return;
+        }
+        object.parts.push(NEWLINE, line.bytes);
+        object.bytes += line.bytes.length + 1;
+        continue;
+      }
       const where = `${name}:${line.n}`;
+      if (line.n === 1 && objectOpens) {
+        object = { parts: [line.bytes!], bytes: line.bytes!.length };
+        continue;
+      }
       if (line.n === 1 && first !== undefined) {
         if (first.ok) oneLineArray = { where: name, value: first.value };
         else array = { parts: [line.bytes!], bytes: line.bytes!.length };
@@ -96,6 +140,10 @@ async function* readStream(stream: Readable, name: string): AsyncIterable<JobEnt
   }
   if (oneLineArray) yield* arrayEntries(oneLineArray.value, name);
   if (array) yield* spanningArrayEntries(array.parts, name);
+  if (object) {
+    const text = decodeUtf8(Buffer.concat(object.parts));
+    yield text === undefined ? { where: name, error: NOT_UTF8 } : parseOne(text, name);
+  }
 }
 
 /** One JSONL line as a job entry: parsed, or invalid with what is wrong with it. */

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { AnalysisError } from '../analyses/index.ts';
 import type { ObjectLocator } from '../backends/storage/index.ts';
+import { AindDispatchModel, aindParameterPath, isAindDispatchModel, jobInputOfAind } from '../models/aind-dispatch.ts';
 import type { Analysis } from '../models/analysis.ts';
 import type { PreImage } from '../models/identity.ts';
 import { describeIssues } from '../models/issues.ts';
@@ -40,6 +41,8 @@ export interface PrepareOptions {
    * what it holds, so new data in the same folder is a new job. Without it such an input is INVALID.
    */
   inputs?: ObjectLocator;
+  /** The analysis of AIND dispatch models, which do not name one (--analysis). */
+  aindAnalysis?: string;
 }
 
 /**
@@ -60,8 +63,10 @@ export class JobPreparer {
     if (entry.error !== undefined) return { ok: false, where, reason: entry.error };
     const problem = untrustedJsonProblem(entry.value);
     if (problem !== undefined) return { ok: false, where, reason: problem, analysis: analysisName(entry.value) };
-    const parsed = JobInput.safeParse(entry.value);
-    if (!parsed.success) return { ok: false, where, reason: describeIssues(parsed.error), analysis: analysisName(entry.value) };
+    const given = isAindDispatchModel(entry.value) ? this.fromAind(entry.value) : { ok: true as const, value: entry.value };
+    if (!given.ok) return { ok: false, where, reason: `AIND dispatch model: ${given.reason}`, analysis: this.options.aindAnalysis };
+    const parsed = JobInput.safeParse(given.value);
+    if (!parsed.success) return { ok: false, where, reason: describeIssues(parsed.error), analysis: analysisName(given.value) };
     const job = parsed.data;
     let analysis: Analysis;
     try {
@@ -70,7 +75,28 @@ export class JobPreparer {
       if (error instanceof AnalysisError) return { ok: false, where, reason: `analysis: ${error.message}`, analysis: job.analysis };
       throw error;
     }
-    return this.prepareValid(where, job, analysis);
+    const prepared = await this.prepareValid(where, job, analysis);
+    if (prepared.ok || !('aind' in given)) return prepared;
+    // The parameters of an AIND model are its distributed_parameters over analysis_code.parameters.
+    const reason = prepared.reason.replace(
+      /(^|; )parameters(\.([^.:;]+))?/g,
+      (_, lead: string, rest: string | undefined, key: string | undefined) => `${lead}${aindParameterPath(given.aind, key)}${rest ?? ''}`,
+    );
+    return { ...prepared, reason: `AIND dispatch model: ${reason}` };
+  }
+
+  /** The caas job input an AIND dispatch model means, or what is wrong with it (field paths are AIND's). */
+  private fromAind(value: unknown): { ok: true; value: unknown; aind: AindDispatchModel } | { ok: false; reason: string } {
+    const parsed = AindDispatchModel.safeParse(value);
+    if (!parsed.success) return { ok: false, reason: describeIssues(parsed.error) };
+    const named = parsed.data.caas?.analysis;
+    const flag = this.options.aindAnalysis;
+    if (named !== undefined && flag !== undefined && named !== flag)
+      return { ok: false, reason: `caas.analysis: "${named}", but --analysis says "${flag}"` };
+    const analysis = named ?? flag;
+    if (analysis === undefined)
+      return { ok: false, reason: '(root): names no analysis (AIND models leave it to the wrapper): give it with --analysis <name>' };
+    return { ok: true, value: jobInputOfAind(parsed.data, analysis), aind: parsed.data };
   }
 
   async prepareValid(where: string, job: JobInput, analysis: Analysis): Promise<Prepared> {

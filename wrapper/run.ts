@@ -18,6 +18,8 @@ import { forEachAtMost } from './worker-pool.ts';
 export interface RunOptions {
   /** JSONL / JSON array file, folder of job files, or "-" for stdin. */
   source: string;
+  /** The analysis of AIND dispatch models among the jobs, which do not name one (--analysis). */
+  analysis?: string;
   home: string;
   storeUrl: string;
   dbUrl: string;
@@ -117,7 +119,7 @@ function submitterOf(options: RunOptions): Submitter | undefined {
 /** read → validate → group → identity → gate, one DB lookup per chunk of jobs; the reporter sees each chunk's plan. */
 async function planJobs(options: RunOptions, store: ObjectStore, db: MetadataStore, reporter: RunReporter): Promise<PlanEntry[]> {
   const inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
-  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, inputs });
+  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, inputs, aindAnalysis: options.analysis });
   const budgets = new PlanBudgets(db, (message) => reporter.warn(message));
   const plan: PlanEntry[] = [];
   const seen = new Map<string, string>();

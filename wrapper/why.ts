@@ -50,6 +50,8 @@ export interface WhyOptions {
   /** How many nearest records to report. */
   limit: number;
   roots?: string[];
+  /** The analysis of an AIND dispatch model, which does not name one (--analysis). */
+  analysis?: string;
   now?: Date;
   /** Where folder inputs are listed, as `caas run` lists them (their contents are in the identity). */
   inputs?: ObjectLocator;
@@ -105,6 +107,7 @@ export async function explainJob(entry: JobEntry, options: WhyOptions): Promise<
     allowDirty: options.allowDirty,
     roots: options.roots,
     ...(options.inputs ? { inputs: options.inputs } : {}),
+    aindAnalysis: options.analysis,
   });
   const prepared = await preparer.prepare(entry);
   if (!prepared.ok) return { ok: false, where: prepared.where, reason: prepared.reason };

@@ -115,6 +115,15 @@ export interface Database extends MetadataStore, Catalog {
   readonly url: string;
 }
 
+/**
+ * A catalog as `caas dispatch` and `caas catalog query` read it (--catalog): nothing that writes,
+ * so a collection caas does not own (AIND's metadata) is never touched, by type as well as by use.
+ */
+export interface CatalogReader extends Pick<Catalog, 'findAssets' | 'getAssets'> {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
 export interface DbOptions {
   /** Workspace folder: the default SQLite file lives at {home}/metadata.sqlite. */
   home: string;
@@ -138,6 +147,13 @@ export interface DatabaseKind {
   usage: string;
   /** Imports the store's file only now, so a kind nobody asked for costs nothing (the MongoDB driver). */
   open(url: string, options: DbOptions): Promise<Database>;
+  /** Its URL forms as a --catalog, when they are more than `usage` says. */
+  catalogUsage?: string;
+  /**
+   * Opens a catalog to read only, for URLs that name one another way than a metadata DB does (a
+   * collection of someone else's database); without it, the metadata DB's own catalog, read-only.
+   */
+  openCatalog?(url: string, options: { home: string }): Promise<CatalogReader>;
 }
 
 const databaseKinds: DatabaseKind[] = [];
@@ -161,11 +177,28 @@ export function describeDatabases(): string {
   return forms.length > 1 ? `${forms.slice(0, -1).join(', ')} or ${forms.at(-1)}` : (forms[0] ?? '(none registered)');
 }
 
+/** The URL forms --catalog accepts, as "a or b", for its help and errors. */
+export function describeCatalogs(): string {
+  const forms = databaseKinds.map((kind) => kind.catalogUsage ?? kind.usage);
+  return forms.length > 1 ? `${forms.slice(0, -1).join(', ')} or ${forms.at(-1)}` : (forms[0] ?? '(none registered)');
+}
+
+function kindOf(url: string): DatabaseKind | undefined {
+  return databaseKinds.find((candidate) => candidate.prefixes.some((prefix) => url.startsWith(prefix)));
+}
+
 /** Opens the metadata DB a URL names, with the registered kind whose prefix it starts with. */
 export function openDatabase(url: string, options: DbOptions): Promise<Database> {
-  const kind = databaseKinds.find((candidate) => candidate.prefixes.some((prefix) => url.startsWith(prefix)));
+  const kind = kindOf(url);
   if (!kind) return Promise.reject(new DatabaseUrlError(`--db "${url}" is not supported: use ${describeDatabases()}`));
   return kind.open(url, options);
+}
+
+/** Opens the catalog a URL names, read-only, with the registered kind whose prefix it starts with. */
+export function openCatalog(url: string, options: { home: string }): Promise<CatalogReader> {
+  const kind = kindOf(url);
+  if (!kind) return Promise.reject(new DatabaseUrlError(`--catalog "${url}" is not supported: use ${describeCatalogs()}`));
+  return kind.openCatalog ? kind.openCatalog(url, options) : kind.open(url, { home: options.home, readOnly: true });
 }
 
 /** The pure rule of the gate, shared by every store so they cannot disagree. */
@@ -282,5 +315,7 @@ registerDatabase({
 registerDatabase({
   prefixes: ['mongodb://', 'mongodb+srv://'],
   usage: 'mongodb://host/db',
+  catalogUsage: "mongodb://host/db.collection (a collection of aind-data-schema documents, as AIND's metadata DB) or mongodb://host/db",
   open: async (url, options) => (await import('./mongo.ts')).MongoDatabase.open(url, options),
+  openCatalog: async (url, options) => (await import('./mongo.ts')).openMongoCatalog(url, options),
 });

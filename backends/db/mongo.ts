@@ -3,11 +3,13 @@ import { checkFilter } from '../../models/filter.ts';
 import type { GroupSlot } from '../../models/group-slot.ts';
 import type { MetadataRecord, Owner } from '../../models/record.ts';
 import {
+  type CatalogReader,
   type ClaimOutcome,
   type ClaimRequest,
   claimedRecord,
   claimVerdict,
   type Database,
+  DatabaseUrlError,
   type DbOptions,
   type Filter,
   type GroupSpend,
@@ -37,6 +39,20 @@ export function databaseName(url: string): string {
   const match = /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?]*)/.exec(url);
   const name = decodeURIComponent(match?.[1] ?? '');
   return name === '' ? 'caas' : name;
+}
+
+/**
+ * The collection a --catalog URL names as `db.collection` in its path (database names cannot hold
+ * a dot, collection names can: the first dot separates them), or undefined for a plain database.
+ */
+export function catalogCollection(url: string): { database: string; collection: string; clientUrl: string } | undefined {
+  const match = /^(mongodb(?:\+srv)?:\/\/[^/?]*\/)([^?]*)(.*)$/.exec(url);
+  const path = decodeURIComponent(match?.[2] ?? '');
+  const dot = path.indexOf('.');
+  if (!match || dot < 0) return undefined;
+  const database = path.slice(0, dot);
+  // The driver reads the path as the database (and, with credentials, as where to log in).
+  return { database, collection: path.slice(dot + 1), clientUrl: `${match[1]}${encodeURIComponent(database)}${match[3]}` };
 }
 
 /** The URL as it may be printed: without its password. */
@@ -94,17 +110,14 @@ export class MongoDatabase implements Database {
   ) {}
 
   static async open(url: string, options: DbOptions): Promise<MongoDatabase> {
-    const client = new MongoClient(url);
-    try {
-      await client.connect();
-    } catch (error) {
-      await client.close().catch(() => {});
-      throw new Error(
-        `cannot reach MongoDB at ${redacted(url)}: ${(error as Error).message}. Check that the server is running and the URL (host, port, credentials) is right, or use --db sqlite:`,
-        { cause: error },
+    const name = databaseName(url);
+    if (name.includes('.')) {
+      throw new DatabaseUrlError(
+        `--db ${redacted(url)}: "${name}" names a collection (database.collection), where --db names a database (mongodb://host/caas); a collection of AIND metadata is read with --catalog`,
       );
     }
-    const db = client.db(databaseName(url));
+    const client = await connect(url, '--db sqlite:');
+    const db = client.db(name);
     const database = new MongoDatabase(url, client, db.collection('records'), db.collection('data_assets'), db.collection('slots'));
     // A read-only open (dry run) must not create anything, not even indexes on an empty database.
     if (!options.readOnly) {
@@ -312,19 +325,8 @@ export class MongoDatabase implements Database {
     return count;
   }
 
-  async *findAssets(filter: Filter, options: QueryOptions = {}): AsyncIterable<Record<string, unknown>> {
-    checkFilter(filter);
-    if (options.limit === 0) return;
-    // _id breaks ties, so the same query over the same catalog always streams the same way.
-    const pipeline: Document[] = [{ $match: filter }, { $sort: { ...options.sort, _id: options.sort?._id ?? 1 } }];
-    if (options.limit !== undefined) pipeline.push({ $limit: options.limit });
-    try {
-      yield* this.assets.aggregate<Record<string, unknown>>(pipeline);
-    } catch (error) {
-      // BadValue (2): the server's word for a malformed filter.
-      if (error instanceof MongoServerError && error.code === 2) throw new InvalidFilterError(error.message, { cause: error });
-      throw error;
-    }
+  findAssets(filter: Filter, options: QueryOptions = {}): AsyncIterable<Record<string, unknown>> {
+    return assetsMatching(this.assets, filter, options);
   }
 
   getAssets(ids: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
@@ -334,4 +336,95 @@ export class MongoDatabase implements Database {
   async close(): Promise<void> {
     await this.client.close();
   }
+}
+
+async function connect(url: string, instead: string): Promise<MongoClient> {
+  const client = new MongoClient(url);
+  try {
+    await client.connect();
+    return client;
+  } catch (error) {
+    await client.close().catch(() => {});
+    throw new Error(
+      `cannot reach MongoDB at ${redacted(url)}: ${(error as Error).message}. Check that the server is running and the URL (host, port, credentials) is right, or use ${instead}`,
+      { cause: error },
+    );
+  }
+}
+
+/** The catalog documents a filter matches, in _id order. */
+async function* assetsMatching<T extends Document>(
+  collection: Collection<T>,
+  filter: Filter,
+  options: QueryOptions,
+): AsyncIterable<Record<string, unknown>> {
+  checkFilter(filter);
+  if (options.limit === 0) return;
+  // _id breaks ties, so the same query over the same catalog always streams the same way.
+  const pipeline: Document[] = [{ $match: filter }, { $sort: { ...options.sort, _id: options.sort?._id ?? 1 } }];
+  if (options.limit !== undefined) pipeline.push({ $limit: options.limit });
+  try {
+    yield* collection.aggregate<Record<string, unknown>>(pipeline);
+  } catch (error) {
+    // BadValue (2): the server's word for a malformed filter.
+    if (error instanceof MongoServerError && error.code === 2) throw new InvalidFilterError(error.message, { cause: error });
+    throw error;
+  }
+}
+
+/**
+ * --catalog mongodb://host/db.collection: a collection of aind-data-schema documents (AIND's
+ * metadata DB, `_id`, `name`, `location`, `subject`, `data_description`, ...) read as the catalog.
+ * caas does not own it, so it only ever reads: no index, no write, no collection of its own. Its
+ * documents reach the dispatcher as JSON, as `caas catalog import` stores them (dates as ISO text,
+ * ObjectIds as hex), so the same documents dispatch alike from either catalog.
+ */
+class MongoCatalog implements CatalogReader {
+  private constructor(
+    readonly url: string,
+    private readonly client: MongoClient,
+    private readonly assets: Collection<AssetDocument>,
+  ) {}
+
+  static async open(url: string, place: { database: string; collection: string; clientUrl: string }): Promise<MongoCatalog> {
+    const client = await connect(place.clientUrl, '--catalog sqlite:');
+    try {
+      const db = client.db(place.database);
+      // A missing collection reads as empty: a typo would dispatch nothing and say only "0 jobs".
+      const found = await db.listCollections({ name: place.collection }, { nameOnly: true }).toArray();
+      if (found.length === 0) {
+        throw new DatabaseUrlError(
+          `--catalog ${redacted(url)}: database "${place.database}" has no collection "${place.collection}" (use mongodb://host/database.collection)`,
+        );
+      }
+      return new MongoCatalog(url, client, db.collection(place.collection));
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+  }
+
+  async *findAssets(filter: Filter, options: QueryOptions = {}): AsyncIterable<Record<string, unknown>> {
+    for await (const doc of assetsMatching(this.assets, filter, options)) yield asJson(doc);
+  }
+
+  async getAssets(ids: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
+    const found = await byIds(this.assets, ids);
+    return new Map([...found].map(([id, doc]) => [id, asJson(doc)]));
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+function asJson(doc: Record<string, unknown>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(doc)) as Record<string, unknown>;
+}
+
+/** A --catalog URL of this kind: a collection (`db.collection`), or a caas metadata DB's own catalog. */
+export async function openMongoCatalog(url: string, options: { home: string }): Promise<CatalogReader> {
+  const place = catalogCollection(url);
+  if (place) return MongoCatalog.open(url, place);
+  return MongoDatabase.open(url, { home: options.home, readOnly: true });
 }

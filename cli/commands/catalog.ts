@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { generateSampleCatalog, importCatalog, queryCatalog } from '../../dispatcher/catalog.ts';
 import { parseFilter } from '../../wrapper/record-query.ts';
-import { positiveInt, settingsOf } from '../settings.ts';
+import { catalogOption, positiveInt, settingsOf } from '../settings.ts';
 import { formatTable } from '../table.ts';
 
 /** A table is laid out in memory, so it stops at this many rows unless --limit says otherwise. */
@@ -24,6 +24,7 @@ Examples:
     .command('query')
     .description('List the catalog documents a MongoDB filter matches: the assets `caas dispatch --query` would read')
     .argument('[filter]', 'MongoDB filter as JSON, e.g. \'{"subject.subject_id":"774659"}\' (default: every document)')
+    .addOption(catalogOption())
     .option('--limit <n>', `at most this many documents (table default: ${TABLE_LIMIT})`, (v) => positiveInt(v, '--limit', 0))
     .option('--json', 'one whole document per line, in catalog order', false)
     .addHelpText(
@@ -32,6 +33,7 @@ Examples:
 Examples:
   $ caas catalog query '{"subject.subject_id":"774659"}'
   $ caas catalog query '{"data_description.modality.abbreviation":{"$in":["ecephys"]}}' --json | jq -r .location
+  $ caas catalog query --catalog mongodb://docdb.example.org/metadata_index.data_assets '{"subject.subject_id":"774659"}'
 
 Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
     )
@@ -40,7 +42,11 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
       const json = Boolean(options.json);
       const limit: number | undefined = options.limit ?? (json ? undefined : TABLE_LIMIT);
       // One more than the limit tells the table whether documents were left out.
-      const documents = queryCatalog(settingsOf(command), filter, json || limit === undefined ? limit : limit + 1);
+      const documents = queryCatalog(
+        { ...settingsOf(command), catalogUrl: options.catalog },
+        filter,
+        json || limit === undefined ? limit : limit + 1,
+      );
       if (json) {
         for await (const doc of documents) process.stdout.write(`${JSON.stringify(doc)}\n`);
         return;

@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { runDispatch, summaryLine } from '../../dispatcher/dispatch.ts';
 import { DispatchProgress } from '../progress.ts';
-import { positiveInt, settingsOf } from '../settings.ts';
+import { catalogOption, positiveInt, settingsOf } from '../settings.ts';
 
 export function registerDispatch(program: Command): void {
   program
@@ -10,6 +10,7 @@ export function registerDispatch(program: Command): void {
     .option('--query <json|file>', 'MongoDB filter over the data-asset catalog, as JSON or a file holding it')
     .option('--assets-csv <file>', 'CSV with an asset_id column; the assets are looked up in the catalog')
     .option('--s3-prefix <url>', 'list s3://bucket/prefix/ (or file:///folder/) directly: each folder under it is an asset')
+    .addOption(catalogOption())
     .requiredOption('--analysis <name>', 'the analysis the jobs run; its parameter model checks every parameter set')
     .option('--file-ext <ext>', "list each asset's files ending in <ext> (etag and size enter the identity)")
     .option('--split-files', 'one job per matched file (the default with --file-ext)')
@@ -32,7 +33,12 @@ export function registerDispatch(program: Command): void {
     .option('--quiet', 'no progress line and no warnings; only the final count on stderr', false)
     .option('-o, --output <file|dir>', 'write here instead of stdout (atomically: nothing appears unless the dispatch succeeds)')
     .addOption(
-      new Option('--format <format>', 'jsonl, or dir: one JSON file per job in the -o folder').choices(['jsonl', 'dir']).default('jsonl'),
+      new Option(
+        '--format <format>',
+        'jsonl; dir: one JSON file per job in the -o folder; aind: AIND dispatch models in the -o folder, as aind-analysis-job-dispatch lays them out (0/, 1/, ...); aind-jsonl: one AIND dispatch model per line',
+      )
+        .choices(['jsonl', 'dir', 'aind', 'aind-jsonl'])
+        .default('jsonl'),
     )
     .addHelpText(
       'after',
@@ -46,6 +52,8 @@ Examples:
   $ caas dispatch --query '{}' --analysis unit-filter --filter-latest created --filter-by subject.subject_id
   $ caas dispatch --query '{}' --analysis unit-filter --skip-done --max-jobs 100 | caas run - --execute
   $ caas dispatch --query '{}' --analysis unit-filter --format dir -o jobs/
+  $ caas dispatch --catalog mongodb://docdb.example.org/metadata_index.data_assets --query '{"subject.subject_id":"774659"}' --analysis unit-filter
+  $ caas dispatch --query '{}' --analysis unit-filter --format aind -o job_dicts/    # for AIND tools; caas run reads it back
 
 Output is deterministic: the same dispatch over the same catalog gives the same lines in the same
 order; pass --dispatched-at to make it byte-identical (the time is provenance, not identity).
@@ -61,6 +69,7 @@ Exit codes: 0 done (also for 0 jobs), 2 invalid input (nothing written to -o).`,
           {
             home: settings.home,
             dbUrl: settings.dbUrl,
+            catalogUrl: options.catalog,
             storeUrl: settings.storeUrl,
             storeSettings: settings.storeSettings,
             query: options.query,

@@ -12,12 +12,19 @@ export function registerRun(program: Command): void {
   program
     .command('run')
     .description('Validate jobs, compute their identities, gate them against the metadata DB, and (with --execute) run them')
-    .argument('<jobs>', 'JSONL file, JSON array file, folder of job .json files, or - for stdin')
+    .argument(
+      '<jobs>',
+      "JSONL file, JSON array file, folder of job .json files (or of folders of them, as AIND's dispatcher writes), or - for stdin",
+    )
     .option('--execute', 'run the jobs (the default is a dry run that shows the plan and writes nothing)', false)
     .option('--no-dry-run', 'same as --execute')
     .option('--compute <name>', `where jobs run: ${describeLaunchers()}`, defaultSettings(process.env).compute)
     .option('--concurrency <n>', 'jobs at a time', (v) => positiveInt(v, '--concurrency'), 2)
     .option('--allow-dirty', 'run from an analysis folder with uncommitted changes (the diff hash enters the identity)', false)
+    .option(
+      '--analysis <name>',
+      'the analysis of AIND dispatch models among the jobs (AIND leaves it to the wrapper; caas jobs name their own)',
+    )
     .option('--force', 'rerun identities that already succeeded, as a new attempt (needs --reason)', false)
     .option('--reason <text>', 'why a --force rerun is needed (kept in the record)')
     .option(
@@ -43,6 +50,7 @@ Examples:
   $ caas run jobs.jsonl --execute --force --reason "reprocess after spike-sorting fix"
   $ caas run jobs.jsonl --execute --quiet     # only failed jobs and the final counts
   $ caas run jobs.jsonl --execute --user alice   # for a group whose blueprint lists its users
+  $ caas run job_dicts/ --analysis unit-filter --execute   # AIND dispatch models (aind-analysis-job-dispatch's output)
 
 A job's group must be one of its analysis' blueprint groups. A group's budget and instance_limit hold
 across every runner and watcher sharing the metadata DB: a job waits while all the group's
@@ -85,6 +93,7 @@ instance_limit (the rest of the batch still ran; the first of 2, 1, 3 that appli
         const summary = await runBatch(
           {
             source,
+            analysis: options.analysis,
             home: settings.home,
             storeUrl: settings.storeUrl,
             dbUrl: settings.dbUrl,

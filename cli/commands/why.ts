@@ -14,6 +14,7 @@ export function registerWhy(program: Command): void {
     )
     .argument('<job>', 'a job as file:line (a line of a JSONL file), a file holding one job, or - for one job on stdin')
     .option('--allow-dirty', 'compute the identity as `run --allow-dirty` would (with a hash of uncommitted changes)', false)
+    .option('--analysis <name>', 'the analysis, when the job is an AIND dispatch model (which names none)')
     .option('--limit <n>', 'nearest records to compare with', (v) => positiveInt(v, '--limit'), 3)
     .option('--json', 'the verdict, the identity and the differences as one JSON object', false)
     .addHelpText(
@@ -29,7 +30,11 @@ Differences are pre-image paths with the recorded value and this job's value, e.
 Exit codes: 0 explained (whether the job would run or not), 2 the job is invalid or cannot be found.`,
     )
     .action(async (ref: string, options, command: Command) => {
-      const outcome = await explainJobRef(ref, settingsOf(command), { allowDirty: options.allowDirty, limit: options.limit });
+      const outcome = await explainJobRef(ref, settingsOf(command), {
+        allowDirty: options.allowDirty,
+        limit: options.limit,
+        analysis: options.analysis,
+      });
       if (!outcome.ok) throw new UsageError(`${outcome.where}: ${outcome.reason}`);
       const text = options.json ? JSON.stringify(asJson(outcome.report)) : describe(outcome.report, options.allowDirty);
       process.stdout.write(`${text}\n`);

@@ -8,6 +8,7 @@ describe('the defaults every entry point shares (CLI flags, library options)', (
     expect(
       defaultSettings({
         CAAS_DB: 'mongodb://db/caas',
+        CAAS_CATALOG: 'mongodb://docdb/metadata_index.data_assets',
         CAAS_STORE: 's3://',
         CAAS_HOME: '/w',
         CAAS_COMPUTE: 'ec2',
@@ -18,6 +19,7 @@ describe('the defaults every entry point shares (CLI flags, library options)', (
       home: '/w',
       storeUrl: 's3://',
       dbUrl: 'mongodb://db/caas',
+      catalogUrl: 'mongodb://docdb/metadata_index.data_assets',
       compute: 'ec2',
       leaseSeconds: 90,
     });
