@@ -79,7 +79,7 @@ describe('caas dispatch (the CLI)', () => {
       .filter(Boolean)
       .map((line) => JSON.parse(line))
       .find((line) => line.type === 'summary');
-    expect(summary.planned).toEqual({ RUN: 6, SKIP: 0, RUNNING: 0, INVALID: 0 });
+    expect(summary.planned).toEqual({ RUN: 6, SKIP: 0, RUNNING: 0, INVALID: 0, REFUSED: 0 });
   });
 
   it('prints "0 jobs" and exits 0 when nothing matches', async () => {

@@ -35,7 +35,7 @@ export default defineAnalysis({
     instance_type: 't3.micro',
     max_runtime_minutes: 10,
     deploy_limit: 4,
-    groups: [{ name: 'demo' }],
+    groups: [{ name: 'caas' }, { name: 'demo' }],
   }),
 };
 
@@ -528,7 +528,7 @@ describe("a metadata.sqlite that is empty or someone else's", () => {
     expect(statSync(file).size).toBe(0);
     const run = await caas(home, ['run', jobsFile(), '--execute', '--compute', 'inline']);
     expect(run.code).toBe(0);
-    expect(tables(file)).toEqual(['data_assets', 'records']);
+    expect(tables(file)).toEqual(['data_assets', 'records', 'slots']);
   });
 
   it("0 bytes is refused, naming the file, where the DB must hold the runners' records (caas reap)", async () => {
