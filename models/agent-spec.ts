@@ -23,8 +23,10 @@ export const AgentSpec = z
       .describe('etag and size each input had when it was dispatched (they are in the identity)'),
     listed_folders: z
       .array(z.string())
-      .default([])
-      .describe('folder inputs listed when the job was prepared: exactly the objects in input_checks under each are staged'),
+      .optional()
+      .describe(
+        "folder inputs listed when the job was prepared: exactly the objects the job document's folder_listings name are staged (absent when none, so a spec without folders stays readable by an older agent)",
+      ),
     code: z
       .object({ commit: z.string(), dirty: z.string().optional() })
       .strict()

@@ -21,6 +21,12 @@ export const JobDocument = z
     group: z.string(),
     group_metadata: z.record(z.string(), z.unknown()).nullable().describe("the dispatcher's metadata of the group this job came from"),
     results: z.string().describe('where the outputs go: the process_results URL'),
+    folder_listings: z
+      .record(z.string(), z.array(z.object({ url: z.string(), etag: z.string(), size: z.number() }).strict()))
+      .default({})
+      .describe(
+        'per folder input (its URL): the objects it held when the job was prepared, which the identity holds (kept here, not in the agent spec, which rides in UserData)',
+      ),
   })
   .strict();
 export type JobDocument = z.infer<typeof JobDocument>;

@@ -38,7 +38,6 @@ function request(blueprint: Record<string, unknown>): LaunchRequest {
       dataname: 's3://mock-wait/caas/inputs/data.txt',
       inputs: ['s3://mock-wait/caas/inputs/data.txt'],
       input_checks: {},
-      listed_folders: [],
       configname: 'c.json',
       command: ['true'],
       analysis_dir: '/opt/caas/analyses/mock-wait',

@@ -77,7 +77,6 @@ function request(timestamp: string, maxRuntimeMinutes: number): LaunchRequest {
       store: `s3://?endpoint=${s3.endpoint}`,
       store_settings: {},
       input_checks: {},
-      listed_folders: [],
       bucket: BUCKET,
       group: GROUP,
       timestamp,

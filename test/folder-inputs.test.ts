@@ -1,9 +1,11 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStore } from '../backends/storage/index.ts';
+import { ObjectLocator, openStore } from '../backends/storage/index.ts';
 import { jobFolder } from '../models/bucket-contract.ts';
 import { runAgent } from '../wrapper/agent.ts';
+import { agentSpecFor } from '../wrapper/execute.ts';
+import { JobPreparer } from '../wrapper/prepare.ts';
 import { AnalysisRepo, git, ROOT, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 /** No false skips: what a folder input holds is in the identity, and uncommitted code is never silently "done". */
@@ -67,7 +69,9 @@ describe('an input given as a folder (no file list)', () => {
     await store.put('mock-wait', 'caas/configs/c.json', '{"wait": 0}');
     await store.put('mock-wait', 'caas/inputs/s1/a.json', 'a');
     const url = `file://mock-wait/caas/inputs/s1/`;
-    const listed = { [`${url}a.json`]: { size: 1 } };
+    // The listing rides in the job document (logs/job.json), as the runner writes it.
+    const document = { folder_listings: { [url]: [{ url: `${url}a.json`, etag: '0cc175b9c0f1b6a831c399e269772661', size: 1 }] } };
+    await store.put('mock-wait', jobFolder('mock-wait', 'caas', 'folder-check').jobDocument, JSON.stringify(document));
     await store.put('mock-wait', 'caas/inputs/s1/late.json', 'late');
     const work = path.join(base, 'agent-work');
     mkdirSync(work, { recursive: true });
@@ -80,7 +84,7 @@ describe('an input given as a folder (no file list)', () => {
         timestamp: 'folder-check',
         dataname: url,
         inputs: [url],
-        input_checks: listed,
+        input_checks: {},
         listed_folders: [url],
         configname: 'c.json',
         // biome-ignore lint/suspicious/noTemplateCurlyInString: agent placeholder
@@ -98,6 +102,42 @@ describe('an input given as a folder (no file list)', () => {
     const end = (await store.get('mock-wait', jobFolder('mock-wait', 'caas', 'folder-check').end)).toString();
     expect(end).toContain(`staging failed: input folder ${url}: ${url}late.json appeared after the job was planned`);
     await store.close();
+  });
+
+  it('keeps the listing out of the agent spec, which rides in EC2 UserData (16 KB): a folder of 2,000 files adds one URL to it', async () => {
+    const big = path.join(base, 'session-big');
+    mkdirSync(big, { recursive: true });
+    for (let i = 0; i < 2000; i++) writeFileSync(path.join(big, `unit-${String(i).padStart(4, '0')}.json`), `${i}\n`);
+    const store = await openStore('file:', { home: path.join(base, 'spec-home') });
+    const inputs = new ObjectLocator(store, { home: path.join(base, 'spec-home') });
+    const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: true, roots: [repo.dir], inputs });
+    const value = {
+      analysis: 'mock-wait',
+      inputs: [{ asset_id: 'big', name: 'big', location: `file://${big}/` }],
+      parameters: { wait: 0 },
+    };
+    const prepared = await preparer.prepare({ where: 'big.jsonl:1', value });
+    if (!prepared.ok) throw new Error(prepared.reason);
+    expect(prepared.job.preimage.inputs[0]!.listing).toHaveLength(2000);
+    const spec = agentSpecFor(prepared.job, { store, timestamp: 't', instance: 'test' });
+    expect(spec.listed_folders).toEqual([`file://${big}/`]);
+    expect(spec.input_checks).toEqual({});
+    expect(JSON.stringify(spec).length).toBeLessThan(4000);
+    await inputs.close();
+    await store.close();
+  });
+
+  it('an empty or missing folder is INVALID, never a job over no data', async () => {
+    const empty = path.join(base, 'session-empty');
+    mkdirSync(empty, { recursive: true });
+    const file = path.join(base, 'empty.jsonl');
+    const job = (location: string) => JSON.stringify({ analysis: 'mock-wait', inputs: [{ asset_id: 'e', name: 'e', location }] });
+    writeFileSync(file, `${job(`file://${empty}/`)}\n${job(`file://${base}/no-such-session/`)}\n`);
+    const planned = await caas('run', file);
+    expect(planned.code).toBe(2);
+    const invalid = planned.stdout.split('\n').filter((line) => line.startsWith('INVALID'));
+    expect(invalid).toHaveLength(2);
+    for (const line of invalid) expect(line).toMatch(/inputs\.0\.location: the folder file:\/\/\S+ holds nothing \(missing or empty\)/);
   });
 
   it('a dirty analysis folder is reported even when every job is SKIP', { timeout: 60_000 }, async () => {

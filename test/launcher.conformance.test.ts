@@ -263,7 +263,6 @@ async function jobFor(subject: string, config: { wait: number }, options: { dead
       dataname: `s3://${BUCKET}/${GROUP}/inputs/data.txt`,
       inputs: [`s3://${BUCKET}/${GROUP}/inputs/data.txt`],
       input_checks: {},
-      listed_folders: [],
       configname,
       // biome-ignore lint/suspicious/noTemplateCurlyInString: agent placeholder
       command: ['bash', '${analysis_dir}/run.sh'],

@@ -256,6 +256,16 @@ class AgentJob {
     });
   }
 
+  /** A folder input's listing from the job document: the objects the identity holds, by URL. */
+  private async folderListing(url: string): Promise<Map<string, { etag: string; size: number }>> {
+    if (!this.jobDocumentPath)
+      throw new Error(`input folder ${url}: its listing is in the job document ${this.keys.jobDocument}, which is missing`);
+    const job = JSON.parse(await readFile(this.jobDocumentPath, 'utf8')) as JobDocument;
+    const files = job.folder_listings?.[url];
+    if (!files) throw new Error(`input folder ${url}: the job document ${this.keys.jobDocument} holds no listing of it`);
+    return new Map(files.map((file) => [file.url, { etag: file.etag, size: file.size }]));
+  }
+
   /** Config and inputs into the work folder, each input checked against the identity; then the code. Returns the staged paths. */
   private async stage(): Promise<string[]> {
     const { spec } = this;
@@ -283,15 +293,16 @@ class AgentJob {
       const folder = path.join(this.dirs.input, uniqueName(path.posix.basename(key.replace(/\/+$/, '')), staged));
       staged.push(folder);
       // What the folder held when the job was prepared is in the identity: exactly that is staged.
-      const listed = spec.listed_folders.includes(url);
-      const expected = new Set(listed ? Object.keys(spec.input_checks).filter((file) => file.startsWith(url)) : []);
+      const listed = (spec.listed_folders ?? []).includes(url);
+      const listing = listed ? await this.folderListing(url) : new Map<string, { etag: string; size: number }>();
+      const expected = new Set(listing.keys());
       for await (const object of source.list(bucket, key)) {
         const file = url + object.key.slice(key.length);
         if (listed && !expected.has(file)) throw new Error(`input folder ${url}: ${file} appeared after the job was planned`);
         const local = path.resolve(folder, ...object.key.slice(key.length).split('/'));
         if (!local.startsWith(folder + path.sep)) throw new Error(`object ${object.key} would be staged outside the input folder`);
         await source.getToFile(bucket, object.key, local);
-        if (listed) await checkInput(file, local, spec.input_checks[file]);
+        if (listed) await checkInput(file, local, listing.get(file));
         expected.delete(file);
       }
       if (expected.size > 0) throw new Error(`input folder ${url}: ${[...expected][0]} was listed when the job was planned and is gone`);

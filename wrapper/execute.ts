@@ -366,6 +366,11 @@ async function launchAttempt(
 ): Promise<LaunchedJob> {
   const { keys, timestamp } = place;
   const names = jobNames(job);
+  if (placement) {
+    // A submission keeps its folder across attempts: what an earlier, dead attempt left in
+    // process_results is not this attempt's output (the agent lists everything there into its manifest).
+    for await (const object of ctx.store.list(job.bucket, keys.process)) await ctx.store.delete(job.bucket, object.key);
+  }
   // The agent stages these validated bytes, never a user's file that could change after validation.
   await ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`);
   await ctx.store.put(job.bucket, keys.jobDocument, `${JSON.stringify(jobDocumentOf(job, place.location.results), null, 2)}\n`);
@@ -427,6 +432,7 @@ export interface AttemptSettings {
  */
 export function agentSpecFor(job: PreparedJob, settings: AttemptSettings): AgentSpec {
   const names = jobNames(job);
+  const listed = job.preimage.inputs.filter((input) => input.listing).map((input) => folderUrl(input.location));
   return AgentSpec.parse({
     store: settings.store.url,
     store_settings: settingsWithUrl(settings.storeSettings, settings.store.url),
@@ -436,14 +442,11 @@ export function agentSpecFor(job: PreparedJob, settings: AttemptSettings): Agent
     dataname: names.dataname,
     inputs: names.inputs,
     input_checks: Object.fromEntries(
-      job.preimage.inputs.flatMap((input) =>
-        [...(input.files ?? []), ...(input.listing ?? [])].map((f) => [
-          f.url,
-          { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) },
-        ]),
+      job.input.inputs.flatMap((input) =>
+        (input.files ?? []).map((f) => [f.url, { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) }]),
       ),
     ),
-    listed_folders: job.preimage.inputs.filter((input) => input.listing).map((input) => folderUrl(input.location)),
+    ...(listed.length > 0 ? { listed_folders: listed } : {}),
     code: { commit: job.preimage.code.commit, ...(job.preimage.code.dirty ? { dirty: job.preimage.code.dirty } : {}) },
     configname: names.configname,
     ...(settings.configCopyName ? { config_copy: settings.configCopyName } : {}),
@@ -582,6 +585,9 @@ function jobDocumentOf(job: PreparedJob, results: string): JobDocument {
     group: job.group,
     group_metadata: job.input.group_metadata ?? null,
     results,
+    folder_listings: Object.fromEntries(
+      job.preimage.inputs.filter((input) => input.listing).map((input) => [folderUrl(input.location), input.listing ?? []]),
+    ),
   };
 }
 

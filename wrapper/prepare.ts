@@ -184,6 +184,8 @@ export class JobPreparer {
     } catch (error) {
       throw new Error(`could not list the folder ${url}: ${(error as Error).message}`);
     }
+    // A misspelt location lists nothing too: a job over no data is refused, never recorded as done.
+    if (files.length === 0) throw new Error(`the folder ${url} holds nothing (missing or empty): expected the asset's data under it`);
     return files;
   }
 

@@ -47,7 +47,6 @@ function request(overrides: Partial<LaunchRequest> = {}): LaunchRequest {
       store: 's3://',
       store_settings: {},
       input_checks: {},
-      listed_folders: [],
       bucket: 'mock-wait',
       group: 'caas',
       timestamp: '20250101T000000000Z-abababab',
