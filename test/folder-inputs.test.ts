@@ -127,6 +127,29 @@ describe('an input given as a folder (no file list)', () => {
     await store.close();
   });
 
+  it('a file named without etag or size (hand-written, or an AIND dispatch model) gets them from the store: new data under the same name is a new job', {
+    timeout: 120_000,
+  }, async () => {
+    const file = path.join(base, 'named.json');
+    writeFileSync(file, '{"v": 1}\n');
+    const named = path.join(base, 'named.jsonl');
+    const job = {
+      analysis: 'mock-wait',
+      inputs: [{ asset_id: 'n', name: 'n', location: `file://${base}/`, files: [{ url: `file://${file}` }] }],
+    };
+    writeFileSync(named, `${JSON.stringify({ ...job, parameters: { wait: 0 } })}\n`);
+    const first = await caas('run', named, '--execute');
+    expect(first.code).toBe(0);
+    expect((await caas('run', named)).stdout).toMatch(/plan: 0 to run, 1 skipped/);
+    writeFileSync(file, '{"v": 2}\n');
+    expect((await caas('run', named)).stdout).toMatch(/plan: 1 to run, 0 skipped/);
+    const why = await caas('why', `${named}:1`);
+    expect(why.stdout).toMatch(/inputs\[0\]\.files\[0\]\.etag: \S+ \(recorded\) → \S+ \(this job\)/);
+    const gone = path.join(base, 'gone.jsonl');
+    writeFileSync(gone, `${JSON.stringify({ ...job, inputs: [{ ...job.inputs[0], files: [{ url: `file://${base}/no-such.json` }] }] })}\n`);
+    expect((await caas('run', gone)).stdout).toMatch(/INVALID .*inputs\.0\.files\.0\.url: file:\/\/\S+no-such\.json does not exist/);
+  });
+
   it('an empty or missing folder is INVALID, never a job over no data', async () => {
     const empty = path.join(base, 'session-empty');
     mkdirSync(empty, { recursive: true });

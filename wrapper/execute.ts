@@ -441,8 +441,9 @@ export function agentSpecFor(job: PreparedJob, settings: AttemptSettings): Agent
     timestamp: settings.timestamp,
     dataname: names.dataname,
     inputs: names.inputs,
+    // The pre-image's files: those a job named without etag or size were given them when it was prepared.
     input_checks: Object.fromEntries(
-      job.input.inputs.flatMap((input) =>
+      job.preimage.inputs.flatMap((input) =>
         (input.files ?? []).map((f) => [f.url, { ...(f.etag ? { etag: f.etag } : {}), ...(f.size !== undefined ? { size: f.size } : {}) }]),
       ),
     ),

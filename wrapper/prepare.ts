@@ -5,7 +5,7 @@ import { AindDispatchModel, aindParameterPath, isAindDispatchModel, jobInputOfAi
 import type { Analysis } from '../models/analysis.ts';
 import type { PreImage } from '../models/identity.ts';
 import { describeIssues } from '../models/issues.ts';
-import { JobInput, type JobInputAsset } from '../models/job-input.ts';
+import { type InputFile, JobInput, type JobInputAsset } from '../models/job-input.ts';
 import { untrustedJsonProblem } from '../models/untrusted-json.ts';
 import { type CodeState, readCodeVersion } from './code-version.ts';
 import { buildPreImage, type FolderFile, identityOf } from './identity.ts';
@@ -128,7 +128,15 @@ export class JobPreparer {
     const inputs: (JobInputAsset & { listing?: FolderFile[] })[] = [];
     for (const [i, input] of job.inputs.entries()) {
       if (input.files) {
-        inputs.push(input);
+        const files = [];
+        for (const [j, file] of input.files.entries()) {
+          try {
+            files.push(await this.pinFile(file));
+          } catch (error) {
+            return { ok: false, where, reason: `inputs.${i}.files.${j}.url: ${(error as Error).message}`, analysis: analysis.name };
+          }
+        }
+        inputs.push({ ...input, files });
         continue;
       }
       try {
@@ -171,6 +179,24 @@ export class JobPreparer {
       this.listings.set(url, listing);
     }
     return listing;
+  }
+
+  /**
+   * A file named without its etag or size (a hand-written job, an AIND dispatch model) gets them
+   * from the store, so its content is in the identity as a listed file's is: new data under the
+   * same name is a new job, and the agent checks what it stages against them.
+   */
+  private async pinFile(file: InputFile): Promise<InputFile> {
+    if ((file.etag !== undefined && file.size !== undefined) || !this.options.inputs) return file;
+    let found: { etag: string; size: number } | undefined;
+    try {
+      const { store, bucket, key } = await this.options.inputs.locate(file.url);
+      found = await store.head(bucket, key);
+    } catch (error) {
+      throw new Error(`could not look at ${file.url}: ${(error as Error).message}`);
+    }
+    if (!found) throw new Error(`${file.url} does not exist`);
+    return { url: file.url, etag: file.etag ?? found.etag, size: file.size ?? found.size };
   }
 
   private async readFolder(url: string): Promise<FolderFile[]> {
