@@ -166,7 +166,14 @@ export async function enterGroup(job: PreparedJob, gate: GroupGate): Promise<Gro
       instanceType,
     });
     if (slot) {
-      const still = budgetRefusal(await groupUsage(gate.db, analysis, group), slot._id);
+      let still: string | undefined;
+      try {
+        still = budgetRefusal(await groupUsage(gate.db, analysis, group), slot._id);
+      } catch (error) {
+        // A slot this runner cannot use goes back now, not one lease later.
+        await gate.db.releaseSlot(slot._id, gate.owner).catch(() => {});
+        throw error;
+      }
       if (!still) return { admitted: true, slot, leave: keepSlot(gate, slot) };
       await gate.db.releaseSlot(slot._id, gate.owner).catch(() => {});
       return { admitted: false, reason: still };
