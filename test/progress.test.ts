@@ -21,6 +21,8 @@ describe('caas run --execute off a terminal', () => {
   it('prints periodic progress lines on stderr and a summary table; --quiet keeps only failures and the counts', () => {
     const repo = new AnalysisRepo(base).dir;
     mkdirSync(path.join(base, 'data'));
+    // An asset folder holds data: an empty one is INVALID.
+    writeFileSync(path.join(base, 'data', 'session.json'), '{}\n');
     const job = (asset: string, parameters: Record<string, unknown>) =>
       JSON.stringify({ analysis: 'mock-wait', inputs: [{ asset_id: asset, name: asset, location: `file://${base}/data/` }], parameters });
     writeFileSync(path.join(base, 'a.jsonl'), `${job('a1', { wait: 1 })}\n${job('a2', { wait: 0, fail: true })}\n`);
@@ -84,6 +86,8 @@ describe('caas run --execute in a real terminal', () => {
     base = scratchDir(`progress-tty-${columns}`);
     const repo = new AnalysisRepo(base).dir;
     mkdirSync(path.join(base, 'data'));
+    // An asset folder holds data: an empty one is INVALID.
+    writeFileSync(path.join(base, 'data', 'session.json'), '{}\n');
     const job = (asset: string, parameters: Record<string, unknown>) =>
       JSON.stringify({ analysis: 'mock-wait', inputs: [{ asset_id: asset, name: asset, location: `file://${base}/data/` }], parameters });
     writeFileSync(
