@@ -3,7 +3,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { loadAnalysis } from '../analyses/index.ts';
 import type { ObjectStore } from '../backends/storage/index.ts';
+import type { Analysis } from '../models/analysis.ts';
 import { type DevJobDone, type DevJobTaken, devJobKeysOf, devJobsPrefix } from '../models/dev-instance.ts';
 import { isPlainObject } from '../models/plain-object.ts';
 import { AGENT_PROGRAM } from './agent-program.ts';
@@ -82,10 +84,25 @@ export class DevJobLoop {
         return null;
       }
       // The spec names the folder on the developer's machine; here the analysis is where a job instance has it.
-      const analysisDir = path.join(caasRoot, 'analyses', path.posix.basename(String(spec.analysis_dir ?? '')));
+      const name = path.posix.basename(String(spec.analysis_dir ?? ''));
+      let analysis: Analysis;
+      try {
+        analysis = await loadAnalysis(name, [path.join(caasRoot, 'analyses')]);
+      } catch (error) {
+        log(`caas dev: ${key}: analysis ${JSON.stringify(name)} cannot be loaded on this instance (${(error as Error).message}): not run`);
+        return null;
+      }
+      // What runs, and with what environment, comes from the analysis on this instance, never from the
+      // spec: whoever can write under .caas/dev/ (any job's instance role can) would otherwise run anything here.
       const specFile = path.join(workDir, 'spec.json');
-      await writeFile(specFile, JSON.stringify({ ...spec, analysis_dir: analysisDir }));
-      log(`caas dev: running ${key} (analysis folder ${analysisDir})`);
+      const trusted = {
+        analysis_dir: analysis.dir,
+        command: analysis.command,
+        environment: analysis.blueprint.environment,
+        store: store.url,
+      };
+      await writeFile(specFile, JSON.stringify({ ...spec, ...trusted }));
+      log(`caas dev: running ${key} (analysis folder ${analysis.dir})`);
       const jobDir = path.join(workDir, 'job');
       const exitCode = await this.runAgent(specFile, jobDir);
       log(`caas dev: ${key}: the agent exited with code ${exitCode}`);
