@@ -40,10 +40,27 @@ export interface DevSaved {
  * A blueprint with changes of its own is refused before the image is made; on any failure after it
  * the blueprint is as it was.
  */
+/**
+ * The file the analysis reads its blueprint from: the one its analysis.json names, else the
+ * blueprint.json an index.ts imports (as the shipped analyses do). A blueprint written inside
+ * analysis.json is refused: the image goes into a file of its own, committed alone.
+ */
+export async function blueprintFileOf(dir: string): Promise<string> {
+  const declaration = path.join(dir, 'analysis.json');
+  if (existsSync(path.join(dir, 'index.ts')) || !existsSync(declaration)) return path.join(dir, 'blueprint.json');
+  const named = (JSON.parse(await readFile(declaration, 'utf8')) as { blueprint?: unknown }).blueprint ?? 'blueprint.json';
+  if (typeof named !== 'string') {
+    throw new DevRefused(
+      `${declaration} holds its blueprint inline: caas dev save writes the image into a blueprint file, committed alone; move it to blueprint.json and name that file ("blueprint": "blueprint.json")`,
+    );
+  }
+  return path.join(dir, named);
+}
+
 export async function saveDevInstance(target: DevTarget, options: DevSaveOptions): Promise<DevSaved> {
   const { analysis, api } = target;
   const { out } = options;
-  const file = path.join(analysis.dir, 'blueprint.json');
+  const file = await blueprintFileOf(analysis.dir);
   await checkBlueprintCommitted(file);
   let image = options.image;
   let source: string | undefined;
