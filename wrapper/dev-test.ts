@@ -14,9 +14,8 @@ import { chooseDevInstance, DevRefused, type DevTarget, durationText, refuseLoca
 import { agentSpecFor, DEFAULT_STATUS_INTERVAL_MS, jobNames } from './execute.ts';
 import { type FollowResult, followJob } from './follow.ts';
 import { JobPreparer, type PreparedJob } from './prepare.ts';
-import { type FolderKeys, folderKeys, readSubmit, type SubmissionMarker, validateSubmission } from './submission.ts';
+import { type FolderKeys, folderKeys, MAX_SUBMIT_BYTES, readSubmit, type SubmissionMarker, validateSubmission } from './submission.ts';
 
-const MAX_SUBMIT_BYTES = 64 * 1024;
 /** How often, at most, the instance's state is asked for while a test job runs (DescribeInstances is rate-limited). */
 const INSTANCE_LOOK_MS = 15_000;
 

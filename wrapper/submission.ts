@@ -17,7 +17,7 @@ import { instanceTypeAllowed, type JobPreparer, type PreparedJob } from './prepa
 const SUBMIT_KEY = /^([^/]+)\/submissions\/([^/]*)submit\.json$/;
 const GROUP = FOLDER_NAME;
 // Submit files and configs are a few lines; anything bigger is a mistake or an attack on the watcher.
-const MAX_SUBMIT_BYTES = 64 * 1024;
+export const MAX_SUBMIT_BYTES = 64 * 1024;
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_KEY_BYTES = 1024;
 const MAX_FOLDER_FILES = 10_000;

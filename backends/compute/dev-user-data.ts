@@ -1,4 +1,4 @@
-import { USER_DATA_LIMIT } from './user-data.ts';
+import { shellWord, USER_DATA_LIMIT } from './user-data.ts';
 
 export interface DevUserDataOptions {
   analysis: string;
@@ -59,11 +59,11 @@ exec "$boot_dir/caas-dev.sh"
  */
 function devBootScript(options: DevUserDataOptions): string {
   const exports = [
-    `export AWS_REGION=${shellWord(options.region)} AWS_DEFAULT_REGION=${shellWord(options.region)}`,
-    `export CAAS_DEV_STORE=${shellWord(options.storeUrl)} CAAS_DEV_BUCKET=${shellWord(options.bucket)}`,
+    `export AWS_REGION=${heredocWord(options.region)} AWS_DEFAULT_REGION=${heredocWord(options.region)}`,
+    `export CAAS_DEV_STORE=${heredocWord(options.storeUrl)} CAAS_DEV_BUCKET=${heredocWord(options.bucket)}`,
   ];
   for (const [name, value] of Object.entries(options.environment ?? {})) {
-    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) exports.push(`export ${name}=${shellWord(value)}`);
+    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) exports.push(`export ${name}=${heredocWord(value)}`);
   }
   return `#!/bin/bash
 # A caas development instance of ${oneLine(options.analysis)}, at every boot (written by its UserData,
@@ -81,7 +81,7 @@ poweroff_cmd="\${CAAS_POWEROFF_CMD:-poweroff}"
 caas_root="\${CAAS_ROOT:-/opt/caas}"
 imds="\${CAAS_IMDS_URL:-http://169.254.169.254}"
 check_s="\${CAAS_DEV_CHECK_S:-30}"
-launch_expiry=${shellWord(options.expiry)}
+launch_expiry=${heredocWord(options.expiry)}
 ${exports.join('\n')}
 
 say() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) caas dev: $*"; }
@@ -148,11 +148,11 @@ done`;
 }
 
 /** One single-quoted shell word: nothing inside is expanded. Refuses line breaks, which would break the heredoc's lines. */
-function shellWord(value: string): string {
+function heredocWord(value: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
   if (/[\u0000-\u001f\u007f]/.test(value))
     throw new Error(`a development instance setting holds a control character: ${JSON.stringify(value)}`);
-  return `'${value.replaceAll("'", `'\\''`)}'`;
+  return shellWord(value);
 }
 
 function oneLine(text: string): string {

@@ -110,6 +110,6 @@ ${agentLines(options, BATCH_JOB_ID, 'exec ')}
 const BATCH_JOB_ID = 'export CAAS_INSTANCE_ID="${AWS_BATCH_JOB_ID:-}"';
 
 /** One single-quoted shell word: nothing inside is expanded. */
-function shellWord(value: string): string {
+export function shellWord(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
