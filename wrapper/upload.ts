@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { ObjectStore } from '../backends/storage/index.ts';
+import { hashObject, type ObjectStore } from '../backends/storage/index.ts';
 import type { JobFolder } from '../models/bucket-contract.ts';
 import type { ManifestEntry } from '../models/record.ts';
 import { forEachAtMost } from './worker-pool.ts';
@@ -85,13 +84,7 @@ export async function withObjectsWrittenThere(
   const found: ManifestEntry[] = [];
   for await (const object of store.list(bucket, folder.process)) {
     if (known.has(object.key) || object.key === folder.end) continue;
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const chunk of await store.getStream(bucket, object.key)) {
-      hash.update(chunk as Buffer);
-      size += (chunk as Buffer).length;
-    }
-    found.push({ key: object.key, size, sha256: hash.digest('hex') });
+    found.push({ key: object.key, ...(await hashObject(store, bucket, object.key)) });
   }
   return [...uploaded, ...found].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }

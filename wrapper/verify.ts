@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { z } from 'zod';
-import type { ObjectStore } from '../backends/storage/index.ts';
+import { hashObject, type ObjectStore } from '../backends/storage/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import type { JobKeys } from '../models/bucket-contract.ts';
 import { describeIssues } from '../models/issues.ts';
@@ -70,17 +69,13 @@ export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKey
   }
   for (const entry of manifest) {
     if (!entry.key.startsWith(keys.process)) return { ...verdict, reason: `manifest entry ${entry.key} lies outside ${keys.process}` };
-    const hash = createHash('sha256');
-    let size = 0;
+    let stored: { size: number; sha256: string };
     try {
-      for await (const chunk of await store.getStream(bucket, entry.key)) {
-        hash.update(chunk as Buffer);
-        size += (chunk as Buffer).length;
-      }
+      stored = await hashObject(store, bucket, entry.key);
     } catch {
       return { ...verdict, reason: `output ${entry.key} is missing` };
     }
-    if (size !== entry.size || hash.digest('hex') !== entry.sha256) {
+    if (stored.size !== entry.size || stored.sha256 !== entry.sha256) {
       return { ...verdict, reason: `output ${entry.key} does not match its manifest (size or sha256)` };
     }
   }

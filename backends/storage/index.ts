@@ -223,6 +223,17 @@ export async function etagOfFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** Size and sha256 of an object as the store serves it, streamed (the manifest's terms). */
+export async function hashObject(store: ObjectStore, bucket: string, key: string): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of await store.getStream(bucket, key)) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
 /** An object's text, or undefined when it does not exist (other errors are thrown). */
 export async function getText(store: ObjectStore, bucket: string, key: string): Promise<string | undefined> {
   try {
