@@ -86,8 +86,11 @@ class AgentJob {
   /** Each input as the NeuroCAAS guide names it: its key when it is in the analysis bucket, else its URL. */
   private inputPaths: string[] = [];
   private readonly configPath: string;
-  /** $CAAS_JOB, once staged (a spec written by hand may come without one). */
-  private jobDocumentPath: string | undefined;
+  /**
+   * $CAAS_JOB, once staged (a spec written by hand may come without one), and the document as read
+   * then: read once, before the analysis runs in the folder that holds the file.
+   */
+  private jobDocument: { path: string; job: JobDocument } | undefined;
   private readonly logs: { stdout: CappedLog; stderr: CappedLog };
   private readonly beats: Repeating;
   private readonly liveLogs: Repeating;
@@ -246,7 +249,7 @@ class AgentJob {
         // NeuroCAAS's checkout folder, where its scripts keep scratch files: here a writable folder of this job.
         neurocaasrootdir: this.dirs.work,
         CAAS_WORK_DIR: this.dirs.work,
-        ...(this.jobDocumentPath ? { CAAS_JOB: this.jobDocumentPath } : {}),
+        ...(this.jobDocument ? { CAAS_JOB: this.jobDocument.path } : {}),
         CAAS_INPUT_DIR: this.dirs.input,
         CAAS_INPUT: staged[0] ?? this.dirs.input,
         CAAS_CONFIG: this.configPath,
@@ -257,11 +260,10 @@ class AgentJob {
   }
 
   /** A folder input's listing from the job document: the objects the identity holds, by URL. */
-  private async folderListing(url: string): Promise<Map<string, { etag: string; size: number }>> {
-    if (!this.jobDocumentPath)
+  private folderListing(url: string): Map<string, { etag: string; size: number }> {
+    if (!this.jobDocument)
       throw new Error(`input folder ${url}: its listing is in the job document ${this.keys.jobDocument}, which is missing`);
-    const job = JSON.parse(await readFile(this.jobDocumentPath, 'utf8')) as JobDocument;
-    const files = job.folder_listings?.[url];
+    const files = this.jobDocument.job.folder_listings?.[url];
     if (!files) throw new Error(`input folder ${url}: the job document ${this.keys.jobDocument} holds no listing of it`);
     return new Map(files.map((file) => [file.url, { etag: file.etag, size: file.size }]));
   }
@@ -274,7 +276,7 @@ class AgentJob {
     const jobDocument = path.join(this.workDir, 'job.json');
     try {
       await this.store.getToFile(spec.bucket, this.keys.jobDocument, jobDocument);
-      this.jobDocumentPath = jobDocument;
+      this.jobDocument = { path: jobDocument, job: JSON.parse(await readFile(jobDocument, 'utf8')) as JobDocument };
     } catch (error) {
       if ((error as { code?: string }).code !== 'NoSuchKey') throw error;
       await this.note(`no job document at ${this.keys.jobDocument}: the analysis runs without CAAS_JOB`);
@@ -294,7 +296,7 @@ class AgentJob {
       staged.push(folder);
       // What the folder held when the job was prepared is in the identity: exactly that is staged.
       const listed = (spec.listed_folders ?? []).includes(url);
-      const listing = listed ? await this.folderListing(url) : new Map<string, { etag: string; size: number }>();
+      const listing = listed ? this.folderListing(url) : new Map<string, { etag: string; size: number }>();
       const expected = new Set(listing.keys());
       for await (const object of source.list(bucket, key)) {
         const file = url + object.key.slice(key.length);
@@ -381,9 +383,9 @@ class AgentJob {
    * document and the outputs file. Written before end.txt, like everything of the job folder.
    */
   private async writeProcessingDocument(finishedAt: string): Promise<void> {
-    if (!this.jobDocumentPath) return;
+    if (!this.jobDocument) return;
     const { spec, keys } = this;
-    const job = JSON.parse(await readFile(this.jobDocumentPath, 'utf8')) as JobDocument;
+    const { job } = this.jobDocument;
     let outputParameters: Record<string, unknown> | null = null;
     if (job.outputs_file) {
       const text = await getText(this.store, spec.bucket, keys.process + job.outputs_file).catch(() => undefined);
