@@ -9,6 +9,7 @@ import { MetadataRecord } from '../models/record.ts';
 import { AGENT_PROGRAM } from '../wrapper/agent-program.ts';
 import { executeJob } from '../wrapper/execute.ts';
 import type { PlanEntry } from '../wrapper/gate.ts';
+import { enterGroup } from '../wrapper/group-budget.ts';
 import { JobPreparer } from '../wrapper/prepare.ts';
 import { runBatch } from '../wrapper/run.ts';
 import { handleS3Event } from '../wrapper/s3-event-handler.ts';
@@ -48,6 +49,12 @@ describe('user groups: who may run, how many at once, and how much they may spen
     base = scratchDir('group-budget');
     repo = new AnalysisRepo(base, []);
     repo.addScriptAnalysis('budgeted', SECOND, { instance_type: 't3.micro', prices: { 't3.micro': 36 }, groups: GROUPS });
+    // A job here can cost $6 at most (10 minutes at $36 an hour), so the $5 cap admits one at a time.
+    repo.addScriptAnalysis('one-fits', SECOND, {
+      instance_type: 't3.micro',
+      prices: { 't3.micro': 36 },
+      groups: [{ name: 'lab', budget: { usd: 5, period: 'month' } }],
+    });
     data = path.join(base, 'data', 'session.json');
     mkdirSync(path.dirname(data), { recursive: true });
     writeFileSync(data, '{}\n');
@@ -230,6 +237,39 @@ describe('user groups: who may run, how many at once, and how much they may spen
     } finally {
       await launcher.close();
       await store.close();
+      await db.close();
+    }
+  });
+
+  it('two jobs let into a group at the same moment, where its budget fits one: one starts, the other is refused with the first counted, every time', async () => {
+    const home = path.join(base, 'home-contention');
+    mkdirSync(home, { recursive: true });
+    const db = await openDatabase(`sqlite:${path.join(home, 'metadata.sqlite')}`, { home });
+    try {
+      const preparer = new JobPreparer({ storeScheme: 'file', allowDirty: false, roots: [repo.dir] });
+      const jobs = [];
+      for (const id of ['first', 'second']) {
+        const prepared = await preparer.prepare({
+          where: id,
+          value: JSON.parse(mockJob(id, { mode: id }, data, { analysis: 'one-fits', group: 'lab' })),
+        });
+        if (!prepared.ok) throw new Error(prepared.reason);
+        jobs.push(prepared.job);
+      }
+      for (let round = 0; round < 10; round++) {
+        const admissions = await Promise.all(
+          jobs.map((job, i) => enterGroup(job, { db, owner: { host: 'here', pid: i, run: `round-${round}-${i}` }, leaseMs: 6000 })),
+        );
+
+        expect(admissions.filter((a) => a.admitted)).toHaveLength(1);
+        const refused = admissions.find((a) => !a.admitted);
+        expect(refused?.admitted === false && refused.reason).toMatch(
+          /^budget of group "lab" of one-fits reached: \$0\.00 spent this month \(since .*\) and up to \$6\.00 for 1 running job\(s\), cap \$5\.00 per month/,
+        );
+        for (const admission of admissions) if (admission.admitted) await admission.leave();
+        expect(await db.liveSlots('one-fits', 'lab')).toEqual([]);
+      }
+    } finally {
       await db.close();
     }
   });

@@ -524,6 +524,34 @@ function conformance(backend: Backend): void {
         expect((await db.liveSlots('mock-wait', 'lab', soon)).map((s) => s._id)).toEqual([slot._id]);
       });
 
+      it("a slot held for its job's machine stays held after its runner's lease lapsed: another job cannot take it, the same job taken over takes it with it", async () => {
+        const identity = recordDraft({ seed: 'slot-machine' })._id;
+        const slot = (await db.takeSlot(slotRequest(alice, { limit: 1, identity })))!;
+        const machineGone = new Date(Date.now() + 10 * LEASE);
+        expect(await db.renewSlot(slot._id, alice, LEASE, machineGone)).toBe(true);
+        const runnerDead = new Date(Date.now() + 2 * LEASE);
+
+        expect((await db.liveSlots('mock-wait', 'lab', runnerDead)).map((s) => s._id)).toEqual([slot._id]);
+        expect(await db.takeSlot(slotRequest(bob, { limit: 1, now: runnerDead })), 'another job waits for the machine').toBeUndefined();
+        expect(await db.takeSlot(slotRequest(bob, { limit: 1, identity })), 'not while its runner is alive').toBeUndefined();
+
+        const adopted = await db.takeSlot(slotRequest(carol, { limit: 1, identity, now: runnerDead }));
+        expect(adopted).toMatchObject({ _id: slot._id, n: 0, owner: carol, taken: slot.taken, machine_until: machineGone.toISOString() });
+        expect(await db.takeSlot(slotRequest(bob, { limit: 1, identity, now: runnerDead })), 'taken over once').toBeUndefined();
+        expect(await db.releaseSlot(slot._id, alice)).toBe(false);
+        expect(await db.releaseSlot(slot._id, carol)).toBe(true);
+        expect(await db.takeSlot(slotRequest(bob, { limit: 1, now: runnerDead }))).toMatchObject({ n: 0, owner: bob });
+      });
+
+      it('a slot whose machine hold and lease both passed is free for any job', async () => {
+        const slot = (await db.takeSlot(slotRequest(alice, { limit: 1 })))!;
+        expect(await db.renewSlot(slot._id, alice, LEASE, new Date(Date.now() + 3 * LEASE))).toBe(true);
+        const machineGone = new Date(Date.now() + 4 * LEASE);
+
+        expect(await db.liveSlots('mock-wait', 'lab', machineGone)).toEqual([]);
+        expect(await db.takeSlot(slotRequest(bob, { limit: 1, now: machineGone }))).toMatchObject({ _id: slot._id, owner: bob });
+      });
+
       it('without an instance_limit every job gets a slot of its own, the lowest number free', async () => {
         const slots = [];
         for (let i = 0; i < 5; i++) slots.push(await db.takeSlot(slotRequest(owner(`free-${i}`), { limit: undefined })));

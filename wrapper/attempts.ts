@@ -1,4 +1,4 @@
-import type { Attempt, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
+import type { Attempt, AttemptCost, JobLocation, MetadataRecord, Owner } from '../models/record.ts';
 
 /**
  * How a record's attempts change when a runner takes a job over whose runner died. One attempt is
@@ -58,4 +58,13 @@ export function lapsedAttempt(record: MetadataRecord, claimed: number): Attempt 
   // Records written before attempts carried `lapsed` say so only in the reason.
   if (!previous?.results || !(previous.lapsed || previous.reason?.startsWith('lease expired'))) return undefined;
   return previous;
+}
+
+/**
+ * A dead attempt is charged to its group's budget like a recorded one: it ran on a machine nobody
+ * recorded, so its cost is what it could have cost up to when it was found dead (at most its max
+ * runtime). An attempt that already has a cost keeps it.
+ */
+export function chargeDeadAttempt(record: MetadataRecord, dead: number, cost: AttemptCost): MetadataRecord {
+  return { ...record, attempts: record.attempts.map((a): Attempt => (a.n === dead && !a.cost ? { ...a, cost } : a)) };
 }

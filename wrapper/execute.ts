@@ -6,11 +6,11 @@ import { type ObjectStore, objectUrl, type StoreSettings, settingsWithUrl } from
 import { AgentSpec } from '../models/agent-spec.ts';
 import { type JobKeys, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
 import type { JobDocument } from '../models/job-document.ts';
-import type { Attempt, JobLocation, MetadataRecord, Owner, Submitter } from '../models/record.ts';
+import type { Attempt, AttemptCost, JobLocation, MetadataRecord, Owner, Submitter } from '../models/record.ts';
 import { aindProcessingOf } from './aind-processing.ts';
-import { adoptAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from './attempts.ts';
+import { adoptAttempt, chargeDeadAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from './attempts.ts';
 import { CAAS_VERSION } from './caas-version.ts';
-import { attemptCost, enterGroup } from './group-budget.ts';
+import { attemptCost, enterGroup, type HoldMachine } from './group-budget.ts';
 import { sha256Hex } from './identity.ts';
 import { type EarlierAttempt, followAttempt, lookAtLapsedAttempt, readHeartbeat } from './liveness.ts';
 import { folderUrl, type PreparedJob } from './prepare.ts';
@@ -21,6 +21,8 @@ const ADOPTED_ELSEWHERE = 'this runner stopped renewing its lease in time and an
 
 /** setTimeout's longest delay (about 24.8 days); a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How long a machine may take from its launch to its agent's start (boot, image pull): its hard stop counts from there. */
+const MACHINE_BOOT_S = 10 * 60;
 
 /** How often an agent rewrites its status file (its heartbeat) unless told otherwise. */
 export const DEFAULT_STATUS_INTERVAL_MS = 2000;
@@ -100,7 +102,7 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
   const admission = await enterGroup(job, ctx);
   if (!admission.admitted) return { where: job.where, identity: job.identity, outcome: 'refused', reason: admission.reason };
   try {
-    return await claimAndRun(job, ctx, placement);
+    return await claimAndRun(job, ctx, placement, admission.holdMachine);
   } finally {
     await admission.leave();
   }
@@ -113,7 +115,12 @@ export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placemen
  * agent, renew the lease while it runs, verify the job folder, then record the outcome. The record
  * says succeeded only after verifyJob said so.
  */
-async function claimAndRun(job: PreparedJob, ctx: ExecuteContext, placement?: JobPlacement): Promise<JobResult> {
+async function claimAndRun(
+  job: PreparedJob,
+  ctx: ExecuteContext,
+  placement: JobPlacement | undefined,
+  holdMachine: HoldMachine,
+): Promise<JobResult> {
   const started = new Date();
   const place = placeOf(job, ctx.store, placement?.timestamp ?? jobTimestamp(started, job.identity));
   const base = { where: job.where, identity: job.identity };
@@ -143,7 +150,7 @@ async function claimAndRun(job: PreparedJob, ctx: ExecuteContext, placement?: Jo
         attempt,
       );
     }
-    return await superviseAttempt(job, ctx, { place, attempt, started, placement, lease, recorder });
+    return await superviseAttempt(job, ctx, { place, attempt, started, placement, lease, recorder, holdMachine });
   } catch (error) {
     const reason = `caas could not run the job: ${(error as Error).message}`;
     return await recorder.record({ ...emptyVerification(), reason }, place.location, null, attempt);
@@ -213,17 +220,36 @@ async function settleEarlierAttempt(
 async function superviseAttempt(
   job: PreparedJob,
   ctx: ExecuteContext,
-  run: { place: Place; attempt: number; started: Date; placement?: JobPlacement; lease: LeaseRenewal; recorder: Recorder },
+  run: {
+    place: Place;
+    attempt: number;
+    started: Date;
+    placement?: JobPlacement;
+    lease: LeaseRenewal;
+    recorder: Recorder;
+    holdMachine: HoldMachine;
+  },
 ): Promise<JobResult> {
   const { place, attempt, lease, recorder } = run;
+  const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
+  // The group's slot is held until the machine must be gone, so a runner that dies from here on
+  // does not free a place while its machine still runs. Before the launch that is two max runtimes
+  // away (a launcher may first wait up to one for its deploy_limit); once launched, and again once
+  // started (a queued Batch job), one max runtime and the machine's boot from then.
+  const machineGone = () => new Date(Date.now() + (maxRuntimeS + MACHINE_BOOT_S) * 1000);
+  await run.holdMachine(new Date(Date.now() + (2 * maxRuntimeS + MACHINE_BOOT_S) * 1000));
   const launched = await launchAttempt(job, ctx, place, attempt, run.started, run.placement);
+  await run.holdMachine(machineGone());
+  launched.running?.then(
+    () => run.holdMachine(machineGone()),
+    () => {},
+  );
   const lost = lease.lost.then(() => claimLost(ctx, job.identity, attempt));
   const interrupt = () => void launched.cancel(`runner interrupted (${String(ctx.signal?.reason ?? 'stop')})`);
   if (ctx.signal?.aborted) interrupt();
   ctx.signal?.addEventListener('abort', interrupt, { once: true });
   // The wrapper's own deadline, a minute after the agent's, catches machines that never report. It
   // runs from the machine's start: time in a queue (AWS Batch) is not the analysis' runtime.
-  const maxRuntimeS = job.analysis.blueprint.max_runtime_minutes * 60;
   let deadline: NodeJS.Timeout | undefined;
   let done = false;
   const arm = () => {
@@ -285,7 +311,8 @@ async function takeOver(
   }
   if (liveness.state === 'dead') {
     // Decided: the claim's attempt runs. Until now it was `claimed`, so a waking runner waited.
-    if (!(await ctx.db.update(job.identity, ctx.owner, (r) => startAttempt(r, claimed)))) return taken();
+    const charged = (r: MetadataRecord) => chargeDeadAttempt(r, lapsed.n, deadAttemptCost(job, lapsed));
+    if (!(await ctx.db.update(job.identity, ctx.owner, (r) => startAttempt(charged(r), claimed)))) return taken();
     return { attempt: claimed };
   }
 
@@ -328,9 +355,18 @@ async function takeOver(
   }
   // The adopted agent died too: its attempt is closed and a new one starts here.
   const why = `adopted, then its agent stopped: ${followed.state === 'dead' ? followed.why : followed.state}`;
-  if (!(await ctx.db.update(job.identity, ctx.owner, (r) => replaceDeadAttempt(r, lapsed.n, why, ctx.owner, fresh.location))))
+  const charged = (r: MetadataRecord) => chargeDeadAttempt(r, lapsed.n, deadAttemptCost(job, lapsed));
+  if (!(await ctx.db.update(job.identity, ctx.owner, (r) => replaceDeadAttempt(charged(r), lapsed.n, why, ctx.owner, fresh.location))))
     return taken();
   return { attempt: lapsed.n + 1 };
+}
+
+/** What a dead, unrecorded attempt is charged: its instance from its start until now, at most its max runtime and boot. */
+function deadAttemptCost(job: PreparedJob, dead: Attempt): AttemptCost {
+  const { blueprint } = job.analysis;
+  const longest = Date.parse(dead.started) + (blueprint.max_runtime_minutes * 60 + MACHINE_BOOT_S) * 1000;
+  const until = new Date(Math.min(Date.now(), longest)).toISOString();
+  return attemptCost(blueprint, job.input.instance_type ?? blueprint.instance_type, dead.started, until);
 }
 
 /** Follows an adopted attempt until it ends, or until this runner is told to stop or loses the job in turn. */

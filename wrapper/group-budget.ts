@@ -89,12 +89,12 @@ export async function groupUsage(db: MetadataStore, analysis: string, group: Blu
 
 /**
  * Why the group may start no job now, if it may not: its spend in the period plus the worst case of
- * its running jobs (other than `own`, the slot of the job asking) has reached the cap. A job starts
- * while the group is under its cap, so the cap is passed by at most one job's own cost.
+ * its running jobs (those `counts` keeps: not the asking job's own slot) has reached the cap. A job
+ * starts while the group is under its cap, so the cap is passed by at most one job's own cost.
  */
-export function budgetRefusal(usage: GroupUsage, own?: string): string | undefined {
+export function budgetRefusal(usage: GroupUsage, counts: (slot: GroupSlot) => boolean = () => true): string | undefined {
   if (usage.capUsd === undefined || usage.period === undefined) return undefined;
-  const others = usage.slots.filter((slot) => slot._id !== own);
+  const others = usage.slots.filter(counts);
   const running = others.reduce((sum, slot) => sum + slot.worst_usd, 0);
   if (usage.spentUsd + running < usage.capUsd) return undefined;
   const where = describePeriod(usage.period, usage.since);
@@ -124,10 +124,15 @@ export interface GroupGate {
   note?: (line: string) => void;
 }
 
-/** A job that may start, holding its group's slot (none for a group without limit or budget) until `leave`. */
-export type GroupAdmission = { admitted: true; slot?: GroupSlot; leave(): Promise<void> } | { admitted: false; reason: string };
+/** Keeps the job's slot held until `until`, when its machine must be gone, whatever becomes of the runner (best effort). */
+export type HoldMachine = (until: Date) => Promise<void>;
 
-const OPEN: GroupAdmission = { admitted: true, leave: async () => {} };
+/** A job that may start, holding its group's slot (none for a group without limit or budget) until `leave`. */
+export type GroupAdmission =
+  | { admitted: true; slot?: GroupSlot; leave(): Promise<void>; holdMachine: HoldMachine }
+  | { admitted: false; reason: string };
+
+const OPEN: GroupAdmission = { admitted: true, leave: async () => {}, holdMachine: async () => {} };
 
 /** When each group's wait was last announced, so a batch waiting on one limit prints a note now and then, not per job. */
 const announced = new Map<string, number>();
@@ -139,7 +144,8 @@ const ANNOUNCE_EVERY_MS = 30_000;
  * waiting while all instance_limit of them are held (up to `slotWaitMs`, then refused naming the
  * limit). The budget is checked again once the slot is held: runners that take slots at the same
  * moment each see the other's there, so together they cannot pass a cap one of them alone would
- * respect. Groups with neither limit nor budget take no slot.
+ * respect; a job refused only because of contenders that came after it gives way and tries again,
+ * so they do not all refuse when one of them fits. Groups with neither limit nor budget take no slot.
  */
 export async function enterGroup(job: PreparedJob, gate: GroupGate): Promise<GroupAdmission> {
   const { name: analysis, blueprint } = job.analysis;
@@ -151,9 +157,11 @@ export async function enterGroup(job: PreparedJob, gate: GroupGate): Promise<Gro
   const waitMs = gate.slotWaitMs ?? blueprint.max_runtime_minutes * 60_000;
   const giveUp = Date.now() + waitMs;
   const pollMs = Math.min(2000, Math.max(100, gate.leaseMs / 10));
+  let yielded = 0;
   for (;;) {
-    // The budget first: a group over its cap is refused at once, not after a wait for a slot.
-    const over = budgetRefusal(await groupUsage(gate.db, analysis, group));
+    // The budget first: a group over its cap is refused at once, not after a wait for a slot. The
+    // job's own slot (kept by a machine whose runner died) is the job itself, not another one.
+    const over = budgetRefusal(await groupUsage(gate.db, analysis, group), (slot) => slot.identity !== job.identity);
     if (over) return { admitted: false, reason: over };
     const slot = await gate.db.takeSlot({
       analysis,
@@ -166,16 +174,31 @@ export async function enterGroup(job: PreparedJob, gate: GroupGate): Promise<Gro
       instanceType,
     });
     if (slot) {
-      let still: string | undefined;
+      let usage: GroupUsage;
       try {
-        still = budgetRefusal(await groupUsage(gate.db, analysis, group), slot._id);
+        usage = await groupUsage(gate.db, analysis, group);
       } catch (error) {
         // A slot this runner cannot use goes back now, not one lease later.
         await gate.db.releaseSlot(slot._id, gate.owner).catch(() => {});
         throw error;
       }
-      if (!still) return { admitted: true, slot, leave: keepSlot(gate, slot) };
+      const still = budgetRefusal(usage, (other) => other._id !== slot._id);
+      if (!still) {
+        return {
+          admitted: true,
+          slot,
+          leave: keepSlot(gate, slot),
+          holdMachine: (until) => gate.db.renewSlot(slot._id, gate.owner, gate.leaseMs, until).then(noop, noop),
+        };
+      }
       await gate.db.releaseSlot(slot._id, gate.owner).catch(() => {});
+      // Over the cap only with jobs that took their slots after this one: they give way as this
+      // one does, so after a random pause one of the contenders finds the others gone and starts.
+      if (yielded < CONTENTION_RETRIES && !budgetRefusal(usage, (other) => slotPrecedes(other, slot))) {
+        yielded++;
+        await sleep(20 + Math.random() * 30 * 2 ** yielded, undefined, { signal: gate.signal }).catch(() => {});
+        continue;
+      }
       return { admitted: false, reason: still };
     }
     if (group.instance_limit !== undefined) {
@@ -195,6 +218,16 @@ export async function enterGroup(job: PreparedJob, gate: GroupGate): Promise<Gro
     }).catch(() => {});
   }
 }
+
+/** How often a job gives way to jobs admitted at the same moment before it is refused with them counted. */
+const CONTENTION_RETRIES = 5;
+
+/** Whether slot `a` was taken before `b` (by time, then by id): the order in which contenders yield. */
+function slotPrecedes(a: GroupSlot, b: GroupSlot): boolean {
+  return a._id !== b._id && (a.taken < b.taken || (a.taken === b.taken && a._id < b._id));
+}
+
+function noop(): void {}
 
 function announce(gate: GroupGate, key: string, line: string): void {
   const last = announced.get(key) ?? 0;

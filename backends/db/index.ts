@@ -48,6 +48,8 @@ export interface SlotRequest {
   /** The job's worst-case cost, which the slot holds against the group's budget while it runs. */
   worstUsd: number;
   instanceType: string;
+  /** Until when the job's machine may run, whatever becomes of the runner: the slot stays held that long. */
+  machineUntil?: Date;
   now?: Date;
 }
 
@@ -88,13 +90,17 @@ export interface MetadataStore {
   /** Records matching a MongoDB filter. */
   find(filter: Filter, options?: QueryOptions): AsyncIterable<MetadataRecord>;
   /**
-   * Takes a slot of a user group, atomically across runners: the lowest-numbered one that is free
-   * or whose lease lapsed (an insert-if-absent on its `_id`, or a takeover of exactly the lapsed
+   * Takes a slot of a user group, atomically across runners: the job's own slot when its runner's
+   * lease lapsed (`orphanedSlotOf`: a job taken over keeps its place), else the lowest-numbered one
+   * that is free or no longer held (an insert-if-absent on its `_id`, or a takeover of exactly the
    * slot that was read). Undefined when all `limit` slots are held.
    */
   takeSlot(request: SlotRequest): Promise<GroupSlot | undefined>;
-  /** Extends a slot's lease while the owner still holds it; false when it lapsed and was taken, or was given back. */
-  renewSlot(id: string, owner: Owner, leaseMs: number): Promise<boolean>;
+  /**
+   * Extends a slot's lease while the owner still holds it, and sets its machine hold when given;
+   * false when it lapsed and was taken, or was given back.
+   */
+  renewSlot(id: string, owner: Owner, leaseMs: number, machineUntil?: Date): Promise<boolean>;
   /** Gives a slot back; false when the owner did not hold it (any more). */
   releaseSlot(id: string, owner: Owner): Promise<boolean>;
   /** The group's slots whose lease is live at `now`, by number. */
@@ -280,11 +286,28 @@ export function takenSlot(request: SlotRequest, n: number, now: Date): GroupSlot
     expires: new Date(now.getTime() + request.leaseMs).toISOString(),
     worst_usd: request.worstUsd,
     instance_type: request.instanceType,
+    ...(request.machineUntil ? { machine_until: request.machineUntil.toISOString() } : {}),
   };
 }
 
+/** Whether a slot is held at `now`: by its runner's lease, or by a machine that may still run its job. */
 export function slotLive(slot: GroupSlot, now: Date): boolean {
-  return Date.parse(slot.expires) > now.getTime();
+  return Date.parse(slot.expires) > now.getTime() || (slot.machine_until !== undefined && Date.parse(slot.machine_until) > now.getTime());
+}
+
+/**
+ * The slot a job that is taken over takes with it: its own slot whose runner's lease lapsed (its
+ * machine may still be held there). Another live runner's slot for the same job is never taken: it
+ * may still be running the job, and the claim decides between them.
+ */
+export function orphanedSlotOf(slots: Iterable<GroupSlot>, request: SlotRequest, now: Date): GroupSlot | undefined {
+  for (const slot of slots) if (slot.identity === request.identity && Date.parse(slot.expires) <= now.getTime()) return slot;
+  return undefined;
+}
+
+/** The orphaned slot as its new runner holds it: same number, admission time and machine hold, a new owner and lease. */
+export function adoptedSlot(slot: GroupSlot, request: SlotRequest, now: Date): GroupSlot {
+  return { ...slot, owner: request.owner, expires: new Date(now.getTime() + request.leaseMs).toISOString() };
 }
 
 /** The slot numbers a request may take, lowest first: below its limit, or (without one) up to one past those held. */

@@ -3,6 +3,7 @@ import { checkFilter } from '../../models/filter.ts';
 import type { GroupSlot } from '../../models/group-slot.ts';
 import type { MetadataRecord, Owner } from '../../models/record.ts';
 import {
+  adoptedSlot,
   type CatalogReader,
   type ClaimOutcome,
   type ClaimRequest,
@@ -14,6 +15,7 @@ import {
   type Filter,
   type GroupSpend,
   InvalidFilterError,
+  orphanedSlotOf,
   type QueryOptions,
   type SlotRequest,
   slotLive,
@@ -251,6 +253,13 @@ export class MongoDatabase implements Database {
   async takeSlot(request: SlotRequest): Promise<GroupSlot | undefined> {
     const now = request.now ?? new Date();
     const held = new Map((await this.slots.find({ analysis: request.analysis, group: request.group }).toArray()).map((s) => [s.n, s]));
+    const orphaned = orphanedSlotOf(held.values(), request, now);
+    if (orphaned) {
+      // Exactly the lapsed slot that was read: another runner that took it over first changed its owner or lease.
+      const adopted = adoptedSlot(orphaned, request, now);
+      const replaced = await this.slots.replaceOne({ ...slotHeldBy(orphaned._id, orphaned.owner), expires: orphaned.expires }, adopted);
+      if (replaced.matchedCount === 1) return adopted;
+    }
     for (const n of slotNumbers(request, held.size)) {
       const slot = takenSlot(request, n, now);
       let seen = held.get(n);
@@ -277,9 +286,10 @@ export class MongoDatabase implements Database {
     }
   }
 
-  async renewSlot(id: string, owner: Owner, leaseMs: number): Promise<boolean> {
+  async renewSlot(id: string, owner: Owner, leaseMs: number, machineUntil?: Date): Promise<boolean> {
     const expires = new Date(Date.now() + leaseMs).toISOString();
-    return (await this.slots.updateOne(slotHeldBy(id, owner), { $set: { expires } })).matchedCount === 1;
+    const held = machineUntil ? { expires, machine_until: machineUntil.toISOString() } : { expires };
+    return (await this.slots.updateOne(slotHeldBy(id, owner), { $set: held })).matchedCount === 1;
   }
 
   async releaseSlot(id: string, owner: Owner): Promise<boolean> {

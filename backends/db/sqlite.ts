@@ -6,6 +6,7 @@ import { compileFilter } from '../../models/filter.ts';
 import type { GroupSlot } from '../../models/group-slot.ts';
 import type { MetadataRecord, Owner } from '../../models/record.ts';
 import {
+  adoptedSlot,
   type ClaimOutcome,
   type ClaimRequest,
   claimedRecord,
@@ -15,6 +16,7 @@ import {
   type DbOptions,
   type Filter,
   type GroupSpend,
+  orphanedSlotOf,
   type QueryOptions,
   type SlotRequest,
   sameOwner,
@@ -258,6 +260,12 @@ export class SqliteDatabase implements Database {
     return this.db
       .transaction((): GroupSlot | undefined => {
         const held = new Map(this.slotsOf(request.analysis, request.group).map((slot) => [slot.n, slot]));
+        const orphaned = orphanedSlotOf(held.values(), request, now);
+        if (orphaned) {
+          const adopted = adoptedSlot(orphaned, request, now);
+          this.db.prepare('UPDATE slots SET doc = ? WHERE id = ?').run(JSON.stringify(adopted), adopted._id);
+          return adopted;
+        }
         for (const n of slotNumbers(request, held.size)) {
           const seen = held.get(n);
           if (seen && slotLive(seen, now)) continue;
@@ -272,12 +280,16 @@ export class SqliteDatabase implements Database {
       .immediate();
   }
 
-  async renewSlot(id: string, owner: Owner, leaseMs: number): Promise<boolean> {
+  async renewSlot(id: string, owner: Owner, leaseMs: number, machineUntil?: Date): Promise<boolean> {
     return this.db
       .transaction(() => {
         const slot = this.slot(id);
         if (!slot || !sameOwner(slot.owner, owner)) return false;
-        const renewed = { ...slot, expires: new Date(Date.now() + leaseMs).toISOString() };
+        const renewed = {
+          ...slot,
+          expires: new Date(Date.now() + leaseMs).toISOString(),
+          ...(machineUntil ? { machine_until: machineUntil.toISOString() } : {}),
+        };
         this.db.prepare('UPDATE slots SET doc = ? WHERE id = ?').run(JSON.stringify(renewed), id);
         return true;
       })
