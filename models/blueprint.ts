@@ -26,7 +26,12 @@ export type AnalysisEnvironment = z.infer<typeof AnalysisEnvironment>;
 export const BlueprintGroup = z
   .object({
     name: z.string().min(1),
-    users: z.array(z.string()).optional().describe('who may submit in this group, where the submitter is known (absent: anyone)'),
+    users: z
+      .array(z.string())
+      .optional()
+      .describe(
+        'who may submit in this group, where the submitter is known (absent: anyone): names given with --user, IAM user ids (AIDA...), role ids (AROA..., every session of the role)',
+      ),
     instance_limit: z.number().int().positive().optional().describe("at most this many of the group's jobs run at once"),
     budget: z
       .object({

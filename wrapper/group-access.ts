@@ -1,4 +1,5 @@
 import type { Analysis } from '../models/analysis.ts';
+import type { Blueprint } from '../models/blueprint.ts';
 import type { Submitter } from '../models/record.ts';
 import type { Prepared } from './prepare.ts';
 
@@ -11,12 +12,40 @@ export function groupsRefusal(analysis: Described, group: string): string | unde
   return `group "${group}" may not use ${analysis.name}: the blueprint lists ${groups.join(', ')}`;
 }
 
+/** An assumed role's session as S3 reports it: "AWS:" (optional here), the role's unique id, ":", the session name. */
+const ROLE_SESSION = /^(?:AWS:)?(AROA[A-Z0-9]+):(.+)$/;
+
 /**
  * Whether a user is one of a group's `users`. An IAM principal as S3 reports it ("AWS:AIDA...")
- * matches the entry with or without its "AWS:" prefix.
+ * matches the entry with or without its "AWS:" prefix. A role's session ("AWS:AROA...:name") also
+ * matches the role's id alone: the session name is chosen by whoever assumes the role, so the role
+ * is what can be trusted, and listing it admits every session of it.
  */
 export function listedUser(users: readonly string[], user: string): boolean {
-  return users.includes(user) || (user.startsWith('AWS:') && users.includes(user.slice(4)));
+  const bare = user.startsWith('AWS:') ? user.slice(4) : user;
+  if (users.includes(user) || users.includes(bare)) return true;
+  const role = ROLE_SESSION.exec(user)?.[1];
+  return role !== undefined && (users.includes(role) || users.includes(`AWS:${role}`));
+}
+
+/**
+ * The `users` entries that name a role's session ("AROA...:alice"): whoever may assume the role
+ * chooses the session name, so such an entry admits anyone who can assume the role and calls their
+ * session "alice", unless the role's trust policy pins session names (sts:RoleSessionName, or IAM
+ * Identity Center, which names sessions after its users). Said by `caas blueprint validate`.
+ */
+export function sessionNamedUsers(blueprint: Pick<Blueprint, 'groups'>): string[] {
+  const warnings: string[] = [];
+  blueprint.groups.forEach((group, g) => {
+    (group.users ?? []).forEach((user, u) => {
+      const role = ROLE_SESSION.exec(user)?.[1];
+      if (!role) return;
+      warnings.push(
+        `groups.${g}.users.${u}: "${user}" names a session of role ${role}; its session name is chosen by whoever assumes the role, so this admits anyone who may assume ${role}, unless its trust policy pins session names (sts:RoleSessionName, or IAM Identity Center). List "${role}" to admit the role's sessions openly`,
+      );
+    });
+  });
+  return warnings;
 }
 
 /**

@@ -4,9 +4,11 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { blueprintIssues } from '../../backends/compute/index.ts';
 import { parseJsonText } from '../../dispatcher/json-text.ts';
+import { Blueprint } from '../../models/blueprint.ts';
 import { CaasError } from '../../models/caas-error.ts';
 import { describeIssues } from '../../models/issues.ts';
 import { importNeuroCaasBlueprint } from '../../models/neurocaas-blueprint.ts';
+import { sessionNamedUsers } from '../../wrapper/group-access.ts';
 
 /** `caas blueprint import` could not turn the file into a caas blueprint, or not write it. */
 export class BlueprintImportRefused extends CaasError {}
@@ -40,6 +42,8 @@ Exit codes: 0 all valid, 2 some file is invalid (each problem is printed as file
     .action(async (files: string[]) => {
       for (const file of files) {
         const problems = await blueprintProblems(file);
+        if (problems.length === 0)
+          for (const warning of await blueprintWarnings(file)) process.stderr.write(`${file}: warning: ${warning}\n`);
         if (problems.length === 0) process.stdout.write(`${file}: ok\n`);
         for (const problem of problems) process.stderr.write(`${file}: ${problem}\n`);
         if (problems.length > 0) process.exitCode = 2;
@@ -145,4 +149,9 @@ export async function blueprintProblems(file: string): Promise<string[]> {
     return [`not JSON: ${(error as Error).message}`];
   }
   return blueprintIssues(data).map((issue) => describeIssues(new z.ZodError([issue])));
+}
+
+/** What a valid blueprint file says that may not mean what its author thinks (a role session named in `users`). */
+export async function blueprintWarnings(file: string): Promise<string[]> {
+  return sessionNamedUsers(Blueprint.parse(JSON.parse(await readFile(file, 'utf8'))));
 }

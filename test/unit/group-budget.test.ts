@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Blueprint } from '../../models/blueprint.ts';
-import { listedUser } from '../../wrapper/group-access.ts';
+import { listedUser, sessionNamedUsers } from '../../wrapper/group-access.ts';
 import { attemptCost, budgetRefusal, formatUsd, type GroupUsage, periodStart, worstCaseUsd } from '../../wrapper/group-budget.ts';
 
 describe('budget periods', () => {
@@ -87,5 +87,26 @@ describe("a group's users", () => {
     expect(listedUser(['AWS:AIDAALICE'], 'AWS:AIDAALICE')).toBe(true);
     expect(listedUser(['alice'], 'AWS:alice-not-a-principal')).toBe(false);
     expect(listedUser(['alice'], 'Alice')).toBe(false);
+  });
+
+  it("admit every session of a role listed by its id; a session's name alone admits nobody else's role", () => {
+    expect(listedUser(['AROALAB'], 'AWS:AROALAB:alice')).toBe(true);
+    expect(listedUser(['AWS:AROALAB'], 'AWS:AROALAB:whoever-assumed-it')).toBe(true);
+    expect(listedUser(['AROALAB:alice'], 'AWS:AROALAB:alice')).toBe(true);
+    expect(listedUser(['AROALAB:alice'], 'AWS:AROALAB:bob')).toBe(false);
+    expect(listedUser(['AROALAB:alice'], 'AWS:AROAOTHER:alice')).toBe(false);
+    expect(listedUser(['alice'], 'AWS:AROALAB:alice')).toBe(false);
+    expect(listedUser(['AROALAB'], 'AWS:AROALABX:alice')).toBe(false);
+  });
+
+  it('a role session named in users is warned about: its name is chosen by whoever assumes the role', () => {
+    const blueprint = Blueprint.parse({
+      bucket: 'lab-bucket',
+      ami: 'ami-0123456789abcdef0',
+      groups: [{ name: 'lab', users: ['alice', 'AIDAALICE', 'AROALAB', 'AWS:AROALAB:alice'] }],
+    });
+    const warnings = sessionNamedUsers(blueprint);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^groups\.0\.users\.3: "AWS:AROALAB:alice" names a session of role AROALAB; .* List "AROALAB" to admit/);
   });
 });
