@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -132,8 +132,16 @@ async function runUserData(script: string, label: string, env: Record<string, st
   return { code, output, poweredOff };
 }
 
+const PWNED = 'caas-pwned';
+
+/** Files called `name` anywhere under `dir`. */
+async function filesNamed(dir: string, name: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true });
+  return entries.filter((entry) => path.basename(entry) === name);
+}
+
 describe('EC2 UserData, executed', () => {
-  it('runs the agent under the bucket contract against S3, then powers off exactly once', async () => {
+  it('runs the agent under the bucket contract against S3, then powers off exactly once; a free-text timestamp full of shell syntax is only a folder name', async () => {
     const launcher = new Ec2Launcher({
       storeUrl: `s3://?endpoint=${s3.endpoint}`,
       // What caas run hands it: the store's environment, from an empty one (no credentials).
@@ -143,7 +151,8 @@ describe('EC2 UserData, executed', () => {
       instanceAnalysesDir: path.join(ROOT, 'analyses'),
     });
     try {
-      const job = request('20250101T000000000Z-cdcdcdcd', 10);
+      // What a NeuroCAAS client may send as a timestamp: nothing in it is ever run by a shell.
+      const job = request(`23:05:47 $(touch ${PWNED}) \`touch ${PWNED}\` ';touch ${PWNED};' "$HOME" \${IFS}`, 10);
       const { launched, script } = await launch(launcher, job);
       // The machine's own aws CLI reaches the same server; no credential is written into UserData.
       expect(script).toContain(`export AWS_ENDPOINT_URL_S3='${s3.endpoint}'`);
@@ -165,6 +174,9 @@ describe('EC2 UserData, executed', () => {
         instance: 'i-0001',
         heartbeat: { instance: INSTANCE_ID, interval_ms: 500 },
       });
+
+      expect(await filesNamed(scratch, PWNED)).toEqual([]);
+      expect(await filesNamed(path.join(ROOT, 'analyses'), PWNED)).toEqual([]);
 
       // The instance powered itself off; with end.txt in the bucket the launcher adds no reason of its own.
       instanceState = { InstanceId: 'i-0001', State: { Name: 'terminated' }, StateReason: { Message: 'Client.InstanceInitiatedShutdown' } };
