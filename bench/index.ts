@@ -14,6 +14,7 @@ import { benchDispatch } from './dispatch.ts';
 import { benchGate } from './gate.ts';
 import { benchIdentity } from './identity.ts';
 import { benchPerJob } from './per-job.ts';
+import { benchPlan } from './plan.ts';
 import { type BenchOptions, type BenchReport, formatNumber } from './report.ts';
 import { benchUpload } from './upload.ts';
 
@@ -22,6 +23,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>
   gate: benchGate,
   dispatch: benchDispatch,
   'per-job': benchPerJob,
+  plan: benchPlan,
   upload: benchUpload,
 };
 

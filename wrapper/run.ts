@@ -13,7 +13,8 @@ import { admitToGroup } from './group-access.ts';
 import { PlanBudgets } from './group-budget.ts';
 import { readJobEntries } from './job-source.ts';
 import { JobPreparer, type Prepared } from './prepare.ts';
-import { forEachAtMost } from './worker-pool.ts';
+import { RunList } from './run-list.ts';
+import { forEachOfAtMost } from './worker-pool.ts';
 
 export interface RunOptions {
   /** JSONL / JSON array file, folder of job files, or "-" for stdin. */
@@ -68,27 +69,27 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
   // Failures other runners record after this moment belong to this wave: the next run retries them.
   const plannedAt = new Date();
   const store = await openStore(options.storeUrl, { home: options.home, settings: options.storeSettings });
-  // Planning reads only; the DB is opened for writing once there is something to run, after the
-  // refusals below, so a refused or dry run leaves no file behind.
-  const planningDb = await openDatabase(options.dbUrl, { home: options.home, readOnly: true });
-  let plan: PlanEntry[];
+  // Only an executing run keeps its RUN jobs; a dry run's plan goes to the reporter, chunk by chunk, and is gone.
+  const runList = options.execute ? new RunList() : undefined;
   try {
-    plan = await planJobs(options, store, planningDb, reporter);
-  } finally {
-    await planningDb.close();
-  }
-  try {
+    // Planning reads only; the DB is opened for writing once there is something to run, after the
+    // refusals below, so a refused or dry run leaves no file behind.
+    const planningDb = await openDatabase(options.dbUrl, { home: options.home, readOnly: true });
+    let planned: PlannedBatch;
+    try {
+      planned = await planJobs(options, store, planningDb, reporter, runList);
+    } finally {
+      await planningDb.close();
+    }
     const summary: RunSummary = {
-      planned: { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0, REFUSED: 0 },
+      planned: planned.counts,
       results: { succeeded: 0, failed: 0, skipped: 0, running: 0, 'failed-elsewhere': 0, lost: 0, refused: 0 },
       exitCode: 0,
     };
-    for (const entry of plan) summary.planned[entry.action]++;
-    const toRun = plan.filter((e) => e.action === 'RUN');
-    checkDirtyAnalyses(plan, options, reporter);
-    if (options.execute && toRun.length > 0) {
+    checkDirtyAnalyses(planned.dirty, options, reporter);
+    if (runList && runList.size > 0) {
       await executePlan(
-        toRun,
+        runList,
         { ...options, plannedAt },
         store,
         (result) => {
@@ -101,6 +102,7 @@ export async function runBatch(options: RunOptions, reporter: RunReporter): Prom
     summary.exitCode = exitCodeOf(summary);
     return summary;
   } finally {
+    await runList?.close();
     await store.close();
   }
 }
@@ -116,19 +118,41 @@ function submitterOf(options: RunOptions): Submitter | undefined {
   return options.user ? { user: options.user, via: 'declared' } : undefined;
 }
 
-/** read → validate → group → identity → gate, one DB lookup per chunk of jobs; the reporter sees each chunk's plan. */
-async function planJobs(options: RunOptions, store: ObjectStore, db: MetadataStore, reporter: RunReporter): Promise<PlanEntry[]> {
+/** What planning keeps of a batch once its chunks went to the reporter: counts, and the analyses with uncommitted changes. */
+interface PlannedBatch {
+  counts: RunSummary['planned'];
+  /** Per analysis folder with uncommitted changes: the files, and how many of its jobs are to run. */
+  dirty: Map<string, { files: string[]; toRun: number }>;
+}
+
+/**
+ * read → validate → group → identity → gate, one DB lookup per chunk of jobs; the reporter sees each
+ * chunk's plan, and the RUN entries go to `runList` (when executing). Nothing else of a chunk is
+ * kept, so planning holds one chunk of prepared jobs (and the identities seen, for duplicates)
+ * however long the batch.
+ */
+async function planJobs(
+  options: RunOptions,
+  store: ObjectStore,
+  db: MetadataStore,
+  reporter: RunReporter,
+  runList: RunList | undefined,
+): Promise<PlannedBatch> {
   const inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
   const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, inputs, aindAnalysis: options.analysis });
   const budgets = new PlanBudgets(db, (message) => reporter.warn(message));
-  const plan: PlanEntry[] = [];
+  const planned: PlannedBatch = { counts: { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0, REFUSED: 0 }, dirty: new Map() };
   const seen = new Map<string, string>();
   let chunk: Prepared[] = [];
   const flush = async () => {
     const entries = await budgets.review(await planChunk(chunk, db, { force: options.forceReason !== undefined, seen }));
-    reporter.plan(entries);
-    plan.push(...entries);
     chunk = [];
+    reporter.plan(entries);
+    for (const entry of entries) {
+      planned.counts[entry.action]++;
+      tallyDirty(planned.dirty, entry);
+    }
+    await runList?.add(entries);
   };
   for await (const entry of readJobEntries(options.source, options.stdin as never)) {
     chunk.push(admitToGroup(await preparer.prepare(entry), submitterOf(options)));
@@ -136,7 +160,14 @@ async function planJobs(options: RunOptions, store: ObjectStore, db: MetadataSto
   }
   await flush();
   await inputs.close();
-  return plan;
+  return planned;
+}
+
+function tallyDirty(dirty: PlannedBatch['dirty'], entry: PlanEntry): void {
+  if (!entry.job?.code.dirtyFiles.length) return;
+  const seen = dirty.get(entry.job.analysis.dir) ?? { files: entry.job.code.dirtyFiles, toRun: 0 };
+  if (entry.action === 'RUN') seen.toRun++;
+  dirty.set(entry.job.analysis.dir, seen);
 }
 
 /**
@@ -144,14 +175,7 @@ async function planJobs(options: RunOptions, store: ObjectStore, db: MetadataSto
  * warning otherwise. Also when nothing is to run: a job planned as SKIP was matched against the
  * committed code, so changes not yet committed would otherwise go unnoticed ("all done").
  */
-function checkDirtyAnalyses(plan: readonly PlanEntry[], options: RunOptions, reporter: RunReporter): void {
-  const dirty = new Map<string, { files: string[]; toRun: number }>();
-  for (const entry of plan) {
-    if (!entry.job?.code.dirtyFiles.length) continue;
-    const seen = dirty.get(entry.job.analysis.dir) ?? { files: entry.job.code.dirtyFiles, toRun: 0 };
-    if (entry.action === 'RUN') seen.toRun++;
-    dirty.set(entry.job.analysis.dir, seen);
-  }
+function checkDirtyAnalyses(dirty: PlannedBatch['dirty'], options: RunOptions, reporter: RunReporter): void {
   for (const [dir, { files, toRun }] of dirty) {
     const message = `analysis folder ${dir} has uncommitted changes: ${files.join(', ')}`;
     if (options.allowDirty) {
@@ -172,7 +196,7 @@ function checkDirtyAnalyses(plan: readonly PlanEntry[], options: RunOptions, rep
 
 /** Runs the RUN jobs, `concurrency` at a time, each claimed, launched and recorded by executeJob. */
 async function executePlan(
-  toRun: readonly PlanEntry[],
+  toRun: RunList,
   options: RunOptions & { plannedAt: Date },
   store: ObjectStore,
   onResult: (result: JobResult) => void,
@@ -187,9 +211,9 @@ async function executePlan(
     agent: AGENT_PROGRAM,
   });
   const refusals = new Map<string, string>();
-  for (const { job } of toRun) {
-    const refused = launcher.refuse?.(job!.analysis.name, job!.analysis.blueprint);
-    if (refused) refusals.set(job!.analysis.name, refused);
+  for (const { analysis } of toRun.analyses.values()) {
+    const refused = launcher.refuse?.(analysis.name, analysis.blueprint);
+    if (refused) refusals.set(analysis.name, refused);
   }
   if (refusals.size > 0) {
     await launcher.close();
@@ -197,7 +221,7 @@ async function executePlan(
   }
   let db: MetadataStore | undefined;
   try {
-    await ensureBuckets(store, new Set(toRun.map((e) => e.job!.bucket)));
+    await ensureBuckets(store, toRun.buckets);
     db = await openDatabase(options.dbUrl, { home: options.home });
     const ctx: ExecuteContext = {
       db,
@@ -213,8 +237,8 @@ async function executePlan(
       submitter: submitterOf(options),
       note: (line) => reporter.warn(line),
     };
-    await forEachAtMost(
-      toRun,
+    await forEachOfAtMost(
+      toRun.entries(),
       options.concurrency,
       async (entry) => {
         reporter.started?.(entry);
