@@ -1,11 +1,11 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type ObjectStore, openStore } from '../backends/storage/index.ts';
 import { type S3rverHandle, s3Env, startS3rver } from '../fixtures/s3rver.ts';
 import { durableDbUrl, handler } from '../wrapper/s3-event-handler.ts';
 import { folderKeys } from '../wrapper/submission.ts';
-import { AnalysisRepo, mockJob, removeDir, runCli, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, durableScratchDir, mockJob, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 const BUCKET = 'mock-wait';
 const MISSING =
@@ -86,7 +86,9 @@ describe('an analysis bucket and the metadata DB in the cloud', () => {
       await store.createBucket(BUCKET);
       const key = 'demo/submissions/h1_submit.json';
       await store.put(BUCKET, key, JSON.stringify({ dataname: 'inputs/d1.json', configname: 'configs/missing.json', timestamp: 'h1' }));
-      const db = path.join(base, 'durable', 'metadata.sqlite');
+      const durable = durableScratchDir('event-handler-db');
+      onTestFinished(() => removeDir(durable));
+      const db = path.join(durable, 'metadata.sqlite');
       Object.assign(process.env, {
         CAAS_DB: `sqlite:${db}`,
         CAAS_STORE: 's3://',

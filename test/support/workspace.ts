@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,17 @@ export function scratchDir(label: string): string {
   const dir = path.join(ROOT, '.test-tmp', `${label}-${randomBytes(4).toString('hex')}`);
   mkdirSync(dir, { recursive: true });
   return dir;
+}
+
+/**
+ * A scratch folder outside /tmp and TMPDIR, for what must look durable (the S3 event handler refuses
+ * a database there): under the checkout, unless the checkout itself is in a temporary folder, then
+ * under /var/tmp.
+ */
+export function durableScratchDir(label: string): string {
+  const temporary = [...new Set(['/tmp', tmpdir()])].some((dir) => ROOT.startsWith(`${dir}${path.sep}`));
+  if (!temporary) return scratchDir(label);
+  return mkdtempSync(path.join('/var/tmp', `caas-${label}-`));
 }
 
 export function removeDir(dir: string): void {
