@@ -268,6 +268,7 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
   app.openapi(routes.analyses, async (c) => c.json({ analyses: await service.analyses() }, 200));
   app.openapi(routes.analysis, async (c) => c.json(await service.analysis(c.req.valid('param').name), 200));
 
+  app.openAPIRegistry.registerPath(routes.submit);
   // The body is read here, not by the route's validator: each job of an array is answered on its
   // own (an invalid one does not refuse the others), with the issues of the same models.
   app.post('/api/jobs', async (c) => {

@@ -2,7 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { analysisRoots, listAnalysisNames } from '../analyses/index.ts';
 import { runDispatch } from '../dispatcher/dispatch.ts';
+import { CaasError } from '../models/caas-error.ts';
 import type { DispatchBody, JobsAnswer } from '../models/service-api.ts';
 import { HttpError, type Service } from './service.ts';
 import type { Principal } from './tokens.ts';
@@ -26,6 +28,8 @@ export async function dispatchJobs(
 }> {
   const sources = [body.query, body.assets, body.prefix].filter((s) => s !== undefined).length;
   if (sources !== 1) throw new HttpError(400, 'give exactly one of query, assets or prefix');
+  if (!listAnalysisNames(analysisRoots()).includes(body.analysis))
+    throw new HttpError(404, `analysis "${body.analysis}": no such analysis`);
   if (body.prefix !== undefined && !body.prefix.startsWith(`${service.store.scheme}://`)) {
     throw new HttpError(400, `prefix: must be in the service's store (${service.store.scheme}://bucket/...)`);
   }
@@ -44,7 +48,9 @@ export async function dispatchJobs(
     let params: string | undefined;
     if (body.params !== undefined) {
       params = path.join(folder, 'params.json');
-      await writeFile(params, JSON.stringify(body.params));
+      // The body's params are analysis_parameters.json: one set for all jobs, or a list of sets (a grid).
+      const file = Array.isArray(body.params) ? { distributed_parameters: body.params } : { fixed_parameters: body.params };
+      await writeFile(params, JSON.stringify(file));
     }
     let text = '';
     const sink = new Writable({
@@ -73,7 +79,16 @@ export async function dispatchJobs(
         stdout: sink,
       },
       { warn: () => {} },
-    );
+    ).catch((error: unknown) => {
+      // The temporary files are the body's fields to the caller: name those, never this machine's paths.
+      if (error instanceof CaasError) {
+        const message = error.message
+          .replaceAll(path.join(folder, 'params.json'), 'params')
+          .replaceAll(path.join(folder, 'assets.csv'), 'assets');
+        throw new HttpError(400, message);
+      }
+      throw error;
+    });
     const values = text
       .split('\n')
       .filter(Boolean)
