@@ -15,6 +15,7 @@ import { benchGate } from './gate.ts';
 import { benchIdentity } from './identity.ts';
 import { benchPerJob } from './per-job.ts';
 import { type BenchOptions, type BenchReport, formatNumber } from './report.ts';
+import { benchServe } from './serve.ts';
 import { benchUpload } from './upload.ts';
 
 const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>> = {
@@ -23,6 +24,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>
   dispatch: benchDispatch,
   'per-job': benchPerJob,
   upload: benchUpload,
+  serve: benchServe,
 };
 
 const { values } = parseArgs({
