@@ -3,7 +3,7 @@
  * against a real listening `caas serve` on 127.0.0.1, beside the same work through the CLI (`caas
  * run` without --execute per job, `caas show` per look), which pays a process start each time.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startService } from '../server/listen.ts';
 import { TokenRing } from '../server/tokens.ts';
@@ -58,7 +58,11 @@ export async function benchServe(options: BenchOptions): Promise<BenchReport> {
     let planned = 0;
     const t0 = performance.now();
     await inParallel(lines, 8, async (line) => {
-      const response = await fetch(`${service.url}/api/jobs`, { method: 'POST', body: line, headers: { 'content-type': 'application/json' } });
+      const response = await fetch(`${service.url}/api/jobs`, {
+        method: 'POST',
+        body: line,
+        headers: { 'content-type': 'application/json' },
+      });
       const body = (await response.json()) as { jobs: { action: string }[] };
       if (response.status === 200 && body.jobs[0]?.action === 'RUN') planned++;
     });
@@ -66,13 +70,17 @@ export async function benchServe(options: BenchOptions): Promise<BenchReport> {
 
     // The same through the CLI: one `caas run` (dry run) per job, and one for the whole batch.
     const single = path.join(options.workDir, 'one.jsonl');
-    await (await import('node:fs/promises')).writeFile(single, `${lines[0]}\n`);
+    await writeFile(single, `${lines[0]}\n`);
     const cliOne: number[] = [];
     for (let i = 0; i < cliRuns; i++) cliOne.push((await runCaas(['--home', home, 'run', single], { env })).wallS);
     const batch = await runCaas(['--home', home, 'run', jobs, '--quiet'], { env });
 
     // GET /api/jobs/{id} of a recorded job, one look at a time, beside `caas show`.
-    const executed = await fetch(`${service.url}/api/jobs?execute=true`, { method: 'POST', body: lines[0], headers: { 'content-type': 'application/json' } });
+    const executed = await fetch(`${service.url}/api/jobs?execute=true`, {
+      method: 'POST',
+      body: lines[0],
+      headers: { 'content-type': 'application/json' },
+    });
     const identity = ((await executed.json()) as { jobs: { identity: string }[] }).jobs[0]!.identity;
     for (let i = 0; i < 600; i++) {
       const state = ((await (await fetch(`${service.url}/api/jobs/${identity}`)).json()) as { state: string }).state;
@@ -100,7 +108,12 @@ export async function benchServe(options: BenchOptions): Promise<BenchReport> {
       measurements: [
         { subject: 'POST /api/jobs dry run', value: apiPlansPerS, unit: 'plans/s', detail: '1 job per request, 8 in flight' },
         { subject: 'caas run (dry run), one process per job', value: cliPlansPerS, unit: 'plans/s', detail: `median of ${cliRuns}` },
-        { subject: `caas run (dry run), ${plans} jobs in one process`, value: plans / batch.wallS, unit: 'plans/s', detail: 'the batch way' },
+        {
+          subject: `caas run (dry run), ${plans} jobs in one process`,
+          value: plans / batch.wallS,
+          unit: 'plans/s',
+          detail: 'the batch way',
+        },
         { subject: 'GET /api/jobs/{id} p50', value: p50, unit: 'ms' },
         { subject: 'GET /api/jobs/{id} p99', value: p99, unit: 'ms' },
         { subject: 'caas show <id>', value: median(cliShow), unit: 'ms', detail: `median of ${cliRuns}, process start included` },
@@ -108,7 +121,11 @@ export async function benchServe(options: BenchOptions): Promise<BenchReport> {
       targets: [
         verify('every dry-run request planned RUN (200)', `${planned}/${plans}`, planned === plans),
         verify('every GET answered the recorded job (200)', `${ok}/${looks}`, ok === looks),
-        check('API dry-run plans >= 10x one CLI process per job', `${formatNumber(apiPlansPerS / cliPlansPerS)}x`, apiPlansPerS >= 10 * cliPlansPerS),
+        check(
+          'API dry-run plans >= 10x one CLI process per job',
+          `${formatNumber(apiPlansPerS / cliPlansPerS)}x`,
+          apiPlansPerS >= 10 * cliPlansPerS,
+        ),
         check('GET /api/jobs/{id} p99 <= 50 ms', `${formatNumber(p99)} ms`, p99 <= 50),
       ],
     };
