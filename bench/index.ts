@@ -16,6 +16,7 @@ import { benchIdentity } from './identity.ts';
 import { benchPerJob } from './per-job.ts';
 import { benchPlan } from './plan.ts';
 import { type BenchOptions, type BenchReport, formatNumber } from './report.ts';
+import { benchServe } from './serve.ts';
 import { benchUpload } from './upload.ts';
 
 const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>> = {
@@ -25,6 +26,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>
   'per-job': benchPerJob,
   plan: benchPlan,
   upload: benchUpload,
+  serve: benchServe,
 };
 
 const { values } = parseArgs({

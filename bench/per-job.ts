@@ -35,7 +35,7 @@ export default defineAnalysis({
 `;
 
 /** The analyses repository: a real git checkout, as the identity requires. */
-async function analysisRepo(dir: string): Promise<void> {
+export async function analysisRepo(dir: string): Promise<void> {
   await mkdir(path.join(dir, 'noop'), { recursive: true });
   await writeFile(path.join(dir, 'noop/index.ts'), NOOP_ANALYSIS);
   await writeFile(path.join(dir, 'package.json'), '{ "type": "module" }\n');
@@ -46,7 +46,7 @@ async function analysisRepo(dir: string): Promise<void> {
 }
 
 /** One small input file per job in the workspace's file store, listed with its etag and size. */
-async function jobFile(home: string, file: string, count: number, offset: number): Promise<void> {
+export async function jobFile(home: string, file: string, count: number, offset: number): Promise<void> {
   const lines: string[] = [];
   for (let i = offset; i < offset + count; i++) {
     const body = `input ${i}\n`;

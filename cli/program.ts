@@ -10,6 +10,7 @@ import { registerQuery } from './commands/query.ts';
 import { registerReap } from './commands/reap.ts';
 import { registerRun } from './commands/run.ts';
 import { registerSchema } from './commands/schema.ts';
+import { registerServe } from './commands/serve.ts';
 import { registerShow } from './commands/show.ts';
 import { registerSubmit } from './commands/submit.ts';
 import { registerWatch } from './commands/watch.ts';
@@ -49,5 +50,6 @@ Exit codes: 0 all good, 1 some jobs failed, 2 invalid input, 3 jobs refused by t
   registerQuery(program);
   registerShow(program);
   registerWhy(program);
+  registerServe(program);
   return program;
 }

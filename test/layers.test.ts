@@ -9,7 +9,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
  * caas's folders from the bottom up: a folder imports only folders below it (and itself), so data
  * and dependencies flow one way and a backend never reaches into the wrapper that drives it.
  */
-const LAYERS = ['models', 'analyses', 'backends', 'wrapper', 'dispatcher', 'library', 'cli'] as const;
+const LAYERS = ['models', 'analyses', 'backends', 'wrapper', 'dispatcher', 'library', 'server', 'cli'] as const;
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

@@ -8,14 +8,17 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type ClaimRequest, type Database, openDatabase, registerDatabase, type SlotRequest } from '../backends/db/index.ts';
 import { databaseName } from '../backends/db/mongo.ts';
 import { mongoUri, withDatabase } from '../fixtures/mongo.ts';
+import { queuedJob } from '../fixtures/queued-jobs.ts';
 import { concluded, finishedRecord, owner, recordDraft } from '../fixtures/records.ts';
 import { GroupSlot } from '../models/group-slot.ts';
+import { QueuedJob } from '../models/queued-job.ts';
 import { type Attempt, MetadataRecord, type Owner } from '../models/record.ts';
 import { TOY_PREFIX } from './support/toy-database.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const workerScript = path.join(repoRoot, 'test/support/claim-worker.ts');
 const slotWorkerScript = path.join(repoRoot, 'test/support/slot-worker.ts');
+const queueWorkerScript = path.join(repoRoot, 'test/support/queue-worker.ts');
 const LEASE = 60_000;
 
 /** A store under test: every call of freshUrl names a database nobody has used yet. */
@@ -450,6 +453,127 @@ function conformance(backend: Backend): void {
       db = await openDatabase(url, { home: backend.home });
       const records = await db.lookup(expected);
       expect([...records.values()].every((r) => r.attempts.length === 1 && r.status === 'running')).toBe(true);
+    });
+
+    describe('the service queue (caas serve)', () => {
+      it('a queued job is taken once, oldest first; a second take finds the next; none left is undefined', async () => {
+        const [older, newer] = [queuedJob(1), queuedJob(2)];
+        expect(await db.queue.enqueue(newer)).toEqual({ accepted: true, entry: newer });
+        expect((await db.queue.enqueue(older)).accepted).toBe(true);
+
+        const first = await db.queue.take(alice, LEASE);
+        const second = await db.queue.take(bob, LEASE);
+
+        expect(first?._id).toBe(older._id);
+        expect(QueuedJob.parse(first)).toMatchObject({ state: 'taken', tries: 1, taken: { owner: alice } });
+        expect(second?._id).toBe(newer._id);
+        expect(await db.queue.take(alice, LEASE)).toBeUndefined();
+      });
+
+      it('queueing a job again while it waits or runs changes nothing; once done it is queued again', async () => {
+        const job = queuedJob(3);
+        await db.queue.enqueue(job);
+        expect(await db.queue.enqueue({ ...job, where: 'again' })).toEqual({ accepted: false, entry: job });
+        await db.queue.take(alice, LEASE);
+        expect((await db.queue.enqueue(job)).entry.state).toBe('taken');
+
+        expect(await db.queue.settle(job._id, alice, { state: 'done', outcome: 'succeeded', reason: 'ok' })).toBe(true);
+        expect(await db.queue.queued(job._id)).toMatchObject({ state: 'done', outcome: 'succeeded', taken: null });
+        const again = await db.queue.enqueue({ ...job, where: 'later' });
+        expect(again.accepted).toBe(true);
+        expect(again.entry).toMatchObject({ state: 'queued', where: 'later', tries: 1 });
+      });
+
+      it('only the taker renews or settles; a lapsed lease is taken over and the old taker can do neither', async () => {
+        const job = queuedJob(4);
+        await db.queue.enqueue(job);
+        const now = new Date();
+        await db.queue.take(alice, 1000, new Date(now.getTime() - 5000));
+        expect(await db.queue.renewTaken(job._id, bob, LEASE)).toBeUndefined();
+        expect(await db.queue.settle(job._id, bob, { state: 'done', outcome: 'x', reason: 'x' })).toBe(false);
+
+        const taken = await db.queue.take(bob, LEASE, now);
+
+        expect(taken).toMatchObject({ _id: job._id, tries: 2, taken: { owner: bob } });
+        expect(await db.queue.renewTaken(job._id, alice, LEASE)).toBeUndefined();
+        expect(await db.queue.settle(job._id, alice, { state: 'done', outcome: 'x', reason: 'x' })).toBe(false);
+        expect((await db.queue.renewTaken(job._id, bob, LEASE))?.taken?.owner).toEqual(bob);
+      });
+
+      it('a job put back with not_before waits until then', async () => {
+        const job = queuedJob(5);
+        await db.queue.enqueue(job);
+        await db.queue.take(alice, LEASE);
+        const later = new Date(Date.now() + 60_000);
+        await db.queue.settle(job._id, alice, { state: 'queued', outcome: 'running', reason: 'running elsewhere', notBefore: later });
+        expect(await db.queue.take(bob, LEASE)).toBeUndefined();
+        expect((await db.queue.take(bob, LEASE, new Date(later.getTime() + 1)))?._id).toBe(job._id);
+      });
+
+      it('cancel: a queued job is cancelled and never taken; a taken one is marked for its taker; a done one is left', async () => {
+        const [waiting, running, done] = [queuedJob(6), queuedJob(7), queuedJob(8)];
+        await db.queue.enqueue(done);
+        await db.queue.take(bob, LEASE);
+        await db.queue.settle(done._id, bob, { state: 'done', outcome: 'succeeded', reason: 'ok' });
+        await db.queue.enqueue(running);
+        await db.queue.take(alice, LEASE);
+        await db.queue.enqueue(waiting);
+
+        expect((await db.queue.cancel(waiting._id, 'not needed'))?.state).toBe('cancelled');
+        expect(await db.queue.cancel(running._id, 'stop it')).toMatchObject({ state: 'taken', cancel: { reason: 'stop it' } });
+        expect(await db.queue.cancel(done._id, 'too late')).toBeUndefined();
+
+        expect((await db.queue.renewTaken(running._id, alice, LEASE))?.cancel?.reason).toBe('stop it');
+        expect(await db.queue.settle(running._id, alice, { state: 'cancelled', outcome: 'failed', reason: 'cancelled' })).toBe(true);
+        expect(await db.queue.cancel(running._id, 'again')).toBeUndefined();
+        expect(await db.queue.take(bob, LEASE)).toBeUndefined();
+        expect((await db.queue.queued(waiting._id))?.state).toBe('cancelled');
+      });
+
+      it('listQueued is newest first and per group; countWaiting counts queued and taken of one group', async () => {
+        await db.queue.enqueue(queuedJob(9));
+        await db.queue.enqueue(queuedJob(10));
+        await db.queue.enqueue(queuedJob(11, { group: 'other' }));
+        await db.queue.take(alice, LEASE);
+        expect((await db.queue.listQueued({ limit: 10 })).map((j) => j._id)).toEqual([
+          queuedJob(11)._id,
+          queuedJob(10)._id,
+          queuedJob(9)._id,
+        ]);
+        expect((await db.queue.listQueued({ group: 'lab', limit: 1 })).map((j) => j._id)).toEqual([queuedJob(10)._id]);
+        expect(await db.queue.countWaiting('mock-wait', 'lab')).toBe(2);
+        expect(await db.queue.countWaiting('mock-wait', 'other')).toBe(1);
+        expect(await db.queue.countWaiting('unit-filter', 'lab')).toBe(0);
+      });
+
+      it('a read-only open of a missing database has an empty queue', async () => {
+        const reader = await openDatabase(backend.freshUrl(), { home: backend.home, readOnly: true });
+        try {
+          expect(await reader.queue.queued(queuedJob(1)._id)).toBeUndefined();
+          expect(await reader.queue.listQueued({ limit: 5 })).toEqual([]);
+          expect(await reader.queue.countWaiting('mock-wait', 'lab')).toBe(0);
+        } finally {
+          await reader.close();
+        }
+      });
+
+      it('taking is atomic across processes: 4 servers taking from 40 queued jobs take each exactly once', async () => {
+        const jobs = Array.from({ length: 40 }, (_, i) => queuedJob(100 + i));
+        for (const job of jobs) await db.queue.enqueue(job);
+        await db.close();
+        const workers = Array.from({ length: 4 }, (_, i) =>
+          startScript([queueWorkerScript, url, backend.home, `server-${i}`, ...(backend.setup ? [backend.setup] : [])], `server-${i}`),
+        );
+        await Promise.all(workers.map((w) => w.ready));
+        for (const w of workers) w.go();
+
+        const took = (await Promise.all(workers.map((w) => w.won))).flat();
+
+        expect(took).toHaveLength(40);
+        expect(new Set(took)).toEqual(new Set(jobs.map((j) => j._id)));
+        db = await openDatabase(url, { home: backend.home });
+        expect((await db.queue.listQueued({ limit: 100 })).every((j) => j.state === 'taken' && j.tries === 1)).toBe(true);
+      });
     });
 
     describe('user group slots (instance_limit and budget)', () => {

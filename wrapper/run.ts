@@ -1,18 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { checkComputeName, openLauncher } from '../backends/compute/index.ts';
+import { checkComputeName, type Launcher, openLauncher } from '../backends/compute/index.ts';
 import { type MetadataStore, openDatabase } from '../backends/db/index.ts';
 import { ObjectLocator, type ObjectStore, openStore, type StoreSettings } from '../backends/storage/index.ts';
+import type { Analysis } from '../models/analysis.ts';
 import { CaasError } from '../models/caas-error.ts';
-import type { Submitter } from '../models/record.ts';
+import type { Owner, Submitter } from '../models/record.ts';
 import { AGENT_PROGRAM } from './agent-program.ts';
 import { provideAnalysisBucket } from './analysis-bucket.ts';
 import { type ExecuteContext, executeJob, type JobResult, leaseProblem } from './execute.ts';
 import { GATE_CHUNK, type PlanEntry, planChunk } from './gate.ts';
 import { admitToGroup } from './group-access.ts';
 import { PlanBudgets } from './group-budget.ts';
-import { readJobEntries } from './job-source.ts';
-import { JobPreparer, type Prepared } from './prepare.ts';
+import { type JobEntry, readJobEntries } from './job-source.ts';
+import { JobPreparer, type Prepared, type PreparedJob } from './prepare.ts';
 import { RunList } from './run-list.ts';
 import { forEachOfAtMost } from './worker-pool.ts';
 
@@ -114,7 +115,7 @@ function exitCodeOf(summary: RunSummary): RunSummary['exitCode'] {
   return summary.planned.REFUSED > 0 || summary.results.refused > 0 ? 3 : 0;
 }
 
-function submitterOf(options: RunOptions): Submitter | undefined {
+function submitterOf(options: Pick<RunOptions, 'user'>): Submitter | undefined {
   return options.user ? { user: options.user, via: 'declared' } : undefined;
 }
 
@@ -125,11 +126,13 @@ interface PlannedBatch {
   dirty: Map<string, { files: string[]; toRun: number }>;
 }
 
+/** What planning needs of the run's options. */
+export type PlanSettings = Pick<RunOptions, 'home' | 'storeSettings' | 'allowDirty' | 'analysis' | 'forceReason' | 'user'>;
+
 /**
- * read → validate → group → identity → gate, one DB lookup per chunk of jobs; the reporter sees each
- * chunk's plan, and the RUN entries go to `runList` (when executing). Nothing else of a chunk is
- * kept, so planning holds one chunk of prepared jobs (and the identities seen, for duplicates)
- * however long the batch.
+ * `caas run`'s plan: each chunk goes to the reporter, is counted, and its RUN entries go to `runList`
+ * (when executing). Nothing else of a chunk is kept, so planning holds one chunk of prepared jobs
+ * (and the identities seen, for duplicates) however long the batch.
  */
 async function planJobs(
   options: RunOptions,
@@ -138,29 +141,68 @@ async function planJobs(
   reporter: RunReporter,
   runList: RunList | undefined,
 ): Promise<PlannedBatch> {
-  const inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
-  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, inputs, aindAnalysis: options.analysis });
-  const budgets = new PlanBudgets(db, (message) => reporter.warn(message));
   const planned: PlannedBatch = { counts: { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0, REFUSED: 0 }, dirty: new Map() };
-  const seen = new Map<string, string>();
-  let chunk: Prepared[] = [];
-  const flush = async () => {
-    const entries = await budgets.review(await planChunk(chunk, db, { force: options.forceReason !== undefined, seen }));
-    chunk = [];
+  await planChunks(readJobEntries(options.source, options.stdin as never), options, store, db, reporter.warn, async (entries) => {
     reporter.plan(entries);
     for (const entry of entries) {
       planned.counts[entry.action]++;
       tallyDirty(planned.dirty, entry);
     }
     await runList?.add(entries);
-  };
-  for await (const entry of readJobEntries(options.source, options.stdin as never)) {
-    chunk.push(admitToGroup(await preparer.prepare(entry), submitterOf(options)));
-    if (chunk.length >= GATE_CHUNK) await flush();
-  }
-  await flush();
-  await inputs.close();
+  });
   return planned;
+}
+
+/**
+ * Plans a few job entries (a request body) and returns them all: `caas serve` plans through here,
+ * with the same chunks as `caas run`, so the two never disagree about a job.
+ */
+export async function planEntries(
+  entries: AsyncIterable<JobEntry> | Iterable<JobEntry>,
+  options: PlanSettings,
+  store: ObjectStore,
+  db: MetadataStore,
+  reporter: Pick<RunReporter, 'plan' | 'warn'>,
+): Promise<PlanEntry[]> {
+  const plan: PlanEntry[] = [];
+  await planChunks(entries, options, store, db, reporter.warn, (chunk) => {
+    reporter.plan(chunk);
+    plan.push(...chunk);
+  });
+  return plan;
+}
+
+/**
+ * read → validate → group → identity → gate, one DB lookup per chunk of jobs, then the groups'
+ * budgets; each chunk's entries go to `onChunk` and are not kept here.
+ */
+async function planChunks(
+  entries: AsyncIterable<JobEntry> | Iterable<JobEntry>,
+  options: PlanSettings,
+  store: ObjectStore,
+  db: MetadataStore,
+  warn: (message: string) => void,
+  onChunk: (entries: PlanEntry[]) => Promise<void> | void,
+): Promise<void> {
+  const inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
+  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, inputs, aindAnalysis: options.analysis });
+  const budgets = new PlanBudgets(db, (message) => warn(message));
+  const seen = new Map<string, string>();
+  let chunk: Prepared[] = [];
+  const flush = async () => {
+    const planned = await budgets.review(await planChunk(chunk, db, { force: options.forceReason !== undefined, seen }));
+    chunk = [];
+    await onChunk(planned);
+  };
+  try {
+    for await (const entry of entries) {
+      chunk.push(admitToGroup(await preparer.prepare(entry), submitterOf(options)));
+      if (chunk.length >= GATE_CHUNK) await flush();
+    }
+    await flush();
+  } finally {
+    await inputs.close();
+  }
 }
 
 function tallyDirty(dirty: PlannedBatch['dirty'], entry: PlanEntry): void {
@@ -204,59 +246,100 @@ async function executePlan(
 ): Promise<void> {
   // The launcher first: what it cannot work with (the store, a blueprint setting it needs) is
   // refused before a bucket is made or a job claimed, so nothing is left half-done.
-  const launcher = await openLauncher(options.compute, {
-    storeUrl: store.url,
-    // From an empty environment: what reaches the machine is the store's endpoint, never this runner's credentials.
-    storeEnvironment: store.environment({}),
-    agent: AGENT_PROGRAM,
-  });
-  const refusals = new Map<string, string>();
-  for (const { analysis } of toRun.analyses.values()) {
-    const refused = launcher.refuse?.(analysis.name, analysis.blueprint);
-    if (refused) refusals.set(analysis.name, refused);
-  }
-  if (refusals.size > 0) {
-    await launcher.close();
-    throw new RunRefused([...refusals.values()].join('\n'));
-  }
-  let db: MetadataStore | undefined;
+  const runner = await JobRunner.open(options, store, (line) => reporter.warn(line));
   try {
-    await ensureBuckets(store, toRun.buckets);
-    db = await openDatabase(options.dbUrl, { home: options.home });
-    const ctx: ExecuteContext = {
-      db,
-      store,
-      launcher,
-      owner: { host: hostname(), pid: process.pid, run: randomUUID() },
-      leaseMs: options.leaseMs,
-      force: options.forceReason,
-      signal: options.signal,
-      storeSettings: options.storeSettings,
-      statusIntervalMs: options.statusIntervalMs,
-      plannedAt: options.plannedAt,
-      submitter: submitterOf(options),
-      note: (line) => reporter.warn(line),
-    };
+    const refusals = new Set([...toRun.analyses.values()].flatMap(({ analysis }) => runner.refusal(analysis) ?? []));
+    if (refusals.size > 0) throw new RunRefused([...refusals].join('\n'));
+    await runner.ready(toRun.buckets);
     await forEachOfAtMost(
       toRun.entries(),
       options.concurrency,
       async (entry) => {
         reporter.started?.(entry);
-        let result: JobResult;
-        try {
-          result = await executeJob(entry.job!, ctx);
-        } catch (error) {
-          // A store or DB failure on one job must not stop the others (nor close the DB under them).
-          const reason = `caas could not record this job: ${(error as Error).message}; its lease will expire and the next run retries it`;
-          result = { where: entry.where, identity: entry.job!.identity, outcome: 'lost', reason };
-        }
-        onResult(result);
+        onResult(await runner.execute(entry.job!, options.signal));
       },
       () => options.signal?.aborted === true,
     );
   } finally {
-    await launcher.close();
-    await db?.close();
+    await runner.close();
+  }
+}
+
+/** What a runner needs of the run's options to execute jobs. */
+export type RunnerSettings = Pick<
+  RunOptions,
+  'compute' | 'home' | 'dbUrl' | 'leaseMs' | 'forceReason' | 'storeSettings' | 'statusIntervalMs' | 'user'
+> & { plannedAt?: Date };
+
+/**
+ * One runner's means to execute jobs: its launcher, its metadata DB and its owner identity. `caas
+ * run` uses one per batch and `caas serve` one per server, both through executeJob: claim, launch,
+ * verify, record, exactly as each other.
+ */
+export class JobRunner {
+  readonly owner: Owner = { host: hostname(), pid: process.pid, run: randomUUID() };
+  private db: MetadataStore | undefined;
+  private readonly buckets = new Set<string>();
+
+  private constructor(
+    private readonly options: RunnerSettings,
+    private readonly store: ObjectStore,
+    private readonly launcher: Launcher,
+    private readonly note: (line: string) => void,
+  ) {}
+
+  static async open(options: RunnerSettings, store: ObjectStore, note: (line: string) => void): Promise<JobRunner> {
+    const launcher = await openLauncher(options.compute, {
+      storeUrl: store.url,
+      // From an empty environment: what reaches the machine is the store's endpoint, never this runner's credentials.
+      storeEnvironment: store.environment({}),
+      agent: AGENT_PROGRAM,
+    });
+    return new JobRunner(options, store, launcher, note);
+  }
+
+  /** Why the launcher cannot run an analysis, if it cannot (a blueprint setting it needs). */
+  refusal(analysis: Pick<Analysis, 'name' | 'blueprint'>): string | undefined {
+    return this.launcher.refuse?.(analysis.name, analysis.blueprint);
+  }
+
+  /** Makes sure the buckets exist (a missing S3 bucket is refused, RunRefused) and opens the DB for writing. */
+  async ready(buckets: Iterable<string>): Promise<void> {
+    const missing = [...buckets].filter((bucket) => !this.buckets.has(bucket));
+    await ensureBuckets(this.store, new Set(missing));
+    for (const bucket of missing) this.buckets.add(bucket);
+    this.db ??= await openDatabase(this.options.dbUrl, { home: this.options.home });
+  }
+
+  /** Claims, runs and records one job; a store or DB failure is a `lost` result, not a throw, so the other jobs go on. */
+  async execute(job: PreparedJob, signal?: AbortSignal): Promise<JobResult> {
+    await this.ready([job.bucket]);
+    const ctx: ExecuteContext = {
+      db: this.db!,
+      store: this.store,
+      launcher: this.launcher,
+      owner: this.owner,
+      leaseMs: this.options.leaseMs,
+      force: this.options.forceReason,
+      signal,
+      storeSettings: this.options.storeSettings,
+      statusIntervalMs: this.options.statusIntervalMs,
+      plannedAt: this.options.plannedAt,
+      submitter: submitterOf(this.options),
+      note: this.note,
+    };
+    try {
+      return await executeJob(job, ctx);
+    } catch (error) {
+      // A store or DB failure on one job must not stop the others (nor close the DB under them).
+      const reason = `caas could not record this job: ${(error as Error).message}; its lease will expire and the next run retries it`;
+      return { where: job.where, identity: job.identity, outcome: 'lost', reason };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.launcher.close();
+    await this.db?.close();
   }
 }
 

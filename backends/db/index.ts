@@ -2,6 +2,7 @@ import { CaasError } from '../../models/caas-error.ts';
 import type { Filter } from '../../models/filter.ts';
 import { type GroupSlot, slotId } from '../../models/group-slot.ts';
 import type { Attempt, JobLocation, MetadataRecord, Owner, Submitter } from '../../models/record.ts';
+import type { JobQueue } from './queue.ts';
 
 // A filter is checked the same way by every store (models/filter.ts); a store adds only what its server rejects.
 export { type Filter, InvalidFilterError } from '../../models/filter.ts';
@@ -107,6 +108,8 @@ export interface MetadataStore {
   liveSlots(analysis: string, group: string, now?: Date): Promise<GroupSlot[]>;
   /** The estimated cost of the group's attempts that ended at or after `since` (all of them without it). */
   groupSpend(analysis: string, group: string, since?: Date): Promise<GroupSpend>;
+  /** The jobs `caas serve` accepted and has not answered yet (backends/db/queue.ts). */
+  readonly queue: JobQueue;
   close(): Promise<void>;
 }
 

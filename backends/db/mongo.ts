@@ -1,6 +1,7 @@
 import { type Collection, type Document, MongoBulkWriteError, MongoClient, type Filter as MongoFilter, MongoServerError } from 'mongodb';
 import { checkFilter } from '../../models/filter.ts';
 import type { GroupSlot } from '../../models/group-slot.ts';
+import type { QueuedJob } from '../../models/queued-job.ts';
 import type { MetadataRecord, Owner } from '../../models/record.ts';
 import {
   adoptedSlot,
@@ -23,6 +24,7 @@ import {
   spendOf,
   takenSlot,
 } from './index.ts';
+import { MongoQueue } from './mongo-queue.ts';
 
 /** Identities per `$in` query; the cursor batch is as large, so each chunk is one round trip. */
 const LOOKUP_CHUNK = 1000;
@@ -103,13 +105,18 @@ function unchangedSince(seen: MetadataRecord): MongoFilter<MetadataRecord> {
  * retryable writes: its URL needs `retryWrites=false`.
  */
 export class MongoDatabase implements Database {
+  readonly queue: MongoQueue;
+
   private constructor(
     readonly url: string,
     private readonly client: MongoClient,
     private readonly records: Collection<MetadataRecord>,
     private readonly assets: Collection<AssetDocument>,
     private readonly slots: Collection<GroupSlot>,
-  ) {}
+    private readonly jobs: Collection<QueuedJob>,
+  ) {
+    this.queue = new MongoQueue(jobs);
+  }
 
   static async open(url: string, options: DbOptions): Promise<MongoDatabase> {
     const name = databaseName(url);
@@ -120,13 +127,21 @@ export class MongoDatabase implements Database {
     }
     const client = await connect(url, '--db sqlite:');
     const db = client.db(name);
-    const database = new MongoDatabase(url, client, db.collection('records'), db.collection('data_assets'), db.collection('slots'));
+    const database = new MongoDatabase(
+      url,
+      client,
+      db.collection('records'),
+      db.collection('data_assets'),
+      db.collection('slots'),
+      db.collection('queue'),
+    );
     // A read-only open (dry run) must not create anything, not even indexes on an empty database.
     if (!options.readOnly) {
       await Promise.all([
         database.records.createIndexes([{ key: { status: 1 } }, { key: { 'analysis.name': 1 } }, { key: { created: 1 } }]),
         database.assets.createIndexes([{ key: { created: 1 } }, { key: { name: 1 } }]),
         database.slots.createIndexes([{ key: { analysis: 1, group: 1 } }]),
+        MongoQueue.indexes(database.jobs),
       ]);
     }
     return database;

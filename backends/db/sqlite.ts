@@ -24,6 +24,7 @@ import {
   slotNumbers,
   takenSlot,
 } from './index.ts';
+import { SqliteQueue } from './sqlite-queue.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS records (
@@ -92,10 +93,14 @@ const IMPORT_BATCH = 5000;
  * serialise writers across processes.
  */
 export class SqliteDatabase implements Database {
+  readonly queue: SqliteQueue;
+
   private constructor(
     readonly url: string,
     private readonly db: BetterSqlite3.Database,
-  ) {}
+  ) {
+    this.queue = new SqliteQueue(db);
+  }
 
   /**
    * A file with no tables (new, or 0 bytes, which SQLite itself reads as an empty database) is an
