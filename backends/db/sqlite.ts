@@ -22,6 +22,7 @@ import {
   slotNumbers,
   takenSlot,
 } from './index.ts';
+import { SqliteRecordIndex } from './sqlite-record-index.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS records (
@@ -90,10 +91,16 @@ const IMPORT_BATCH = 5000;
  * serialise writers across processes.
  */
 export class SqliteDatabase implements Database {
+  private readonly index: SqliteRecordIndex;
+
   private constructor(
     readonly url: string,
     private readonly db: BetterSqlite3.Database,
-  ) {}
+    writable: boolean,
+  ) {
+    // Indexed queries (sqlite-record-index.ts): built or caught up when opened for writing, only read otherwise.
+    this.index = writable ? SqliteRecordIndex.attach(db) : SqliteRecordIndex.readOnly(db);
+  }
 
   /**
    * A file with no tables (new, or 0 bytes, which SQLite itself reads as an empty database) is an
@@ -109,7 +116,7 @@ export class SqliteDatabase implements Database {
       let db: BetterSqlite3.Database | undefined;
       if (size !== undefined && size > 0) {
         db = new BetterSqlite3(file, { readonly: true, fileMustExist: true, timeout: 30_000 });
-        if (ownTables(db, file) === 'caas') return new SqliteDatabase(`sqlite:${file}`, db);
+        if (ownTables(db, file) === 'caas') return new SqliteDatabase(`sqlite:${file}`, db, false);
         db.close();
       }
       if (options.mustExist) {
@@ -121,7 +128,7 @@ export class SqliteDatabase implements Database {
       }
       const empty = new BetterSqlite3(':memory:');
       empty.exec(SCHEMA);
-      return new SqliteDatabase(`sqlite:${file}`, empty);
+      return new SqliteDatabase(`sqlite:${file}`, empty, false);
     }
     mkdirSync(path.dirname(file), { recursive: true });
     const db = new BetterSqlite3(file, { timeout: 30_000 });
@@ -129,7 +136,7 @@ export class SqliteDatabase implements Database {
     db.pragma('journal_mode = DELETE');
     db.pragma('synchronous = FULL');
     db.exec(SCHEMA);
-    return new SqliteDatabase(`sqlite:${file}`, db);
+    return new SqliteDatabase(`sqlite:${file}`, db, true);
   }
 
   async lookup(ids: readonly string[]): Promise<Map<string, MetadataRecord>> {
@@ -150,7 +157,9 @@ export class SqliteDatabase implements Database {
     return row ? (JSON.parse(row.doc) as MetadataRecord) : undefined;
   }
 
-  private write(record: MetadataRecord, insert: boolean): void {
+  /** Writes a record and its index entries; `previous` is the record as read in the same transaction (none: an insert). */
+  private write(record: MetadataRecord, previous: MetadataRecord | undefined): void {
+    const insert = previous === undefined;
     const sql = insert
       ? 'INSERT INTO records (id, status, analysis, created, doc) VALUES (@id, @status, @analysis, @created, @doc)'
       : 'UPDATE records SET status = @status, analysis = @analysis, created = @created, doc = @doc WHERE id = @id';
@@ -161,6 +170,7 @@ export class SqliteDatabase implements Database {
       created: record.created,
       doc: JSON.stringify(record),
     });
+    this.index.reindex(record._id, previous, record);
   }
 
   async claim(id: string, request: ClaimRequest): Promise<ClaimOutcome> {
@@ -170,7 +180,7 @@ export class SqliteDatabase implements Database {
       const verdict = claimVerdict(existing, now, request.force, request.plannedAt);
       if (existing && verdict !== 'insert' && verdict !== 'takeover') return { won: false, record: existing, state: verdict };
       const record = claimedRecord(existing, request, now);
-      this.write(record, !existing);
+      this.write(record, existing);
       return { won: true, record, attempt: record.attempts.length };
     });
     return run.immediate();
@@ -181,8 +191,7 @@ export class SqliteDatabase implements Database {
       .transaction(() => {
         const record = this.read(id);
         if (record?.status !== 'running' || !sameOwner(record.lease?.owner, owner)) return false;
-        record.lease = { owner, expires: new Date(Date.now() + leaseMs).toISOString() };
-        this.write(record, false);
+        this.write({ ...record, lease: { owner, expires: new Date(Date.now() + leaseMs).toISOString() } }, record);
         return true;
       })
       .immediate();
@@ -202,7 +211,7 @@ export class SqliteDatabase implements Database {
       .transaction(() => {
         const record = this.read(id);
         if (record?.status !== 'running' || !sameOwner(record.lease?.owner, owner)) return false;
-        this.write({ ...change(record), updated: new Date().toISOString() }, false);
+        this.write({ ...change(record), updated: new Date().toISOString() }, record);
         return true;
       })
       .immediate();
@@ -219,13 +228,15 @@ export class SqliteDatabase implements Database {
     const flush = this.db.transaction((rows: MetadataRecord[]) => {
       let inserted = 0;
       for (const record of rows) {
-        inserted += insert.run({
+        const changes = insert.run({
           id: record._id,
           status: record.status,
           analysis: record.analysis.name,
           created: record.created,
           doc: JSON.stringify(record),
         }).changes;
+        if (changes > 0) this.index.reindex(record._id, undefined, record);
+        inserted += changes;
       }
       return inserted;
     });
@@ -249,7 +260,7 @@ export class SqliteDatabase implements Database {
   }
 
   find(filter: Filter, options: QueryOptions = {}): AsyncIterable<MetadataRecord> {
-    return this.scan<MetadataRecord>('records', 'rowid', filter, options);
+    return this.index.find(filter, options);
   }
 
   async takeSlot(request: SlotRequest): Promise<GroupSlot | undefined> {
