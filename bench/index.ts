@@ -14,6 +14,7 @@ import { benchDispatch } from './dispatch.ts';
 import { benchGate } from './gate.ts';
 import { benchIdentity } from './identity.ts';
 import { benchPerJob } from './per-job.ts';
+import { benchQuery } from './query.ts';
 import { type BenchOptions, type BenchReport, formatNumber } from './report.ts';
 import { benchUpload } from './upload.ts';
 
@@ -23,6 +24,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>
   dispatch: benchDispatch,
   'per-job': benchPerJob,
   upload: benchUpload,
+  query: benchQuery,
 };
 
 const { values } = parseArgs({
