@@ -21,6 +21,7 @@ import {
   spendOf,
   takenSlot,
 } from './index.ts';
+import { createRecordIndexes, explainFind } from './mongo-record-index.ts';
 
 /** Identities per `$in` query; the cursor batch is as large, so each chunk is one round trip. */
 const LOOKUP_CHUNK = 1000;
@@ -125,6 +126,8 @@ export class MongoDatabase implements Database {
         database.records.createIndexes([{ key: { status: 1 } }, { key: { 'analysis.name': 1 } }, { key: { created: 1 } }]),
         database.assets.createIndexes([{ key: { created: 1 } }, { key: { name: 1 } }]),
         database.slots.createIndexes([{ key: { analysis: 1, group: 1 } }]),
+        // The paths provenance queries ask about (mongo-record-index.ts), as the SQLite store indexes them.
+        createRecordIndexes(database.records),
       ]);
     }
     return database;
@@ -241,6 +244,9 @@ export class MongoDatabase implements Database {
       // MongoDB rejects what mingo accepted only in corner cases; it is still the caller's filter.
       if (error instanceof MongoServerError) throw new InvalidFilterError(error.message, { cause: error });
       throw error;
+    } finally {
+      // The server answers the filter itself, with its indexes: explaining is asking it how.
+      if (options.explain) options.explain(await explainFind(this.records, filter, options));
     }
   }
 
