@@ -15,6 +15,7 @@ import { benchGate } from './gate.ts';
 import { benchIdentity } from './identity.ts';
 import { benchPerJob } from './per-job.ts';
 import { benchPlan } from './plan.ts';
+import { benchQuery } from './query.ts';
 import { type BenchOptions, type BenchReport, formatNumber } from './report.ts';
 import { benchServe } from './serve.ts';
 import { benchUpload } from './upload.ts';
@@ -27,6 +28,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchReport>
   plan: benchPlan,
   upload: benchUpload,
   serve: benchServe,
+  query: benchQuery,
 };
 
 const { values } = parseArgs({

@@ -10,6 +10,24 @@ export { type Filter, InvalidFilterError } from '../../models/filter.ts';
 export interface QueryOptions {
   sort?: Record<string, 1 | -1>;
   limit?: number;
+  /** Told how the store answered once the records have been read (or the reader stopped): `caas query --explain`. */
+  explain?: (explanation: QueryExplanation) => void;
+}
+
+/** How a store answered a find: what narrowed the records down, and how many it read to answer. */
+export interface QueryExplanation {
+  store: string;
+  /** The indexes used, by name; none for a full scan. */
+  indexes: string[];
+  /** The plan in words: the indexed part of the filter, or why every record was read. */
+  plan: string;
+  /** Records the indexes named before the rest of the filter was checked, when the store knows. */
+  candidates?: number;
+  /** Documents read (parsed and checked, or examined by the server). */
+  documentsRead: number;
+  returned: number;
+  /** How the sort was done, when there was one. */
+  sort?: string;
 }
 
 /** What a claim attempt found. `won` only when this runner now holds the lease. */

@@ -25,6 +25,7 @@ import {
   takenSlot,
 } from './index.ts';
 import { MongoQueue } from './mongo-queue.ts';
+import { createRecordIndexes, explainFind } from './mongo-record-index.ts';
 
 /** Identities per `$in` query; the cursor batch is as large, so each chunk is one round trip. */
 const LOOKUP_CHUNK = 1000;
@@ -142,6 +143,8 @@ export class MongoDatabase implements Database {
         database.assets.createIndexes([{ key: { created: 1 } }, { key: { name: 1 } }]),
         database.slots.createIndexes([{ key: { analysis: 1, group: 1 } }]),
         MongoQueue.indexes(database.jobs),
+        // The paths provenance queries ask about (mongo-record-index.ts), as the SQLite store indexes them.
+        createRecordIndexes(database.records),
       ]);
     }
     return database;
@@ -258,6 +261,9 @@ export class MongoDatabase implements Database {
       // MongoDB rejects what mingo accepted only in corner cases; it is still the caller's filter.
       if (error instanceof MongoServerError) throw new InvalidFilterError(error.message, { cause: error });
       throw error;
+    } finally {
+      // The server answers the filter itself, with its indexes: explaining is asking it how.
+      if (options.explain) options.explain(await explainFind(this.records, filter, options));
     }
   }
 

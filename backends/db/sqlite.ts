@@ -25,6 +25,7 @@ import {
   takenSlot,
 } from './index.ts';
 import { SqliteQueue } from './sqlite-queue.ts';
+import { SqliteRecordIndex } from './sqlite-record-index.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS records (
@@ -94,12 +95,16 @@ const IMPORT_BATCH = 5000;
  */
 export class SqliteDatabase implements Database {
   readonly queue: SqliteQueue;
+  private readonly index: SqliteRecordIndex;
 
   private constructor(
     readonly url: string,
     private readonly db: BetterSqlite3.Database,
+    writable: boolean,
   ) {
     this.queue = new SqliteQueue(db);
+    // Indexed queries (sqlite-record-index.ts): built or caught up when opened for writing, only read otherwise.
+    this.index = writable ? SqliteRecordIndex.attach(db) : SqliteRecordIndex.readOnly(db);
   }
 
   /**
@@ -116,7 +121,7 @@ export class SqliteDatabase implements Database {
       let db: BetterSqlite3.Database | undefined;
       if (size !== undefined && size > 0) {
         db = new BetterSqlite3(file, { readonly: true, fileMustExist: true, timeout: 30_000 });
-        if (ownTables(db, file) === 'caas') return new SqliteDatabase(`sqlite:${file}`, db);
+        if (ownTables(db, file) === 'caas') return new SqliteDatabase(`sqlite:${file}`, db, false);
         db.close();
       }
       if (options.mustExist) {
@@ -128,7 +133,7 @@ export class SqliteDatabase implements Database {
       }
       const empty = new BetterSqlite3(':memory:');
       empty.exec(SCHEMA);
-      return new SqliteDatabase(`sqlite:${file}`, empty);
+      return new SqliteDatabase(`sqlite:${file}`, empty, false);
     }
     mkdirSync(path.dirname(file), { recursive: true });
     const db = new BetterSqlite3(file, { timeout: 30_000 });
@@ -136,7 +141,7 @@ export class SqliteDatabase implements Database {
     db.pragma('journal_mode = DELETE');
     db.pragma('synchronous = FULL');
     db.exec(SCHEMA);
-    return new SqliteDatabase(`sqlite:${file}`, db);
+    return new SqliteDatabase(`sqlite:${file}`, db, true);
   }
 
   async lookup(ids: readonly string[]): Promise<Map<string, MetadataRecord>> {
@@ -157,7 +162,9 @@ export class SqliteDatabase implements Database {
     return row ? (JSON.parse(row.doc) as MetadataRecord) : undefined;
   }
 
-  private write(record: MetadataRecord, insert: boolean): void {
+  /** Writes a record and its index entries; `previous` is the record as read in the same transaction (none: an insert). */
+  private write(record: MetadataRecord, previous: MetadataRecord | undefined): void {
+    const insert = previous === undefined;
     const sql = insert
       ? 'INSERT INTO records (id, status, analysis, created, doc) VALUES (@id, @status, @analysis, @created, @doc)'
       : 'UPDATE records SET status = @status, analysis = @analysis, created = @created, doc = @doc WHERE id = @id';
@@ -168,6 +175,7 @@ export class SqliteDatabase implements Database {
       created: record.created,
       doc: JSON.stringify(record),
     });
+    this.index.reindex(record._id, previous, record);
   }
 
   async claim(id: string, request: ClaimRequest): Promise<ClaimOutcome> {
@@ -177,7 +185,7 @@ export class SqliteDatabase implements Database {
       const verdict = claimVerdict(existing, now, request.force, request.plannedAt);
       if (existing && verdict !== 'insert' && verdict !== 'takeover') return { won: false, record: existing, state: verdict };
       const record = claimedRecord(existing, request, now);
-      this.write(record, !existing);
+      this.write(record, existing);
       return { won: true, record, attempt: record.attempts.length };
     });
     return run.immediate();
@@ -188,8 +196,7 @@ export class SqliteDatabase implements Database {
       .transaction(() => {
         const record = this.read(id);
         if (record?.status !== 'running' || !sameOwner(record.lease?.owner, owner)) return false;
-        record.lease = { owner, expires: new Date(Date.now() + leaseMs).toISOString() };
-        this.write(record, false);
+        this.write({ ...record, lease: { owner, expires: new Date(Date.now() + leaseMs).toISOString() } }, record);
         return true;
       })
       .immediate();
@@ -209,7 +216,7 @@ export class SqliteDatabase implements Database {
       .transaction(() => {
         const record = this.read(id);
         if (record?.status !== 'running' || !sameOwner(record.lease?.owner, owner)) return false;
-        this.write({ ...change(record), updated: new Date().toISOString() }, false);
+        this.write({ ...change(record), updated: new Date().toISOString() }, record);
         return true;
       })
       .immediate();
@@ -226,13 +233,15 @@ export class SqliteDatabase implements Database {
     const flush = this.db.transaction((rows: MetadataRecord[]) => {
       let inserted = 0;
       for (const record of rows) {
-        inserted += insert.run({
+        const changes = insert.run({
           id: record._id,
           status: record.status,
           analysis: record.analysis.name,
           created: record.created,
           doc: JSON.stringify(record),
         }).changes;
+        if (changes > 0) this.index.reindex(record._id, undefined, record);
+        inserted += changes;
       }
       return inserted;
     });
@@ -256,7 +265,7 @@ export class SqliteDatabase implements Database {
   }
 
   find(filter: Filter, options: QueryOptions = {}): AsyncIterable<MetadataRecord> {
-    return this.scan<MetadataRecord>('records', 'rowid', filter, options);
+    return this.index.find(filter, options);
   }
 
   async takeSlot(request: SlotRequest): Promise<GroupSlot | undefined> {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { openDatabase } from '../../backends/db/index.ts';
+import { openDatabase, type QueryExplanation } from '../../backends/db/index.ts';
 import type { MetadataRecord } from '../../models/record.ts';
 import { project, valuesAt } from '../../wrapper/projection.ts';
 import { buildFilter, parseFields, parseFilter, parseSort } from '../../wrapper/record-query.ts';
@@ -24,6 +24,7 @@ export function registerQuery(program: Command): void {
     .option('--limit <n>', `at most this many records (table default: ${TABLE_LIMIT})`, (v) => positiveInt(v, '--limit', 0))
     .option('--fields <paths>', 'dotted paths to show instead of the default columns, e.g. status,parameters.wait,code.commit')
     .option('--json', 'one JSON record per line (the whole record, or the --fields projection plus _id)', false)
+    .option('--explain', 'after the records, say on stderr which index answered and how many documents were read', false)
     .addHelpText(
       'after',
       `
@@ -33,6 +34,7 @@ Examples:
   $ caas query '{"parameters.isi_violations_cutoff":{"$lt":0.5}}' --sort -end --limit 10
   $ caas query --input ecephys_774659_2025-01-01_00-00-00 --fields status,parameters,code.commit
   $ caas query --commit 3f2a9c1 --json | jq -r ._id
+  $ caas query --input ecephys_774659_2025-01-01_00-00-00 --explain
 
 Default columns: identity (first 12 hex digits), status, analysis, inputs, parameters, commit, end.
 JSON lines stream in store order unless --sort is given.
@@ -55,7 +57,8 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
       try {
         const out = (line: string) => process.stdout.write(`${line}\n`);
         // One more than the limit tells the table whether records were left out.
-        const records = db.find(filter, { sort, limit: json || limit === undefined ? limit : limit + 1 });
+        const explain = options.explain ? (e: QueryExplanation) => process.stderr.write(explanationText(e)) : undefined;
+        const records = db.find(filter, { sort, limit: json || limit === undefined ? limit : limit + 1, explain });
         if (json) {
           for await (const record of records) out(JSON.stringify(fields ? project(record, fields) : record));
           return;
@@ -81,6 +84,16 @@ Exit codes: 0 (also when nothing matches), 2 invalid filter or flag.`,
         await db.close();
       }
     });
+}
+
+function explanationText(e: QueryExplanation): string {
+  return [
+    `explain: ${e.store}, ${e.plan}`,
+    `  indexes: ${e.indexes.length > 0 ? e.indexes.join(', ') : 'none (full scan)'}`,
+    ...(e.sort ? [`  sort: ${e.sort}`] : []),
+    `  documents read: ${e.documentsRead}${e.candidates !== undefined ? ` (of ${e.candidates} candidates from the index)` : ''}, returned: ${e.returned}`,
+    '',
+  ].join('\n');
 }
 
 function defaultTable(records: MetadataRecord[]): string {
