@@ -28,6 +28,7 @@ import { jobEvents } from './events.ts';
 import type { QueueWorker } from './queue-worker.ts';
 import { HttpError, type Service } from './service.ts';
 import { LOOPBACK_ADMIN, type Principal, type TokenRing } from './tokens.ts';
+import { mountWebPage } from './web.ts';
 
 export interface AppOptions {
   service: Service;
@@ -409,6 +410,7 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
     const ok = Object.values(checks).every((v) => v === 'ok');
     return c.json({ ok, checks }, ok ? 200 : 503);
   });
+  mountWebPage(app);
   app.doc31('/api/openapi.json', {
     openapi: '3.1.0',
     info: {
