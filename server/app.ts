@@ -25,9 +25,11 @@ import { buildFilter, parseFields, parseFilter, parseSort } from '../wrapper/rec
 import { preimageDiff } from '../wrapper/why.ts';
 import { dispatchJobs } from './dispatch.ts';
 import { jobEvents } from './events.ts';
+import { mountPageRoutes, PAGE_ROUTES } from './page-routes.ts';
 import type { QueueWorker } from './queue-worker.ts';
 import { HttpError, type Service } from './service.ts';
 import { LOOPBACK_ADMIN, type Principal, type TokenRing } from './tokens.ts';
+import { mountWebPage } from './web.ts';
 
 export interface AppOptions {
   service: Service;
@@ -196,7 +198,7 @@ const routes = {
 };
 
 /** Every route of the API by method and path, as the OpenAPI document lists them. */
-export const API_ROUTES = Object.values(routes).map((r) => `${r.method.toUpperCase()} ${r.path}`);
+export const API_ROUTES = [...Object.values(routes), ...Object.values(PAGE_ROUTES)].map((r) => `${r.method.toUpperCase()} ${r.path}`);
 
 function errorBody(c: Context, error: unknown) {
   if (error instanceof HttpError) return c.json({ error: error.message, ...(error.issues ? { issues: error.issues } : {}) }, error.status);
@@ -409,6 +411,8 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
     const ok = Object.values(checks).every((v) => v === 'ok');
     return c.json({ ok, checks }, ok ? 200 : 503);
   });
+  mountPageRoutes(app, service);
+  mountWebPage(app);
   app.doc31('/api/openapi.json', {
     openapi: '3.1.0',
     info: {

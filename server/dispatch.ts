@@ -6,6 +6,7 @@ import { analysisRoots, listAnalysisNames } from '../analyses/index.ts';
 import { runDispatch } from '../dispatcher/dispatch.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { DispatchBody, JobsAnswer } from '../models/service-api.ts';
+import { describeParamsIssues, dispatchParamsIssues } from './dispatch-params.ts';
 import { HttpError, type Service } from './service.ts';
 import type { Principal } from './tokens.ts';
 
@@ -38,6 +39,8 @@ export async function dispatchJobs(
       { path: ['group'], message: `this token submits into group "${principal.group}" only` },
     ]);
   }
+  const paramsIssues = await dispatchParamsIssues(body);
+  if (paramsIssues.length > 0) throw new HttpError(400, describeParamsIssues(paramsIssues), paramsIssues);
   const folder = await mkdtemp(path.join(tmpdir(), 'caas-serve-dispatch-'));
   try {
     let assetsCsv: string | undefined;
