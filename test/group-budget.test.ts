@@ -266,7 +266,7 @@ describe('user groups: who may run, how many at once, and how much they may spen
         expect(refused?.admitted === false && refused.reason).toMatch(
           /^budget of group "lab" of one-fits reached: \$0\.00 spent this month \(since .*\) and up to \$6\.00 for 1 running job\(s\), cap \$5\.00 per month/,
         );
-        for (const admission of admissions) if (admission.admitted) await admission.leave();
+        for (const admission of admissions) if (admission.admitted) await admission.leave('recorded');
         expect(await db.liveSlots('one-fits', 'lab')).toEqual([]);
       }
     } finally {

@@ -659,12 +659,33 @@ function conformance(backend: Backend): void {
         expect(await db.takeSlot(slotRequest(bob, { limit: 1, now: runnerDead })), 'another job waits for the machine').toBeUndefined();
         expect(await db.takeSlot(slotRequest(bob, { limit: 1, identity })), 'not while its runner is alive').toBeUndefined();
 
-        const adopted = await db.takeSlot(slotRequest(carol, { limit: 1, identity, now: runnerDead }));
+        expect(
+          await db.takeSlot(slotRequest(carol, { limit: 1, identity, now: runnerDead })),
+          'not by a runner that may not adopt the job (its claim is live elsewhere)',
+        ).toBeUndefined();
+        const adopted = await db.takeSlot(slotRequest(carol, { limit: 1, identity, now: runnerDead, adopt: {} }));
         expect(adopted).toMatchObject({ _id: slot._id, n: 0, owner: carol, taken: slot.taken, machine_until: machineGone.toISOString() });
-        expect(await db.takeSlot(slotRequest(bob, { limit: 1, identity, now: runnerDead })), 'taken over once').toBeUndefined();
+        expect(await db.takeSlot(slotRequest(bob, { limit: 1, identity, now: runnerDead, adopt: {} })), 'taken over once').toBeUndefined();
         expect(await db.releaseSlot(slot._id, alice)).toBe(false);
         expect(await db.releaseSlot(slot._id, carol)).toBe(true);
         expect(await db.takeSlot(slotRequest(bob, { limit: 1, now: runnerDead }))).toMatchObject({ n: 0, owner: bob });
+      });
+
+      it("the slot of a runner whose claim lapsed is taken over by the job's next runner even while the slot's own lease runs, and only once", async () => {
+        const identity = recordDraft({ seed: 'slot-dead-owner' })._id;
+        const slot = (await db.takeSlot(slotRequest(alice, { limit: 1, identity })))!;
+
+        expect(
+          await db.takeSlot(slotRequest(bob, { limit: 1, identity, adopt: { deadOwner: carol } })),
+          'another runner named',
+        ).toBeUndefined();
+        const adopted = await db.takeSlot(slotRequest(bob, { limit: 1, identity, adopt: { deadOwner: alice } }));
+        expect(adopted).toMatchObject({ _id: slot._id, owner: bob });
+        expect(
+          await db.takeSlot(slotRequest(carol, { limit: 1, identity, adopt: { deadOwner: alice } })),
+          'bob holds it now',
+        ).toBeUndefined();
+        expect(await db.renewSlot(slot._id, alice, LEASE)).toBe(false);
       });
 
       it('a slot whose machine hold and lease both passed is free for any job', async () => {

@@ -7,10 +7,11 @@ import { AgentSpec } from '../models/agent-spec.ts';
 import { type JobKeys, jobKeys, parseJobRef } from '../models/bucket-contract.ts';
 import type { JobDocument } from '../models/job-document.ts';
 import type { Attempt, AttemptCost, JobLocation, MetadataRecord, Owner, Submitter } from '../models/record.ts';
+import type { Heartbeat } from '../models/status.ts';
 import { aindProcessingOf } from './aind-processing.ts';
 import { adoptAttempt, chargeDeadAttempt, lapsedAttempt, replaceDeadAttempt, startAttempt } from './attempts.ts';
 import { CAAS_VERSION } from './caas-version.ts';
-import { attemptCost, enterGroup, type HoldMachine } from './group-budget.ts';
+import { attemptCost, enterGroup, type HoldMachine, type SlotOutcome } from './group-budget.ts';
 import { sha256Hex } from './identity.ts';
 import { type EarlierAttempt, followAttempt, lookAtLapsedAttempt, readHeartbeat } from './liveness.ts';
 import { folderUrl, type PreparedJob } from './prepare.ts';
@@ -85,6 +86,8 @@ export interface JobResult {
   attempt?: number;
   results?: string;
   durationS?: number;
+  /** A machine of the job may run on unrecorded, which no other runner holds: its group's slot is kept until its machine hold passes. */
+  unsettled?: true;
 }
 
 /** One job folder: its timestamp, its keys, and where the record says it is. */
@@ -96,15 +99,19 @@ interface Place {
 
 /**
  * One job, let into its group first (budget, instance_limit: wrapper/group-budget.ts), which it
- * holds a slot of until it is recorded; then claimed, run and recorded by claimAndRun.
+ * holds a slot of until it is recorded; then claimed, run and recorded by claimAndRun. A job that
+ * ends unsettled (or a throw: its record may not be written) keeps the slot for its machine.
  */
 export async function executeJob(job: PreparedJob, ctx: ExecuteContext, placement?: JobPlacement): Promise<JobResult> {
   const admission = await enterGroup(job, ctx);
   if (!admission.admitted) return { where: job.where, identity: job.identity, outcome: 'refused', reason: admission.reason };
+  let settled: SlotOutcome = 'unsettled';
   try {
-    return await claimAndRun(job, ctx, placement, admission.holdMachine);
+    const result = await claimAndRun(job, ctx, placement, admission.holdMachine);
+    settled = result.unsettled ? 'unsettled' : 'recorded';
+    return result;
   } finally {
-    await admission.leave();
+    await admission.leave(settled);
   }
 }
 
@@ -208,6 +215,7 @@ async function settleEarlierAttempt(
         ...base,
         outcome: 'lost',
         reason: `could not look at attempt ${lapsed.n} (${(error as Error).message}); the next run takes the job over`,
+        unsettled: true,
       },
     };
   }
@@ -235,13 +243,15 @@ async function superviseAttempt(
   // The group's slot is held until the machine must be gone, so a runner that dies from here on
   // does not free a place while its machine still runs. Before the launch that is two max runtimes
   // away (a launcher may first wait up to one for its deploy_limit); once launched, and again once
-  // started (a queued Batch job), one max runtime and the machine's boot from then.
+  // started (a queued Batch job), one max runtime and the machine's boot from then. A machine that
+  // dies with its runner (inline) needs no hold.
+  const hold = ctx.launcher.outlivesRunner === false ? async () => {} : run.holdMachine;
   const machineGone = () => new Date(Date.now() + (maxRuntimeS + MACHINE_BOOT_S) * 1000);
-  await run.holdMachine(new Date(Date.now() + (2 * maxRuntimeS + MACHINE_BOOT_S) * 1000));
+  await hold(new Date(Date.now() + (2 * maxRuntimeS + MACHINE_BOOT_S) * 1000));
   const launched = await launchAttempt(job, ctx, place, attempt, run.started, run.placement);
-  await run.holdMachine(machineGone());
+  await hold(machineGone());
   launched.running?.then(
-    () => run.holdMachine(machineGone()),
+    () => hold(machineGone()),
     () => {},
   );
   const lost = lease.lost.then(() => claimLost(ctx, job.identity, attempt));
@@ -311,7 +321,7 @@ async function takeOver(
   }
   if (liveness.state === 'dead') {
     // Decided: the claim's attempt runs. Until now it was `claimed`, so a waking runner waited.
-    const charged = (r: MetadataRecord) => chargeDeadAttempt(r, lapsed.n, deadAttemptCost(job, lapsed));
+    const charged = (r: MetadataRecord) => chargeDeadAttempt(r, lapsed.n, deadAttemptCost(job, lapsed, liveness.heartbeat));
     if (!(await ctx.db.update(job.identity, ctx.owner, (r) => startAttempt(charged(r), claimed)))) return taken();
     return { attempt: claimed };
   }
@@ -339,6 +349,7 @@ async function takeOver(
           attempt: lapsed.n,
           outcome: 'running',
           reason: `left running (${why}): this runner cannot stop the adopted agent on ${where}; the next run adopts it again`,
+          unsettled: true,
         },
       };
     }
@@ -355,17 +366,23 @@ async function takeOver(
   }
   // The adopted agent died too: its attempt is closed and a new one starts here.
   const why = `adopted, then its agent stopped: ${followed.state === 'dead' ? followed.why : followed.state}`;
-  const charged = (r: MetadataRecord) => chargeDeadAttempt(r, lapsed.n, deadAttemptCost(job, lapsed));
+  const lastBeat = (followed.state === 'dead' ? followed.heartbeat : undefined) ?? liveness.heartbeat;
+  const charged = (r: MetadataRecord) => chargeDeadAttempt(r, lapsed.n, deadAttemptCost(job, lapsed, lastBeat));
   if (!(await ctx.db.update(job.identity, ctx.owner, (r) => replaceDeadAttempt(charged(r), lapsed.n, why, ctx.owner, fresh.location))))
     return taken();
   return { attempt: lapsed.n + 1 };
 }
 
-/** What a dead, unrecorded attempt is charged: its instance from its start until now, at most its max runtime and boot. */
-function deadAttemptCost(job: PreparedJob, dead: Attempt): AttemptCost {
+/**
+ * What a dead, unrecorded attempt is charged: its instance from its start until its agent's last
+ * heartbeat (and one interval, when it may have died), at most its max runtime and boot. An agent
+ * that never wrote a heartbeat may never have started: nothing is charged, as nothing is known.
+ */
+function deadAttemptCost(job: PreparedJob, dead: Attempt, heartbeat: Heartbeat | undefined): AttemptCost {
   const { blueprint } = job.analysis;
   const longest = Date.parse(dead.started) + (blueprint.max_runtime_minutes * 60 + MACHINE_BOOT_S) * 1000;
-  const until = new Date(Math.min(Date.now(), longest)).toISOString();
+  const last = heartbeat ? Date.parse(heartbeat.at) + heartbeat.interval_ms : Date.parse(dead.started);
+  const until = new Date(Math.max(Date.parse(dead.started), Math.min(Date.now(), longest, last || 0))).toISOString();
   return attemptCost(blueprint, job.input.instance_type ?? blueprint.instance_type, dead.started, until);
 }
 

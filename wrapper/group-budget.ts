@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { MetadataStore } from '../backends/db/index.ts';
+import { type MetadataStore, type SlotRequest, sameOwner } from '../backends/db/index.ts';
 import type { Analysis } from '../models/analysis.ts';
 import type { Blueprint, BlueprintGroup } from '../models/blueprint.ts';
 import type { GroupSlot } from '../models/group-slot.ts';
@@ -127,9 +127,17 @@ export interface GroupGate {
 /** Keeps the job's slot held until `until`, when its machine must be gone, whatever becomes of the runner (best effort). */
 export type HoldMachine = (until: Date) => Promise<void>;
 
+/**
+ * How a job left its group: `recorded` (its record is written, or it never launched, or another
+ * runner has it now) gives the slot back; `unsettled` (a machine may run on that nobody else holds
+ * a slot for: a job left running, or lost before its record) keeps it, unrenewed, until its lease
+ * and machine hold pass.
+ */
+export type SlotOutcome = 'recorded' | 'unsettled';
+
 /** A job that may start, holding its group's slot (none for a group without limit or budget) until `leave`. */
 export type GroupAdmission =
-  | { admitted: true; slot?: GroupSlot; leave(): Promise<void>; holdMachine: HoldMachine }
+  | { admitted: true; slot?: GroupSlot; leave(outcome: SlotOutcome): Promise<void>; holdMachine: HoldMachine }
   | { admitted: false; reason: string };
 
 const OPEN: GroupAdmission = { admitted: true, leave: async () => {}, holdMachine: async () => {} };
@@ -158,6 +166,7 @@ export async function enterGroup(job: PreparedJob, gate: GroupGate): Promise<Gro
   const giveUp = Date.now() + waitMs;
   const pollMs = Math.min(2000, Math.max(100, gate.leaseMs / 10));
   let yielded = 0;
+  const adopt = await adoption(job, gate);
   for (;;) {
     // The budget first: a group over its cap is refused at once, not after a wait for a slot. The
     // job's own slot (kept by a machine whose runner died) is the job itself, not another one.
@@ -172,6 +181,7 @@ export async function enterGroup(job: PreparedJob, gate: GroupGate): Promise<Gro
       leaseMs: gate.leaseMs,
       worstUsd: worstCaseUsd(blueprint, instanceType),
       instanceType,
+      ...(adopt ? { adopt } : {}),
     });
     if (slot) {
       let usage: GroupUsage;
@@ -182,7 +192,8 @@ export async function enterGroup(job: PreparedJob, gate: GroupGate): Promise<Gro
         await gate.db.releaseSlot(slot._id, gate.owner).catch(() => {});
         throw error;
       }
-      const still = budgetRefusal(usage, (other) => other._id !== slot._id);
+      // Another slot of the same job (a dead runner's, still held for its machine) is this job, not one more.
+      const still = budgetRefusal(usage, (other) => other._id !== slot._id && other.identity !== job.identity);
       if (!still) {
         return {
           admitted: true,
@@ -194,7 +205,7 @@ export async function enterGroup(job: PreparedJob, gate: GroupGate): Promise<Gro
       await gate.db.releaseSlot(slot._id, gate.owner).catch(() => {});
       // Over the cap only with jobs that took their slots after this one: they give way as this
       // one does, so after a random pause one of the contenders finds the others gone and starts.
-      if (yielded < CONTENTION_RETRIES && !budgetRefusal(usage, (other) => slotPrecedes(other, slot))) {
+      if (yielded < CONTENTION_RETRIES && !budgetRefusal(usage, (other) => slotPrecedes(other, slot) && other.identity !== job.identity)) {
         yielded++;
         await sleep(20 + Math.random() * 30 * 2 ** yielded, undefined, { signal: gate.signal }).catch(() => {});
         continue;
@@ -229,6 +240,18 @@ function slotPrecedes(a: GroupSlot, b: GroupSlot): boolean {
 
 function noop(): void {}
 
+/**
+ * Whether the job's own slot may be taken over: not while another runner's claim on the job is
+ * live (it may be running it, with that slot). Otherwise the runner of a lapsed claim is named, so
+ * its slot is taken over even before the slot's own lease lapses: the two leases renew apart.
+ */
+async function adoption(job: PreparedJob, gate: GroupGate): Promise<SlotRequest['adopt']> {
+  const record = await gate.db.get(job.identity);
+  const lease = record?.status === 'running' ? record.lease : undefined;
+  if (lease && Date.parse(lease.expires) > Date.now() && !sameOwner(lease.owner, gate.owner)) return undefined;
+  return lease ? { deadOwner: lease.owner } : {};
+}
+
 function announce(gate: GroupGate, key: string, line: string): void {
   const last = announced.get(key) ?? 0;
   if (Date.now() - last < ANNOUNCE_EVERY_MS) return;
@@ -236,8 +259,11 @@ function announce(gate: GroupGate, key: string, line: string): void {
   (gate.note ?? ((text: string) => process.stderr.write(`caas: ${text}\n`)))(line);
 }
 
-/** Renews the slot's lease at a third of its length until the job leaves, then gives the slot back. */
-function keepSlot(gate: GroupGate, slot: GroupSlot): () => Promise<void> {
+/**
+ * Renews the slot's lease at a third of its length until the job leaves; then gives the slot back
+ * when the job is settled, or leaves it to lapse (with its machine hold) when a machine may run on.
+ */
+function keepSlot(gate: GroupGate, slot: GroupSlot): (outcome: SlotOutcome) => Promise<void> {
   let held = true;
   const timer = setInterval(
     () => {
@@ -251,9 +277,9 @@ function keepSlot(gate: GroupGate, slot: GroupSlot): () => Promise<void> {
     },
     Math.max(50, Math.floor(gate.leaseMs / 3)),
   );
-  return async () => {
+  return async (outcome) => {
     clearInterval(timer);
-    if (held) await gate.db.releaseSlot(slot._id, gate.owner).catch(() => {});
+    if (held && outcome === 'recorded') await gate.db.releaseSlot(slot._id, gate.owner).catch(() => {});
   };
 }
 

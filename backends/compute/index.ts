@@ -70,6 +70,11 @@ export interface Launcher {
   refuse?(analysis: string, blueprint: Blueprint): string | undefined;
   /** Stops the machine of an adopted attempt (the adopting runner was told to stop), where it can be reached. */
   stopMachine?(machine: EarlierMachine, reason: string): Promise<boolean>;
+  /**
+   * False when a job's machine dies with its runner (inline): nothing can run on after the runner,
+   * so its group's slot is not held for the machine. Absent: machines may outlive their runner.
+   */
+  readonly outlivesRunner?: boolean;
   close(): Promise<void>;
 }
 

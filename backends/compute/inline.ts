@@ -19,6 +19,7 @@ interface Slot {
  */
 export class InlineLauncher implements Launcher {
   readonly name = 'inline';
+  readonly outlivesRunner = false;
   private spare: Promise<Slot> | undefined;
   private closing = false;
 

@@ -69,6 +69,12 @@ export interface SlotRequest {
   instanceType: string;
   /** Until when the job's machine may run, whatever becomes of the runner: the slot stays held that long. */
   machineUntil?: Date;
+  /**
+   * The job's own slot may be taken over: no live runner holds its claim. `deadOwner` is the runner
+   * whose claim lapsed, whose slot is taken over even if its lease has not lapsed yet (the two
+   * leases renew apart). Absent: the job may be running elsewhere, and only a free slot is taken.
+   */
+  adopt?: { deadOwner?: Owner };
   now?: Date;
 }
 
@@ -317,12 +323,18 @@ export function slotLive(slot: GroupSlot, now: Date): boolean {
 }
 
 /**
- * The slot a job that is taken over takes with it: its own slot whose runner's lease lapsed (its
- * machine may still be held there). Another live runner's slot for the same job is never taken: it
- * may still be running the job, and the claim decides between them.
+ * The slot a job that is taken over takes with it (its machine may still be held there): its own
+ * slot whose runner's lease lapsed, or that the runner of its lapsed claim holds. Only when the
+ * request may adopt: a slot of a runner whose claim is live is never taken, since it may still be
+ * running the job.
  */
 export function orphanedSlotOf(slots: Iterable<GroupSlot>, request: SlotRequest, now: Date): GroupSlot | undefined {
-  for (const slot of slots) if (slot.identity === request.identity && Date.parse(slot.expires) <= now.getTime()) return slot;
+  if (!request.adopt) return undefined;
+  const dead = request.adopt.deadOwner;
+  for (const slot of slots) {
+    if (slot.identity !== request.identity) continue;
+    if (Date.parse(slot.expires) <= now.getTime() || (dead && sameOwner(slot.owner, dead))) return slot;
+  }
   return undefined;
 }
 

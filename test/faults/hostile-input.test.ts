@@ -528,7 +528,16 @@ describe("a metadata.sqlite that is empty or someone else's", () => {
     expect(statSync(file).size).toBe(0);
     const run = await caas(home, ['run', jobsFile(), '--execute', '--compute', 'inline']);
     expect(run.code).toBe(0);
-    expect(tables(file)).toEqual(['data_assets', 'records', 'slots']);
+    expect(tables(file)).toEqual([
+      'data_assets',
+      'queue',
+      'record_entries',
+      'record_index_paths',
+      'record_index_pending',
+      'record_index_state',
+      'records',
+      'slots',
+    ]);
   });
 
   it("0 bytes is refused, naming the file, where the DB must hold the runners' records (caas reap)", async () => {
