@@ -1,5 +1,4 @@
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PlanEntry } from '../wrapper/gate.ts';
@@ -8,7 +7,16 @@ import { RunList } from '../wrapper/run-list.ts';
 import { forEachOfAtMost } from '../wrapper/worker-pool.ts';
 import { AnalysisRepo, mockJob, removeDir, scratchDir } from './support/workspace.ts';
 
-const spillFolders = () => readdirSync(tmpdir()).filter((name) => name.startsWith('caas-run-list-'));
+/** The files this process holds open that were unlinked: the RUN list's, while it is open. */
+const unlinkedOpenFiles = () =>
+  readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      return target.includes('caas-run-list-') && target.endsWith(' (deleted)') ? [target] : [];
+    } catch {
+      return [];
+    }
+  });
 
 /**
  * `caas run --execute` keeps the jobs its plan says to run until they run. A rerun of 100,000 jobs
@@ -36,8 +44,9 @@ describe('the RUN list of a large batch', () => {
   afterAll(() => removeDir(base));
 
   it('gives back every RUN entry in plan order, each job as it was prepared; the other actions are not kept', async () => {
-    const before = new Set(spillFolders());
-    const list = new RunList();
+    const dir = path.join(base, 'spill-1');
+    mkdirSync(dir);
+    const list = new RunList(dir);
     try {
       for (let at = 0; at < jobs.length; at += 1000) {
         const chunk: PlanEntry[] = jobs.slice(at, at + 1000).flatMap((job, i): PlanEntry[] => [
@@ -46,8 +55,9 @@ describe('the RUN list of a large batch', () => {
         ]);
         await list.add(chunk);
       }
-      const spilled = spillFolders().filter((name) => !before.has(name));
-      expect(spilled, 'past one chunk, the entries wait in a file').toHaveLength(1);
+      expect(list.inFile, 'past one chunk, the entries wait in a file').toBe(2000);
+      expect(unlinkedOpenFiles(), 'open, and already unlinked: nothing is left behind if the process dies').toHaveLength(1);
+      expect(readdirSync(dir)).toEqual([]);
       expect(list.size).toBe(2500);
       expect([...list.buckets]).toEqual([jobs[0]!.bucket]);
       expect([...list.analyses.values()].map((a) => a.analysis)).toEqual([jobs[0]!.analysis]);
@@ -69,15 +79,11 @@ describe('the RUN list of a large batch', () => {
     } finally {
       await list.close();
     }
-    expect(
-      spillFolders().filter((name) => !before.has(name)),
-      'closed: its file is gone',
-    ).toEqual([]);
+    expect(unlinkedOpenFiles(), 'closed: its file is gone').toEqual([]);
   });
 
   it('is taken by the workers one entry at a time; a stop leaves the rest unread and closes the file', async () => {
-    const before = new Set(spillFolders());
-    const list = new RunList();
+    const list = new RunList(path.join(base));
     try {
       await list.add(jobs.map((job): PlanEntry => ({ action: 'RUN', where: job.where, job })));
       let running = 0;
@@ -101,6 +107,6 @@ describe('the RUN list of a large batch', () => {
     } finally {
       await list.close();
     }
-    expect(spillFolders().filter((name) => !before.has(name))).toEqual([]);
+    expect(unlinkedOpenFiles()).toEqual([]);
   });
 });
