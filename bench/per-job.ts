@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { openDatabase } from '../backends/db/index.ts';
 import type { MetadataRecord } from '../models/record.ts';
@@ -98,115 +98,197 @@ async function records(home: string): Promise<MetadataRecord[]> {
   }
 }
 
-interface ComputeResult {
+/**
+ * Each job's own process and temporary folder, from what its agent wrote into its certificate (its
+ * pid and work folder): every job of a `local` run must name an agent process other than the
+ * runner's and a folder no other job used; a pid seen twice must belong to jobs that did not
+ * overlap (the system reuses pids, never while a process lives).
+ */
+async function isolation(
+  home: string,
+  done: MetadataRecord[],
+): Promise<{ pids: number; folders: number; shared: string[]; reused: string[] }> {
+  const seen = new Map<number, { start: number; end: number }[]>();
+  const folders = new Set<string>();
+  // Jobs whose agent shared a process (with the runner or another job), or a folder with another job.
+  const shared: string[] = [];
+  const reused: string[] = [];
+  for (const record of done) {
+    const logs = record.job?.logs.replace(/^file:\/\//, '') ?? '';
+    const certificate = await readFile(path.join(home, 'buckets', logs, 'certificate.txt'), 'utf8').catch(() => '');
+    const named = /pid (\d+), work folder (.+?)\)$/m.exec(certificate);
+    if (!named) {
+      shared.push(`${record._id.slice(0, 12)}: its certificate names no agent pid and work folder`);
+      reused.push(`${record._id.slice(0, 12)}: its certificate names no work folder`);
+      continue;
+    }
+    const pid = Number(named[1]);
+    const window = { start: Date.parse(record.start ?? ''), end: Date.parse(record.end ?? '') };
+    if (pid === record.attempts[0]?.owner.pid) shared.push(`${record._id.slice(0, 12)}: its agent ran in the runner's process`);
+    if ((seen.get(pid) ?? []).some((w) => w.start <= window.end && window.start <= w.end)) {
+      shared.push(`${record._id.slice(0, 12)}: agent pid ${pid} served two jobs at once`);
+    }
+    seen.set(pid, [...(seen.get(pid) ?? []), window]);
+    if (folders.has(named[2]!)) reused.push(`${record._id.slice(0, 12)}: work folder ${named[2]} used twice`);
+    folders.add(named[2]!);
+  }
+  return { pids: seen.size, folders: folders.size, shared, reused };
+}
+
+interface Phase {
   measurements: Measurement[];
   targets: TargetCheck[];
 }
 
-/** Latency one job at a time, then a batch at --concurrency 4, with one compute backend. */
-async function measureCompute(
-  compute: 'local' | 'inline',
-  options: BenchOptions,
-  sizes: { latencyJobs: number; batchJobs: number },
-  env: NodeJS.ProcessEnv,
-  analysis: number,
-): Promise<ComputeResult> {
-  const { latencyJobs, batchJobs } = sizes;
+type Compute = 'local' | 'inline';
+
+/** Jobs one at a time: the overhead per job, from the records' own timestamps, less the analysis. */
+async function latency(compute: Compute, options: BenchOptions, jobs: number, env: NodeJS.ProcessEnv, analysis: number) {
   const dir = path.join(options.workDir, compute);
-  const home1 = path.join(dir, 'latency');
-  const jobs1 = path.join(dir, 'latency.jsonl');
-  await jobFile(home1, jobs1, latencyJobs, 0);
-  await runCaas(['--home', home1, 'run', jobs1, '--execute', '--concurrency', '1', '--compute', compute, '--quiet'], { env });
-  const done1 = await records(home1);
+  const home = path.join(dir, 'latency');
+  const file = path.join(dir, 'latency.jsonl');
+  await jobFile(home, file, jobs, 0);
+  await runCaas(['--home', home, 'run', file, '--execute', '--concurrency', '1', '--compute', compute, '--quiet'], { env });
+  const done = await records(home);
   const at = (iso: string | null) => Date.parse(iso ?? '');
-  const claimToRecordMs = done1.map((r) => at(r.updated) - at(r.attempts[0]!.started));
+  const claimToRecordMs = done.map((r) => at(r.updated) - at(r.attempts[0]!.started));
   // The record's start and end are the agent's own (its status file): what lies outside them is the
   // runner's share (claim, config and submit files, hand-over, verify, record).
-  const runnerMs = done1.map((r) => at(r.start) - at(r.attempts[0]!.started) + (at(r.updated) - at(r.end)));
-  const agentMs = done1.map((r) => at(r.end) - at(r.start));
-
-  const home2 = path.join(dir, 'batch');
-  const jobs2 = path.join(dir, 'batch.jsonl');
-  await jobFile(home2, jobs2, batchJobs, 0);
-  // Planning cost per job: a dry run of the batch less a dry run of one job (start-up cancels out).
-  const one = path.join(dir, 'one.jsonl');
-  await jobFile(path.join(dir, 'one'), one, 1, 0);
-  const dryOne = await runCaas(['--home', home2, 'run', one, '--quiet'], { env });
-  const dryAll = await runCaas(['--home', home2, 'run', jobs2, '--quiet'], { env });
-  const planMs = (Math.max(0, dryAll.wallS - dryOne.wallS) * 1000) / (batchJobs - 1);
-  const overheadMs = median(claimToRecordMs) - analysis + planMs;
-  const batch = await runCaas(['--home', home2, 'run', jobs2, '--execute', '--concurrency', '4', '--compute', compute, '--quiet'], { env });
-  const done2 = await records(home2);
-  const succeeded = [...done1, ...done2].filter((r) => r.status === 'succeeded').length;
-  const batchTarget = 30 * (batchJobs / 1000);
+  const runnerMs = done.map((r) => at(r.start) - at(r.attempts[0]!.started) + (at(r.updated) - at(r.end)));
+  const agentMs = done.map((r) => at(r.end) - at(r.start));
   const sorted = [...claimToRecordMs].sort((a, b) => a - b);
   const p90 = sorted[Math.floor(sorted.length * 0.9)] ?? Number.NaN;
+  return { home, done, claimToRecordMs: median(claimToRecordMs), p90, runnerMs: median(runnerMs), agentMs: median(agentMs), analysis };
+}
+
+/** Planning cost per job (a dry run of the batch less one of a single job), then the batch at --concurrency 4. */
+async function batch(compute: Compute, options: BenchOptions, jobs: number, env: NodeJS.ProcessEnv) {
+  const dir = path.join(options.workDir, compute);
+  const home = path.join(dir, 'batch');
+  const file = path.join(dir, 'batch.jsonl');
+  await jobFile(home, file, jobs, 0);
+  const one = path.join(dir, 'one.jsonl');
+  await jobFile(path.join(dir, 'one'), one, 1, 0);
+  const dryOne = await runCaas(['--home', home, 'run', one, '--quiet'], { env });
+  const dryAll = await runCaas(['--home', home, 'run', file, '--quiet'], { env });
+  const planMs = (Math.max(0, dryAll.wallS - dryOne.wallS) * 1000) / (jobs - 1);
+  const run = await runCaas(['--home', home, 'run', file, '--execute', '--concurrency', '4', '--compute', compute, '--quiet'], { env });
+  return { home, done: await records(home), planMs, wallS: run.wallS };
+}
+
+/** One backend's figures and verdicts; `local` is held to the issue's targets, `inline` is the baseline beside it. */
+async function report(
+  compute: Compute,
+  lat: Awaited<ReturnType<typeof latency>>,
+  bat: Awaited<ReturnType<typeof batch>>,
+  tmp: string,
+): Promise<Phase> {
   const label = `--compute ${compute}`;
-  return {
-    measurements: [
-      {
-        subject: `${label}: claim to record, per job (median)`,
-        value: median(claimToRecordMs),
-        unit: 'ms',
-        detail: `p90 ${formatNumber(p90)} ms, from the records' own timestamps`,
-      },
-      { subject: '  of which the runner', value: median(runnerMs), unit: 'ms', detail: 'claim, job files, hand-over; verify, record' },
-      {
-        subject: '  of which the agent (analysis included)',
-        value: median(agentMs),
-        unit: 'ms',
-        detail: 'stage, check code, run, upload, end.txt',
-      },
-      {
-        subject: `${label}: plan per job`,
-        value: planMs,
-        unit: 'ms',
-        detail: 'validate, identity, gate: dry run of the batch less one job',
-      },
-      { subject: `${label}: caas overhead per job (median)`, value: overheadMs, unit: 'ms', detail: 'claim to record - analysis + plan' },
-      {
-        subject: `${label}: ${formatNumber(batchJobs)} jobs at --concurrency 4`,
-        value: batch.wallS,
-        unit: 's',
-        detail: `${formatNumber(batchJobs / batch.wallS)} jobs/s; the whole \`caas run --execute\`, start-up included`,
-      },
-    ],
-    targets: [
+  const jobs = lat.done.length + bat.done.length;
+  const overheadMs = lat.claimToRecordMs - lat.analysis + bat.planMs;
+  const batchJobs = bat.done.length;
+  const batchTarget = 30 * (batchJobs / 1000);
+  const succeeded = [...lat.done, ...bat.done].filter((r) => r.status === 'succeeded').length;
+  const own = [await isolation(lat.home, lat.done), await isolation(bat.home, bat.done)];
+  const pids = own[0]!.pids + own[1]!.pids;
+  const folders = own[0]!.folders + own[1]!.folders;
+  const shared = own.flatMap((o) => o.shared);
+  const reused = own.flatMap((o) => o.reused);
+  const left = (await readdir(tmp)).filter((name) => name.startsWith('caas-job-')).length;
+  const measurements: Measurement[] = [
+    {
+      subject: `${label}: claim to record, per job (median)`,
+      value: lat.claimToRecordMs,
+      unit: 'ms',
+      detail: `p90 ${formatNumber(lat.p90)} ms, from the records' own timestamps`,
+    },
+    { subject: '  of which the runner', value: lat.runnerMs, unit: 'ms', detail: 'claim, job files, hand-over; verify, record' },
+    {
+      subject: '  of which the agent (analysis included)',
+      value: lat.agentMs,
+      unit: 'ms',
+      detail: 'stage, check code, run, upload, end.txt',
+    },
+    {
+      subject: `${label}: plan per job`,
+      value: bat.planMs,
+      unit: 'ms',
+      detail: 'validate, identity, gate: dry run of the batch less one job',
+    },
+    { subject: `${label}: caas overhead per job (median)`, value: overheadMs, unit: 'ms', detail: 'claim to record - analysis + plan' },
+    {
+      subject: `${label}: ${formatNumber(batchJobs)} jobs at --concurrency 4`,
+      value: bat.wallS,
+      unit: 's',
+      detail: `${formatNumber(batchJobs / bat.wallS)} jobs/s; the whole \`caas run --execute\`, start-up included`,
+    },
+    {
+      subject: `${label}: agent processes / temporary folders`,
+      value: pids,
+      unit: 'processes',
+      detail: `${formatNumber(folders)} folders for ${formatNumber(jobs)} jobs, ${left} left behind (from each job's certificate)`,
+    },
+  ];
+  const targets: TargetCheck[] = [
+    verify(`${label}: every job recorded as succeeded`, `${succeeded} of ${jobs}`, succeeded === jobs),
+    verify(
+      `${label}: each job in a temporary folder of its own, none left behind`,
+      `${folders} folders for ${jobs} jobs, ${left} left${reused.length > 0 ? `; ${reused[0]}` : ''}`,
+      folders === jobs && left === 0 && reused.length === 0,
+    ),
+  ];
+  if (compute === 'local') {
+    targets.push(
       verify(
-        `${label}: every job recorded as succeeded`,
-        `${succeeded} of ${latencyJobs + batchJobs}`,
-        succeeded === latencyJobs + batchJobs,
+        `${label}: each job in an agent process of its own`,
+        shared.length === 0 ? `${pids} agent pids for ${jobs} jobs, none the runner's, none serving two jobs` : shared[0]!,
+        shared.length === 0,
       ),
-      check(`${label}: overhead per job <= 50 ms (median)`, `${formatNumber(overheadMs)} ms`, overheadMs <= 50),
+      check(`${label}: overhead per job <= 35 ms (median)`, `${formatNumber(overheadMs)} ms`, overheadMs <= 35),
       check(
         `${label}: ${formatNumber(batchJobs)} jobs at --concurrency 4 <= ${formatNumber(batchTarget)} s`,
-        `${formatNumber(batch.wallS)} s`,
-        batch.wallS <= batchTarget,
+        `${formatNumber(bat.wallS)} s`,
+        bat.wallS <= batchTarget,
       ),
-    ],
-  };
+    );
+  }
+  return { measurements, targets };
 }
 
 export async function benchPerJob(options: BenchOptions): Promise<BenchReport> {
   const sizes = { latencyJobs: options.quick ? 20 : 100, batchJobs: options.quick ? 100 : 1000 };
   const repo = path.join(options.workDir, 'analyses');
   await analysisRepo(repo);
-  const env = { ...process.env, CAAS_ANALYSES: repo, NO_COLOR: '1' };
+  // The jobs' temporary folders go here, so the benchmark can see that none is left behind.
+  const tmp = path.join(options.workDir, 'tmp');
+  await mkdir(tmp, { recursive: true });
+  const env = { ...process.env, CAAS_ANALYSES: repo, NO_COLOR: '1', TMPDIR: tmp };
   const analysis = await analysisMs(30);
-  const local = await measureCompute('local', options, sizes, env, analysis);
-  const inline = await measureCompute('inline', options, sizes, env, analysis);
+  // Interleaved, local then inline at each step, so both see the same machine load.
+  const latLocal = await latency('local', options, sizes.latencyJobs, env, analysis);
+  const latInline = await latency('inline', options, sizes.latencyJobs, env, analysis);
+  const batLocal = await batch('local', options, sizes.batchJobs, env);
+  const batInline = await batch('inline', options, sizes.batchJobs, env);
+  const local = await report('local', latLocal, batLocal, tmp);
+  const inline = await report('inline', latInline, batInline, tmp);
   return {
     name: 'per-job',
-    title: `per-job overhead: a no-op analysis (\`true\`), file store, SQLite (${sizes.latencyJobs} jobs one at a time; ${formatNumber(sizes.batchJobs)} at --concurrency 4)`,
+    title: `per-job overhead: a no-op analysis (\`true\`), file store, SQLite (${sizes.latencyJobs} jobs one at a time; ${formatNumber(sizes.batchJobs)} at --concurrency 4), local beside inline`,
     measurements: [
       { subject: 'the analysis itself (spawn `true`, wait)', value: analysis, unit: 'ms', detail: 'median of 30, measured apart' },
       ...local.measurements,
       ...inline.measurements,
+      {
+        subject: `local / inline, ${formatNumber(sizes.batchJobs)} jobs at --concurrency 4`,
+        value: batLocal.wallS / batInline.wallS,
+        unit: 'x',
+        detail: 'the price of one agent process per job, in the same run',
+      },
     ],
     targets: [...local.targets, ...inline.targets],
     notes: [
-      'local is the default: one agent process per job, as one instance per job in the cloud; its Node start-up (~50-100 ms of CPU here) is most of the gap to the targets',
-      'inline keeps the agent in the runner and gives only the analysis a fresh process: less isolation, for batches of short jobs',
+      'local is the default: one agent process per job, as one instance per job in the cloud; inline, the baseline, keeps the agent in the runner and gives only the analysis a fresh process and folder',
+      'targets apply to local; inline is measured beside it, in the same run, interleaved step by step',
     ],
   };
 }

@@ -176,7 +176,10 @@ class AgentJob {
 
   async run(cancel?: AbortSignal): Promise<number> {
     const { spec, keys } = this;
-    await this.note(`job manager: job ${keys.resultdir} on ${spec.instance} (${hostname()})`);
+    // The work folder is named so that anyone can see each job had one of its own (the per-job benchmark counts them).
+    await this.note(
+      `job manager: job ${keys.resultdir} on ${spec.instance} (${hostname()}, pid ${process.pid}, work folder ${this.workDir})`,
+    );
     await this.writeStatus();
     let staged: string[];
     try {
