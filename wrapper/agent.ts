@@ -97,6 +97,10 @@ class AgentJob {
   /** Aborted when this agent can no longer show it is alive: it must not run on unseen. */
   private readonly fence = new AbortController();
   private analysisPid: number | undefined;
+  /** How many certificate lines are in the job folder. */
+  private certificateWritten = 0;
+  /** end.txt is written: nothing more goes into the job folder. */
+  private ended = false;
 
   private constructor(
     private readonly spec: AgentSpec,
@@ -177,10 +181,8 @@ class AgentJob {
   async run(cancel?: AbortSignal): Promise<number> {
     const { spec, keys } = this;
     // The work folder is named so that anyone can see each job had one of its own (the per-job benchmark counts them).
-    await this.note(
-      `job manager: job ${keys.resultdir} on ${spec.instance} (${hostname()}, pid ${process.pid}, work folder ${this.workDir})`,
-    );
-    await this.writeStatus();
+    this.note(`job manager: job ${keys.resultdir} on ${spec.instance} (${hostname()}, pid ${process.pid}, work folder ${this.workDir})`);
+    await this.writeStatusAndNotes();
     let staged: string[];
     try {
       staged = await this.stage();
@@ -193,8 +195,8 @@ class AgentJob {
     const env = this.environment(staged, await this.locator.stores());
     const argv = spec.command.map((token) => expandPlaceholders(token, spec.analysis_dir));
     this.status.status = 'IN PROGRESS';
-    await this.writeStatus();
-    await this.note(`running ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
+    this.note(`running ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
+    await this.writeStatusAndNotes();
 
     const started = Date.now();
     const stop = eitherSignal(cancel, this.fence.signal);
@@ -212,12 +214,12 @@ class AgentJob {
       },
     });
     this.analysisPid = undefined;
-    await this.note(`analysis ended after ${((Date.now() - started) / 1000).toFixed(1)} s: ${ended.reason}`);
-    if (ended.swept > 0) await this.note(`ended ${ended.swept} process(es) the analysis left running`);
+    this.note(`analysis ended after ${((Date.now() - started) / 1000).toFixed(1)} s: ${ended.reason}`);
+    if (ended.swept > 0) this.note(`ended ${ended.swept} process(es) the analysis left running`);
     const outcome = { exitCode: ended.code, reason: ended.reason };
     for (const problem of ended.logErrors) {
       // Output that could not be kept fails the job: its log would be silently incomplete.
-      await this.note(problem);
+      this.note(problem);
       outcome.reason = outcome.exitCode === 0 ? problem : `${outcome.reason}; ${problem}`;
       if (outcome.exitCode === 0) outcome.exitCode = 1;
     }
@@ -271,18 +273,38 @@ class AgentJob {
     return new Map(files.map((file) => [file.url, { etag: file.etag, size: file.size }]));
   }
 
-  /** Config and inputs into the work folder, each input checked against the identity; then the code. Returns the staged paths. */
+  /**
+   * Config and inputs into the work folder, each input checked against the identity, and the code
+   * checked. The three go on at once (the code check is a git process, the rest waits on the
+   * store), and all are over before the analysis starts. Returns the staged paths.
+   */
   private async stage(): Promise<string[]> {
     const { spec } = this;
+    const [config, inputs, code] = await Promise.allSettled([
+      this.store.getToFile(spec.bucket, this.keys.config, this.configPath),
+      this.stageInputs(),
+      checkCode(spec),
+    ]);
+    for (const step of [config, inputs, code]) if (step.status === 'rejected') throw step.reason;
+    const staged = (inputs as PromiseFulfilledResult<string[]>).value;
+    const codeProblem = (code as PromiseFulfilledResult<{ refusal?: string; note?: string }>).value;
+    this.note(`staged config ${spec.configname} and ${staged.length} input file(s)`);
+    if (codeProblem.note) this.note(codeProblem.note);
+    if (codeProblem.refusal) throw new Error(codeProblem.refusal);
+    return staged;
+  }
+
+  /** The job document, then the inputs (a folder's listing is in the job document). Returns the staged paths. */
+  private async stageInputs(): Promise<string[]> {
+    const { spec } = this;
     const staged: string[] = [];
-    await this.store.getToFile(spec.bucket, this.keys.config, this.configPath);
     const jobDocument = path.join(this.workDir, 'job.json');
     try {
       await this.store.getToFile(spec.bucket, this.keys.jobDocument, jobDocument);
       this.jobDocument = { path: jobDocument, job: JSON.parse(await readFile(jobDocument, 'utf8')) as JobDocument };
     } catch (error) {
       if ((error as { code?: string }).code !== 'NoSuchKey') throw error;
-      await this.note(`no job document at ${this.keys.jobDocument}: the analysis runs without CAAS_JOB`);
+      this.note(`no job document at ${this.keys.jobDocument}: the analysis runs without CAAS_JOB`);
     }
     for (const url of spec.inputs) {
       const { store: source, bucket, key } = await this.locator.locate(url);
@@ -312,73 +334,85 @@ class AgentJob {
       }
       if (expected.size > 0) throw new Error(`input folder ${url}: ${[...expected][0]} was listed when the job was planned and is gone`);
     }
-    await this.note(`staged config ${spec.configname} and ${staged.length} input file(s)`);
-    const codeProblem = await checkCode(spec);
-    if (codeProblem.note) await this.note(codeProblem.note);
-    if (codeProblem.refusal) throw new Error(codeProblem.refusal);
     return staged;
   }
 
   /**
    * Outputs, config copy, logs and manifest into the job folder, then the final status and
-   * end.txt, the last object written. A failed upload turns a success into a failure.
+   * end.txt, the last object written. A failed upload turns a success into a failure. What does
+   * not depend on each other goes up at once: the results and the logs, then the metadata document
+   * and the manifest.
    */
   private async finish(outcome: Outcome): Promise<number> {
-    const { spec, keys } = this;
+    const { keys } = this;
     const fail = (problem: string) => {
       outcome.reason = outcome.exitCode === 0 ? problem : `${outcome.reason}; ${problem}`;
       if (outcome.exitCode === 0) outcome.exitCode = 1;
     };
     await this.liveLogs.stop();
-    let manifest: ManifestEntry[] = [];
-    try {
-      manifest = await uploadFolder(this.store, spec.bucket, keys.process, this.dirs.output, { skip: (rel) => rel === 'end.txt' });
-      if (await stat(this.configPath).catch(() => undefined)) {
-        const copyKey = spec.config_copy ? keys.process + path.posix.basename(spec.config_copy) : keys.configCopy;
-        manifest.push({ key: copyKey, ...(await this.store.putFile(spec.bucket, copyKey, this.configPath)) });
-      }
-      manifest = await withObjectsWrittenThere(this.store, spec.bucket, keys, manifest);
-      if (outcome.exitCode === 0) await this.note(`uploaded ${manifest.length} result file(s) to ${keys.process}`);
-    } catch (error) {
-      fail(`upload failed: ${(error as Error).message}`);
-    }
-    for (const name of ['stdout', 'stderr'] as const) {
-      try {
-        const snapshot = await this.logs[name].snapshot();
-        await this.store.putFile(spec.bucket, keys[name], snapshot.path);
-        if (snapshot.cut) {
-          this.status.logs_cut = { ...this.status.logs_cut, [name]: snapshot.cut };
-          await this.note(
-            `${name}.txt: the analysis wrote ${snapshot.cut.written_bytes} bytes, over the log limit of ${spec.log_limit_bytes}; kept the first and last parts (${snapshot.cut.kept_bytes} bytes), cut ${snapshot.cut.cut_bytes} bytes in between`,
-          );
-        }
-      } catch (error) {
-        // A log that cannot be stored fails the job: it is never silently left empty.
-        const problem = `${name}.txt could not be uploaded: ${(error as Error).message}`;
-        fail(problem);
-        await this.note(problem).catch(() => {});
-      }
-    }
+    const [manifest] = await Promise.all([
+      this.uploadResults(outcome, fail),
+      ...(['stdout', 'stderr'] as const).map((name) => this.uploadLog(name, fail)),
+    ]);
     const finishedAt = new Date().toISOString();
-    if (outcome.exitCode === 0) {
+    const metadata = async () => {
+      if (outcome.exitCode !== 0) return;
       try {
         await this.writeProcessingDocument(finishedAt);
       } catch (error) {
         fail(`metadata.nd.json could not be written: ${(error as Error).message}`);
       }
-    }
-    await this.put(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
+    };
+    await Promise.all([metadata(), this.put(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`)]);
     await this.beats.stop();
     const { status } = this;
     status.status = outcome.exitCode === 0 ? 'SUCCESS' : 'FAILED';
     status.reason = outcome.reason;
     status.exit_code = outcome.exitCode;
     status.job_finish = finishedAt;
-    await this.writeStatus();
-    await this.note(`job ${status.status === 'SUCCESS' ? 'succeeded' : `failed (${outcome.reason})`}`);
+    this.note(`job ${status.status === 'SUCCESS' ? 'succeeded' : `failed (${outcome.reason})`}`);
+    await this.writeStatusAndNotes();
     // end.txt is the last object written: once it exists, everything else of the job is in place.
     await this.put(keys.end, `${status.status}\n${outcome.reason}\nfinished ${status.job_finish}\n`);
+    this.ended = true;
     return outcome.exitCode;
+  }
+
+  /** process_results and the config copy; returns their manifest (empty when the upload failed, which fails the job). */
+  private async uploadResults(outcome: Outcome, fail: (problem: string) => void): Promise<ManifestEntry[]> {
+    const { spec, keys } = this;
+    try {
+      let manifest = await uploadFolder(this.store, spec.bucket, keys.process, this.dirs.output, { skip: (rel) => rel === 'end.txt' });
+      if (await stat(this.configPath).catch(() => undefined)) {
+        const copyKey = spec.config_copy ? keys.process + path.posix.basename(spec.config_copy) : keys.configCopy;
+        manifest.push({ key: copyKey, ...(await this.store.putFile(spec.bucket, copyKey, this.configPath)) });
+      }
+      manifest = await withObjectsWrittenThere(this.store, spec.bucket, keys, manifest);
+      if (outcome.exitCode === 0) this.note(`uploaded ${manifest.length} result file(s) to ${keys.process}`);
+      return manifest;
+    } catch (error) {
+      fail(`upload failed: ${(error as Error).message}`);
+      return [];
+    }
+  }
+
+  /** A log's last snapshot into the job folder; a log that cannot be stored fails the job: it is never silently left empty. */
+  private async uploadLog(name: 'stdout' | 'stderr', fail: (problem: string) => void): Promise<void> {
+    const { spec, keys } = this;
+    try {
+      const snapshot = await this.logs[name].snapshot();
+      await this.store.putFile(spec.bucket, keys[name], snapshot.path);
+      if (snapshot.cut) {
+        this.status.logs_cut = { ...this.status.logs_cut, [name]: snapshot.cut };
+        this.note(
+          `${name}.txt: the analysis wrote ${snapshot.cut.written_bytes} bytes, over the log limit of ${spec.log_limit_bytes}; kept the first and last parts (${snapshot.cut.kept_bytes} bytes), cut ${snapshot.cut.cut_bytes} bytes in between`,
+        );
+      }
+    } catch (error) {
+      const problem = `${name}.txt could not be uploaded: ${(error as Error).message}`;
+      fail(problem);
+      this.note(problem);
+    }
   }
 
   /**
@@ -407,6 +441,8 @@ class AgentJob {
   async close(): Promise<void> {
     await this.liveLogs.stop();
     await this.beats.stop();
+    // A job that broke off before end.txt still leaves its certificate as far as it got.
+    if (!this.ended) await this.writeNotes().catch(() => {});
     for (const log of Object.values(this.logs)) await log.close();
     await this.locator.close();
     await this.store.close();
@@ -416,10 +452,26 @@ class AgentJob {
     return this.store.put(this.spec.bucket, key, body);
   }
 
-  /** A line in the certificate (rewritten whole: the store has no append). */
-  private async note(line: string): Promise<void> {
+  /**
+   * A line in the certificate. The certificate is rewritten whole (the store has no append), so
+   * lines are written with the status (writeStatusAndNotes), at each of its changes, rather than
+   * one object write per line: a job notes some eight lines, most of them in its first and last
+   * milliseconds.
+   */
+  private note(line: string): void {
     this.certificate.push(`${new Date().toISOString()} ${line}`);
+  }
+
+  /** The certificate as noted so far, if it has lines not written yet. Called from the job's own steps only, so two writes never race. */
+  private async writeNotes(): Promise<void> {
+    if (this.certificateWritten === this.certificate.length) return;
+    const lines = this.certificate.length;
     await this.put(this.keys.certificate, `${this.certificate.join('\n')}\n`);
+    this.certificateWritten = Math.max(this.certificateWritten, lines);
+  }
+
+  private async writeStatusAndNotes(): Promise<void> {
+    await Promise.all([this.writeStatus(), this.writeNotes()]);
   }
 
   private writeStatus(): Promise<void> {

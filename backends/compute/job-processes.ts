@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -86,12 +85,12 @@ export class JobProcesses {
     if (pid === undefined) return;
     this.group = pid;
     this.watchdog?.stdin?.write(`pgid ${pid}\n`);
-    void readFile(`/proc/${pid}/stat`, 'latin1').then(
-      (stat) => {
-        this.since = Number(statFields(stat)[19]) || 0;
-      },
-      () => {},
-    );
+    // Read now, while the process is certainly there (a zombie at worst: it is reaped only once this
+    // returns to the event loop). Read later, a short analysis would be gone, the start unknown, and
+    // every sweep would read the environment of every process on the machine.
+    try {
+      this.since = Number(statFields(readFileSync(`/proc/${pid}/stat`, 'latin1'))[19]) || 0;
+    } catch {}
   }
 
   /**
