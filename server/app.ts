@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import { CaasError } from '../models/caas-error.ts';
@@ -263,6 +264,10 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
   });
   app.onError((error, c) => {
     if (error instanceof HttpError || error instanceof CaasError) return errorBody(c, error);
+    // hono's own refusals (a body that is not JSON, from a route's validator) are the client's: their status, in the API's shape.
+    if (error instanceof HTTPException && error.status < 500) {
+      return c.json({ error: `body: ${error.message}; expected a JSON object (Content-Type: application/json)` }, error.status);
+    }
     options.log({ error: (error as Error).stack ?? String(error), path: c.req.path });
     return c.json({ error: `internal error: ${(error as Error).message}` }, 500);
   });
