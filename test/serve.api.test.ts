@@ -371,7 +371,7 @@ describe('caas serve: the API', () => {
       expect(target, ref).toBeDefined();
     }
     const submit = doc.paths['/api/jobs'].post;
-    expect(Object.keys(submit.responses).sort()).toEqual(['200', '202', '400', '401', '404', '413', '429']);
+    expect(Object.keys(submit.responses).sort()).toEqual(['200', '202', '400', '401', '403', '404', '413', '415', '429']);
     expect(JSON.stringify(submit.requestBody)).toContain('"inputs"');
   });
 });

@@ -1,10 +1,30 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
 import { call } from './support/service.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
+
+/** A request with exactly these headers (fetch would not let a test set Host). */
+function raw(
+  url: string,
+  options: { method?: string; route: string; headers?: Record<string, string>; body?: string },
+): Promise<{ status: number; body: { error?: string } & Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}${options.route}`, { method: options.method ?? 'GET', headers: options.headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        text += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} }));
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
 
 /**
  * What a browser can be made to send to the service from another site, and what the service answers
@@ -16,6 +36,11 @@ describe('caas serve: requests from elsewhere and bodies that are not JSON objec
   let open: RunningService;
   let guarded: RunningService;
   const token = 'caas_guards-token-of-group-caas';
+  const job = (asset: string) => ({
+    analysis: 'mock-wait',
+    inputs: [{ asset_id: asset, name: asset, location: `file://${path.dirname(data)}/`, files: [{ url: `file://${data}` }] }],
+    parameters: { wait: 0 },
+  });
   const settings = (home: string) => ({
     home,
     storeUrl: 'file:',
@@ -50,6 +75,97 @@ describe('caas serve: requests from elsewhere and bodies that are not JSON objec
     await guarded?.stop(0);
     delete process.env.CAAS_ANALYSES;
     removeDir(base);
+  });
+
+  it("a page elsewhere cannot queue a job with a no-cors text/plain POST (415), nor with JSON from its own Origin (403); the server's own origin can", async () => {
+    const body = JSON.stringify(job('csrf'));
+    const own = new URL(open.url).host;
+    const plain = await raw(open.url, {
+      method: 'POST',
+      route: '/api/jobs?execute=true',
+      headers: { 'content-type': 'text/plain;charset=UTF-8', origin: 'https://evil.example' },
+      body,
+    });
+    expect(plain.status).toBe(403);
+    const noOrigin = await raw(open.url, {
+      method: 'POST',
+      route: '/api/jobs?execute=true',
+      headers: { 'content-type': 'text/plain' },
+      body,
+    });
+    expect(noOrigin.status).toBe(415);
+    expect(noOrigin.body.error).toMatch(/Content-Type "text\/plain": send the body as JSON with Content-Type: application\/json/);
+    for (const type of ['application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', '']) {
+      const refused = await raw(open.url, { method: 'POST', route: '/api/dispatch', headers: type ? { 'content-type': type } : {}, body });
+      expect(refused.status, type).toBe(415);
+    }
+    const crossSite = await raw(open.url, {
+      method: 'POST',
+      route: '/api/jobs?execute=true',
+      headers: { 'content-type': 'application/json', origin: 'https://evil.example' },
+      body,
+    });
+    expect(crossSite.status).toBe(403);
+    expect(crossSite.body.error).toMatch(/Origin "https:\/\/evil\.example" is not this server/);
+    expect(
+      (await raw(open.url, { method: 'POST', route: '/api/jobs', headers: { 'content-type': 'application/json', origin: 'null' }, body }))
+        .status,
+    ).toBe(403);
+    const cancel = await raw(open.url, {
+      method: 'DELETE',
+      route: `/api/jobs/${'a'.repeat(64)}`,
+      headers: { origin: 'http://evil.example' },
+    });
+    expect(cancel.status).toBe(403);
+    // Nothing of the above reached the queue.
+    expect((await call(open.url, 'GET', '/api/jobs')).body.jobs).toEqual([]);
+
+    const mine = await raw(open.url, {
+      method: 'POST',
+      route: '/api/jobs',
+      headers: { 'content-type': 'application/json; charset=utf-8', origin: `http://${own}` },
+      body,
+    });
+    expect(mine.status).toBe(200);
+    expect(
+      (await raw(open.url, { method: 'DELETE', route: `/api/jobs/${'a'.repeat(64)}`, headers: { origin: `http://${own}` } })).status,
+    ).toBe(404);
+  });
+
+  it('with no tokens, a request addressed to any name but a loopback one with its port is 421 (DNS rebinding); with tokens the name is free, the Origin rule still holds', async () => {
+    const port = new URL(open.url).port;
+    for (const host of [`evil.example:${port}`, `127.0.0.1.evil.example:${port}`, '127.0.0.1:1', '127.0.0.1', `10.0.0.1:${port}`]) {
+      const answer = await raw(open.url, { route: '/api/analyses', headers: { host } });
+      expect(answer.status, host).toBe(421);
+      expect(answer.body.error).toMatch(/has no tokens, so it answers only requests addressed to this machine/);
+    }
+    expect((await raw(open.url, { route: '/', headers: { host: `rebound.example:${port}` } })).status).toBe(421);
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`]) {
+      expect((await raw(open.url, { route: '/healthz', headers: { host } })).status, host).toBe(200);
+    }
+
+    const authorization = `Bearer ${token}`;
+    expect((await raw(guarded.url, { route: '/api/analyses', headers: { host: 'caas.lab.example', authorization } })).status).toBe(200);
+    const proxied = await raw(guarded.url, {
+      method: 'POST',
+      route: '/api/jobs',
+      headers: {
+        host: '127.0.0.1:8080',
+        'x-forwarded-host': 'caas.lab.example',
+        origin: 'https://caas.lab.example',
+        'content-type': 'application/json',
+        authorization,
+      },
+      body: JSON.stringify(job('proxied')),
+    });
+    expect(proxied.status).toBe(200);
+    const elsewhere = await raw(guarded.url, {
+      method: 'POST',
+      route: '/api/jobs',
+      headers: { host: 'caas.lab.example', origin: 'https://evil.example', 'content-type': 'application/json', authorization },
+      body: JSON.stringify(job('proxied')),
+    });
+    expect(elsewhere.status).toBe(403);
   });
 
   it('malformed JSON and bodies that are not job inputs are 400 in the error shape on every POST route, never 5xx', async () => {

@@ -52,11 +52,13 @@ Examples:
   $ caas serve                                   # http://127.0.0.1:8080, no tokens: this machine only
   $ caas serve token add --group lab-a           # prints a token once; its sha256 goes to the tokens file
   $ caas serve --host 0.0.0.0 --port 8080 --concurrency 4 --compute local
-  $ curl -H "Authorization: Bearer $TOKEN" -d @job.json 'http://127.0.0.1:8080/api/jobs?execute=true'
+  $ curl -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d @job.json 'http://127.0.0.1:8080/api/jobs?execute=true'
 
 Accepted jobs are written to the metadata DB before the answer (202): a restarted server, or another
 one on the same DB, runs them. One JSON line per request goes to stderr. SIGTERM stops accepting and
-lets running jobs finish for --grace-seconds, then hands them back. See docs/serve.md.`,
+lets running jobs finish for --grace-seconds, then hands them back. POST bodies must be sent as
+application/json; without tokens, only requests addressed to 127.0.0.1/localhost are answered.
+See docs/serve.md.`,
     )
     .action(async (options, command: Command) => {
       const settings = settingsOf(command);
