@@ -1,10 +1,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
-import { call } from './support/service.ts';
+import { call, until } from './support/service.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
 
 /** A request with exactly these headers (fetch would not let a test set Host). */
@@ -186,5 +187,70 @@ describe('caas serve: requests from elsewhere and bodies that are not JSON objec
       }
     }
     expect((await call(open.url, 'GET', '/api/jobs')).body.jobs).toEqual([]);
+  });
+
+  it("POST /api/jobs refuses jobs past the group's queue limit (25 per slot) as REFUSED, 429 when nothing was queued", async () => {
+    const home = path.join(base, 'limit');
+    const gate = path.join(base, 'limit-gate');
+    process.env.CAAS_MOCK_GATE_FILE = gate;
+    const server = await startService({ ...settings(home), tokens: new TokenRing([]) });
+    try {
+      // mock-wait's deploy_limit is 4: 100 jobs of group caas may wait (the one held at the gate counts).
+      const flood = await call(server.url, 'POST', '/api/jobs?execute=true', {
+        body: Array.from({ length: 101 }, (_, i) => job(`flood-${i}`)),
+      });
+      expect(flood.status).toBe(202);
+      expect(flood.body.counts).toMatchObject({ RUN: 100, REFUSED: 1 });
+      expect(flood.body.jobs[100]).toMatchObject({
+        action: 'REFUSED',
+        queued: false,
+        reason: expect.stringMatching(
+          /group "caas" of mock-wait has 100 jobs in the queue, as many as its limits allow \(4 at once × 25\)/,
+        ),
+      });
+      const more = await call(server.url, 'POST', '/api/jobs?execute=true', { body: job('one-more') });
+      expect(more.status).toBe(429);
+      expect(more.body.jobs[0]).toMatchObject({ action: 'REFUSED', queued: false });
+      // A job of another group has its own limit.
+      const other = await call(server.url, 'POST', '/api/jobs?execute=true', { body: { ...job('one-more'), group: 'demo' } });
+      expect(other.status).toBe(202);
+    } finally {
+      writeFileSync(gate, '');
+      delete process.env.CAAS_MOCK_GATE_FILE;
+      await server.stop(0);
+    }
+  });
+
+  it('while it shuts down, a request on a connection already open is answered 503 with why', async () => {
+    const home = path.join(base, 'drain');
+    const gate = path.join(base, 'drain-gate');
+    process.env.CAAS_MOCK_GATE_FILE = gate;
+    const server = await startService({ ...settings(home), tokens: new TokenRing([]) });
+    let stopped: Promise<unknown> | undefined;
+    try {
+      const { identity } = (await call(server.url, 'POST', '/api/jobs?execute=true', { body: job('held') })).body.jobs[0];
+      await until('the job to run', async () => (await call(server.url, 'GET', `/api/jobs/${identity}`)).body.record?.status === 'running');
+      // A request under way when the stop begins: its first bytes are in, so its connection is not idle.
+      const { host, port } = new URL(server.url);
+      const socket = connect(Number(port), new URL(server.url).hostname);
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(`GET /api/analyses HTTP/1.1\r\nHost: ${host}\r\n`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // The running job holds the stop for its grace, long enough to finish the request.
+      stopped = server.stop(20_000);
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk) => {
+        answer += chunk;
+      });
+      socket.write('Connection: close\r\n\r\n');
+      await new Promise((resolve) => socket.once('close', resolve));
+      expect(answer).toMatch(/^HTTP\/1\.1 503 /);
+      expect(answer).toContain('the service is shutting down: try again in a moment');
+    } finally {
+      writeFileSync(gate, '');
+      delete process.env.CAAS_MOCK_GATE_FILE;
+      await (stopped ?? server.stop(0));
+    }
   });
 });
