@@ -279,6 +279,8 @@ export type RunnerSettings = Pick<
 export class JobRunner {
   readonly owner: Owner = { host: hostname(), pid: process.pid, run: randomUUID() };
   private db: MetadataStore | undefined;
+  /** The one opening of the DB: jobs that start together must share it, not each open (and leak) a handle. */
+  private dbOpening: Promise<MetadataStore> | undefined;
   private readonly buckets = new Set<string>();
 
   private constructor(
@@ -308,7 +310,11 @@ export class JobRunner {
     const missing = [...buckets].filter((bucket) => !this.buckets.has(bucket));
     await ensureBuckets(this.store, new Set(missing));
     for (const bucket of missing) this.buckets.add(bucket);
-    this.db ??= await openDatabase(this.options.dbUrl, { home: this.options.home });
+    this.dbOpening ??= openDatabase(this.options.dbUrl, { home: this.options.home }).catch((error: unknown) => {
+      this.dbOpening = undefined;
+      throw error;
+    });
+    this.db = await this.dbOpening;
   }
 
   /** Claims, runs and records one job; a store or DB failure is a `lost` result, not a throw, so the other jobs go on. */
