@@ -154,6 +154,9 @@ export class QueueWorker {
       const expires = plan.record?.lease ? Date.parse(plan.record.lease.expires) : Date.now();
       return { state: 'queued', outcome: 'running', reason: plan.reason ?? 'running elsewhere', notBefore: new Date(expires + 1000) };
     }
+    // As caas run does before its first claim: a job its launcher cannot run is answered, never claimed.
+    const refusal = this.runner.refusal(plan.job.analysis);
+    if (refusal) return { state: 'done', outcome: 'refused', reason: refusal };
     const result = await this.runner.execute(plan.job, signal);
     if (signal.aborted && !this.stopping)
       return { state: 'cancelled', outcome: result.outcome, reason: `${String(signal.reason)}: ${result.reason}` };

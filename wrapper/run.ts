@@ -319,7 +319,13 @@ export class JobRunner {
 
   /** Claims, runs and records one job; a store or DB failure is a `lost` result, not a throw, so the other jobs go on. */
   async execute(job: PreparedJob, signal?: AbortSignal): Promise<JobResult> {
-    await this.ready([job.bucket]);
+    try {
+      await this.ready([job.bucket]);
+    } catch (error) {
+      // A missing bucket is this job's answer, before any claim: trying again would be refused the same way.
+      if (error instanceof RunRefused) return { where: job.where, identity: job.identity, outcome: 'refused', reason: error.message };
+      throw error;
+    }
     const ctx: ExecuteContext = {
       db: this.db!,
       store: this.store,
