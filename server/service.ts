@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { AnalysisError, analysisRoots, listAnalysisNames, loadAnalysis } from '../analyses/index.ts';
 import { type Database, openDatabase } from '../backends/db/index.ts';
 import { getText, type ObjectStore, objectUrl, openStore } from '../backends/storage/index.ts';
+import { isAindDispatchModel } from '../models/aind-dispatch.ts';
 import { jobFolder } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { Filter } from '../models/filter.ts';
@@ -137,23 +138,27 @@ export class Service {
     principal: Principal,
     execute: boolean,
   ): Promise<{ status: 200 | 202 | 400 | 404 | 429; body: JobsAnswer }> {
-    const forced = new Map<string, Issue[]>();
-    const entries: JobEntry[] = values.map(({ where, value }) => {
-      if (principal.group === null || !isPlainObject(value)) return { where, value };
-      if (value.group === undefined) return { where, value: { ...value, group: principal.group } };
-      if (value.group !== principal.group) {
-        const message = `this token submits into group "${principal.group}" only`;
-        forced.set(where, [{ path: ['group'], message }]);
-        return { where, error: `group: ${message}` };
-      }
-      return { where, value };
+    const entries: JobEntry[] = values.map(({ where, value }) => ({ where, value }));
+    // Jobs that name no group go into the token's; the group of each is checked once the job is
+    // read, whichever way it names one (a job input's `group`, an AIND model's `caas.group`).
+    const plan = await planEntries(entries, { ...this.planSettings, defaultGroup: principal.group ?? undefined }, this.store, this.db, {
+      plan: () => {},
+      warn: () => {},
     });
-    const plan = await planEntries(entries, this.planSettings, this.store, this.db, { plan: () => {}, warn: () => {} });
     const counted = new Map<string, number>();
     const answers: JobAnswer[] = [];
-    for (const [i, entry] of plan.entries()) {
-      const issues = entry.action === 'INVALID' ? (forced.get(entry.where) ?? (await issuesOf(entries[i]?.value, entry.reason ?? ''))) : [];
-      answers.push(await this.answer(entry, issues, execute, counted));
+    for (const [i, planned] of plan.entries()) {
+      const value = entries[i]?.value;
+      const outside = principal.group !== null && planned.job !== undefined && planned.job.group !== principal.group;
+      if (outside) {
+        const message = `this token submits into group "${principal.group}" only`;
+        const path = isAindDispatchModel(value) ? ['caas', 'group'] : ['group'];
+        const refused: PlanEntry = { action: 'INVALID', where: planned.where, reason: `${path.join('.')}: ${message}` };
+        answers.push(await this.answer(refused, [{ path, message }], execute, counted));
+        continue;
+      }
+      const issues = planned.action === 'INVALID' ? await issuesOf(value, planned.reason ?? '') : [];
+      answers.push(await this.answer(planned, issues, execute, counted));
     }
     const counts = { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0, REFUSED: 0 };
     for (const answer of answers) counts[answer.action]++;

@@ -126,8 +126,10 @@ interface PlannedBatch {
   dirty: Map<string, { files: string[]; toRun: number }>;
 }
 
-/** What planning needs of the run's options. */
-export type PlanSettings = Pick<RunOptions, 'home' | 'storeSettings' | 'allowDirty' | 'analysis' | 'forceReason' | 'user'>;
+/** What planning needs of the run's options; a service also says the group of jobs that name none (`defaultGroup`). */
+export type PlanSettings = Pick<RunOptions, 'home' | 'storeSettings' | 'allowDirty' | 'analysis' | 'forceReason' | 'user'> & {
+  defaultGroup?: string;
+};
 
 /**
  * `caas run`'s plan: each chunk goes to the reporter, is counted, and its RUN entries go to `runList`
@@ -185,7 +187,13 @@ async function planChunks(
   onChunk: (entries: PlanEntry[]) => Promise<void> | void,
 ): Promise<void> {
   const inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
-  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, inputs, aindAnalysis: options.analysis });
+  const preparer = new JobPreparer({
+    storeScheme: store.scheme,
+    allowDirty: options.allowDirty,
+    inputs,
+    aindAnalysis: options.analysis,
+    defaultGroup: options.defaultGroup,
+  });
   const budgets = new PlanBudgets(db, (message) => warn(message));
   const seen = new Map<string, string>();
   let chunk: Prepared[] = [];
