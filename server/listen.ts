@@ -20,6 +20,8 @@ export interface ServeOptions extends Workspace {
   leaseMs: number;
   statusIntervalMs?: number;
   allowDirty: boolean;
+  /** With no tokens, who the jobs run for (--user, CAAS_USER); with tokens, each token's name. */
+  user?: string;
   tokens: TokenRing;
   maxBodyBytes: number;
   /** How often an idle worker looks at the queue, and the events stream at a job. */

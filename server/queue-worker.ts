@@ -157,7 +157,7 @@ export class QueueWorker {
     // As caas run does before its first claim: a job its launcher cannot run is answered, never claimed.
     const refusal = this.runner.refusal(plan.job.analysis);
     if (refusal) return { state: 'done', outcome: 'refused', reason: refusal };
-    const result = await this.runner.execute(plan.job, signal);
+    const result = await this.runner.execute(plan.job, signal, entry.submitter);
     if (signal.aborted && !this.stopping)
       return { state: 'cancelled', outcome: result.outcome, reason: `${String(signal.reason)}: ${result.reason}` };
     if (ANSWERED.has(result.outcome)) return { state: 'done', outcome: result.outcome, reason: result.reason };

@@ -128,4 +128,48 @@ describe('caas serve: groups and submitters', () => {
     const queue = (await call(guarded.url, 'GET', '/api/jobs', { token: tokens.admin })).body.jobs as Json[];
     expect(queue.map((q) => q._id)).toEqual([identity]);
   });
+
+  it("a token's jobs run for its name: kept on the queue entry and the record's attempt; a group with users admits only the tokens it lists, an admin's too", async () => {
+    const accepted = await call(guarded.url, 'POST', '/api/jobs?execute=true', { token: tokens.demo, body: job('by-token') });
+    expect(accepted.status).toBe(202);
+    const done = await succeeded(accepted.body.jobs[0].identity, tokens.demo);
+    expect(done.queue.submitter).toEqual({ user: 'demo-lab', via: 'token' });
+    expect(done.record.attempts[0].submitter).toEqual({ user: 'demo-lab', via: 'token' });
+
+    // lab lists alice: her token's job is planned, queued, planned again by the worker and run for her.
+    const alice = await call(guarded.url, 'POST', '/api/jobs?execute=true', { token: tokens.alice, body: job('for-alice') });
+    expect(alice.status, alice.text).toBe(202);
+    expect(alice.body.jobs[0]).toMatchObject({ action: 'RUN', queued: true });
+    const hers = await succeeded(alice.body.jobs[0].identity, tokens.alice);
+    expect(hers).toMatchObject({ group: 'lab', record: { attempts: [{ submitter: { user: 'alice', via: 'token' } }] } });
+
+    for (const [who, token] of [
+      ['bob', tokens.bob],
+      ['ops', tokens.admin],
+    ] as const) {
+      const refused = await call(guarded.url, 'POST', '/api/jobs?execute=true', { token, body: job(`for-${who}`, { group: 'lab' }) });
+      expect(refused.status, who).toBe(400);
+      expect(refused.body.jobs[0]).toMatchObject({
+        action: 'INVALID',
+        queued: false,
+        reason: `group: user "${who}" is not one of the users of group "lab" of mock-wait`,
+      });
+    }
+  });
+
+  it('with no tokens, a group with users admits the jobs of the --user it lists, and refuses them without one', async () => {
+    const nobody = await start({ ...settings(path.join(base, 'nobody')), tokens: new TokenRing([]) });
+    const refused = await call(nobody.url, 'POST', '/api/jobs', { body: job('loopback', { group: 'lab' }) });
+    expect(refused.status).toBe(400);
+    expect(refused.body.jobs[0].reason).toMatch(/group "lab" of mock-wait admits only its listed users: say who you run for with --user/);
+
+    const declared = await start({ ...settings(path.join(base, 'declared')), user: 'alice', tokens: new TokenRing([]) });
+    const accepted = await call(declared.url, 'POST', '/api/jobs?execute=true', { body: job('loopback', { group: 'lab' }) });
+    expect(accepted.status, accepted.text).toBe(202);
+    const done = await until('the job to succeed', async () => {
+      const { body } = await call(declared.url, 'GET', `/api/jobs/${accepted.body.jobs[0].identity}`);
+      return body.state === 'succeeded' ? (body as Json) : undefined;
+    });
+    expect(done.record.attempts[0].submitter).toEqual({ user: 'alice', via: 'declared' });
+  });
 });

@@ -126,8 +126,12 @@ interface PlannedBatch {
   dirty: Map<string, { files: string[]; toRun: number }>;
 }
 
-/** What planning needs of the run's options; a service also says the group of jobs that name none (`defaultGroup`). */
+/**
+ * What planning needs of the run's options; a service planning a request also says who sent it
+ * (`submitter`, over `user`) and the group of its jobs that name none (`defaultGroup`).
+ */
 export type PlanSettings = Pick<RunOptions, 'home' | 'storeSettings' | 'allowDirty' | 'analysis' | 'forceReason' | 'user'> & {
+  submitter?: Submitter;
   defaultGroup?: string;
 };
 
@@ -204,7 +208,7 @@ async function planChunks(
   };
   try {
     for await (const entry of entries) {
-      chunk.push(admitToGroup(await preparer.prepare(entry), submitterOf(options)));
+      chunk.push(admitToGroup(await preparer.prepare(entry), options.submitter ?? submitterOf(options)));
       if (chunk.length >= GATE_CHUNK) await flush();
     }
     await flush();
@@ -325,8 +329,11 @@ export class JobRunner {
     this.db = await this.dbOpening;
   }
 
-  /** Claims, runs and records one job; a store or DB failure is a `lost` result, not a throw, so the other jobs go on. */
-  async execute(job: PreparedJob, signal?: AbortSignal): Promise<JobResult> {
+  /**
+   * Claims, runs and records one job; a store or DB failure is a `lost` result, not a throw, so the
+   * other jobs go on. `submitter`: who this job runs for, when not the runner's --user (a service's token).
+   */
+  async execute(job: PreparedJob, signal?: AbortSignal, submitter?: Submitter): Promise<JobResult> {
     try {
       await this.ready([job.bucket]);
     } catch (error) {
@@ -345,7 +352,7 @@ export class JobRunner {
       storeSettings: this.options.storeSettings,
       statusIntervalMs: this.options.statusIntervalMs,
       plannedAt: this.options.plannedAt,
-      submitter: submitterOf(this.options),
+      submitter: submitter ?? submitterOf(this.options),
       note: this.note,
     };
     try {

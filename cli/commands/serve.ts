@@ -30,6 +30,11 @@ export function registerServe(program: Command): void {
     )
     .option('--allow-dirty', 'run analyses with uncommitted changes (the diff hash enters the identity)', false)
     .option(
+      '--user <name>',
+      "with no tokens, who the jobs run for: checked against their group's users and kept with each attempt (env CAAS_USER); with tokens, each job runs for its token's name",
+      defaultSettings(process.env).user,
+    )
+    .option(
       '--tokens <file>',
       'bearer tokens file (env CAAS_TOKENS_FILE; default tokens.json in --home); CAAS_TOKENS adds group:sha256 entries',
     )
@@ -73,6 +78,7 @@ See docs/serve.md.`,
         leaseMs: options.leaseSeconds * 1000,
         statusIntervalMs: statusIntervalMs(),
         allowDirty: options.allowDirty,
+        user: options.user,
         tokens,
         maxBodyBytes: options.maxBodyBytes,
       });
