@@ -36,7 +36,7 @@ export function registerServe(program: Command): void {
     )
     .option(
       '--tokens <file>',
-      'bearer tokens file (env CAAS_TOKENS_FILE; default tokens.json in --home); CAAS_TOKENS adds group:sha256 entries',
+      'bearer tokens file, which must exist when named (env CAAS_TOKENS_FILE; default tokens.json in --home, may be absent); CAAS_TOKENS adds group:sha256 entries',
     )
     .option(
       '--max-body-bytes <n>',
@@ -68,7 +68,8 @@ See docs/serve.md.`,
     .action(async (options, command: Command) => {
       const settings = settingsOf(command);
       const file = tokensFileOf(command, options.tokens);
-      const tokens = new TokenRing([...(await readTokensFile(file)), ...tokensFromEnv(process.env.CAAS_TOKENS)]);
+      const named = options.tokens !== undefined || process.env.CAAS_TOKENS_FILE !== undefined;
+      const tokens = new TokenRing([...(await readTokensFile(file, { mustExist: named })), ...tokensFromEnv(process.env.CAAS_TOKENS)]);
       const service = await startService({
         ...settings,
         host: options.host,
