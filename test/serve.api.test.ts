@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_ROUTES } from '../server/app.ts';
@@ -220,9 +220,10 @@ describe('caas serve: the API', () => {
   it('DELETE cancels a queued job at once and a running one through its runner (recorded); a done one is 409, an unknown one 404', async () => {
     const gate = path.join(base, 'gate');
     process.env.CAAS_MOCK_GATE_FILE = gate;
+    let waiting = '';
     try {
       const running = (await call(open.url, 'POST', '/api/jobs?execute=true', { body: job('cancel-running') })).body.jobs[0].identity;
-      const waiting = (await call(open.url, 'POST', '/api/jobs?execute=true', { body: job('cancel-waiting') })).body.jobs[0].identity;
+      waiting = (await call(open.url, 'POST', '/api/jobs?execute=true', { body: job('cancel-waiting') })).body.jobs[0].identity;
       await until(
         'the first job to run',
         async () => (await call(open.url, 'GET', `/api/jobs/${running}`)).body.record?.status === 'running',
@@ -247,7 +248,16 @@ describe('caas serve: the API', () => {
       writeFileSync(gate, '');
       delete process.env.CAAS_MOCK_GATE_FILE;
     }
-    expect(existsSync(gate)).toBe(true);
+    // With the gate open and the server idle again, the job cancelled while it waited was never taken.
+    await until('the queue to be idle', async () =>
+      ((await call(open.url, 'GET', '/api/jobs')).body.jobs as Json[]).every((j) => j.state !== 'queued' && j.state !== 'taken'),
+    );
+    expect((await call(open.url, 'GET', `/api/jobs/${waiting}`)).body).toMatchObject({
+      state: 'cancelled',
+      attempts: 0,
+      record: null,
+      queue: { tries: 0 },
+    });
   });
 
   it("a group's token is 401 when missing or unknown, sees 404 (not 403) for another group's job, record and output, and cannot submit into it", async () => {
