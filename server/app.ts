@@ -338,8 +338,15 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
     const principal = c.get('principal');
     await service.visibleJob(identity, principal);
     const resumeFrom = c.req.header('last-event-id');
-    return streamSSE(c, (stream) =>
-      jobEvents(service, identity, principal, stream, { resumeFrom, intervalMs: options.eventsIntervalMs }),
+    return streamSSE(
+      c,
+      (stream) => jobEvents(service, identity, principal, stream, { resumeFrom, intervalMs: options.eventsIntervalMs }),
+      // Once the stream has begun, onError above cannot answer: the failure goes to the JSON log, and
+      // the client gets an error event it can resume after.
+      async (error, stream) => {
+        options.log({ time: new Date().toISOString(), error: error.stack ?? String(error), path: c.req.path });
+        await stream.writeSSE({ event: 'error', data: 'internal error: the event stream stopped; reconnect with Last-Event-ID to resume' });
+      },
     ) as never;
   });
   // Registered for the document; served below, where the path may hold "/".
