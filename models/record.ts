@@ -29,9 +29,9 @@ export const Submitter = z
   .object({
     user: z.string().min(1),
     via: z
-      .enum(['declared', 's3-event'])
+      .enum(['declared', 's3-event', 'token'])
       .describe(
-        'declared: `caas run --user` / CAAS_USER, a statement, not a proof; s3-event: the IAM principal S3 reported for the submit file',
+        'declared: `caas run --user` / CAAS_USER, a statement, not a proof; s3-event: the IAM principal S3 reported for the submit file; token: the name of the caas serve bearer token that submitted the job',
       ),
   })
   .strict();

@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import { CaasError } from '../models/caas-error.ts';
@@ -27,6 +28,7 @@ import { dispatchJobs } from './dispatch.ts';
 import { jobEvents } from './events.ts';
 import { mountPageRoutes, PAGE_ROUTES } from './page-routes.ts';
 import type { QueueWorker } from './queue-worker.ts';
+import { jsonContentProblem, loopbackHostProblem, originProblem, STATE_CHANGING } from './request-guards.ts';
 import { HttpError, type Service } from './service.ts';
 import { LOOPBACK_ADMIN, type Principal, type TokenRing } from './tokens.ts';
 import { mountWebPage } from './web.ts';
@@ -42,6 +44,8 @@ export interface AppOptions {
   log: (event: Record<string, unknown>) => void;
   /** True while the server shuts down: new requests are answered 503. */
   draining: () => boolean;
+  /** The port the server listens on: with no tokens, requests must be addressed to it on a loopback name. */
+  port: () => number;
 }
 
 type Env = { Variables: { principal: Principal } };
@@ -51,6 +55,8 @@ const errors = {
   400: json(ErrorAnswer, 'invalid input: what is wrong, with field paths'),
   401: json(ErrorAnswer, 'missing or unknown bearer token'),
   404: json(ErrorAnswer, 'no such job, record or analysis in your group'),
+  403: json(ErrorAnswer, "the request's Origin is another site: only the service's own page may change anything from a browser"),
+  415: json(ErrorAnswer, 'the body is not sent as Content-Type: application/json'),
 };
 const IdentityParams = z.object({ identity: Identity });
 const DEFAULT_RECORDS = 100;
@@ -76,7 +82,7 @@ const routes = {
     path: '/api/jobs',
     summary: 'Plan jobs (default) or queue them (?execute=true)',
     description:
-      'One job input or an array. Every job is answered: identity, action, reason, issues (INVALID), the record (SKIP). 202 when a job is in the queue, 200 when everything was answered already or for a dry run, 400 invalid input (the rest of an array is still handled), 404 unknown analysis, 413 body too large, 429 the group has too many jobs queued.',
+      'One job input or an array, as Content-Type: application/json. Every job is answered: identity, action, reason, issues (INVALID), the record (SKIP). 202 when a job is in the queue, 200 when everything was answered already or for a dry run, 400 invalid input (the rest of an array is still handled), 403 from another site, 404 unknown analysis, 413 body too large, 415 not sent as JSON, 429 the group has too many jobs queued.',
     request: {
       query: z.object({ execute: z.enum(['true', 'false']).optional() }),
       body: { content: { 'application/json': { schema: z.union([JobInput, z.array(JobInput)]) } }, required: true },
@@ -87,7 +93,9 @@ const routes = {
       400: json(JobsAnswer, 'some job is invalid (its issues say where)'),
       401: errors[401],
       404: json(JobsAnswer, 'the analysis does not exist'),
+      403: errors[403],
       413: json(ErrorAnswer, 'the body is larger than the service accepts'),
+      415: errors[415],
       429: json(JobsAnswer, "the group's queue is full"),
     },
   }),
@@ -109,7 +117,9 @@ const routes = {
       400: json(ErrorAnswer, 'invalid request'),
       401: errors[401],
       404: errors[404],
+      403: errors[403],
       413: json(ErrorAnswer, 'body too large'),
+      415: errors[415],
       429: json(DispatchAnswer, "the group's queue is full"),
     },
   }),
@@ -153,6 +163,7 @@ const routes = {
       200: json(CancelAnswer, 'cancelled'),
       400: errors[400],
       401: errors[401],
+      403: errors[403],
       404: errors[404],
       409: json(ErrorAnswer, 'nothing to cancel: done already, or run by a runner no service controls'),
     },
@@ -237,6 +248,20 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
     });
   });
   app.use('*', async (c, next) => {
+    if (!options.tokens.empty) return next();
+    const problem = loopbackHostProblem(c.req.header('host'), options.port());
+    // 421 Misdirected Request: the request was meant for another name than this server answers to.
+    return problem ? c.json({ error: problem }, 421) : next();
+  });
+  app.use('*', async (c, next) => {
+    if (!STATE_CHANGING.has(c.req.method)) return next();
+    const origin = originProblem(c.req.header('origin'), c.req.header('host'), c.req.header('x-forwarded-host'));
+    if (origin) return c.json({ error: origin }, 403);
+    // DELETE carries no body; the others must say theirs is JSON.
+    const content = c.req.method === 'DELETE' ? undefined : jsonContentProblem(c.req.header('content-type'));
+    return content ? c.json({ error: content }, 415) : next();
+  });
+  app.use('*', async (c, next) => {
     if (options.draining()) return c.json({ error: 'the service is shutting down: try again in a moment (or at another server)' }, 503);
     await next();
   });
@@ -263,6 +288,10 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
   });
   app.onError((error, c) => {
     if (error instanceof HttpError || error instanceof CaasError) return errorBody(c, error);
+    // hono's own refusals (a body that is not JSON, from a route's validator) are the client's: their status, in the API's shape.
+    if (error instanceof HTTPException && error.status < 500) {
+      return c.json({ error: `body: ${error.message}; expected a JSON object (Content-Type: application/json)` }, error.status);
+    }
     options.log({ error: (error as Error).stack ?? String(error), path: c.req.path });
     return c.json({ error: `internal error: ${(error as Error).message}` }, 500);
   });
@@ -309,8 +338,15 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
     const principal = c.get('principal');
     await service.visibleJob(identity, principal);
     const resumeFrom = c.req.header('last-event-id');
-    return streamSSE(c, (stream) =>
-      jobEvents(service, identity, principal, stream, { resumeFrom, intervalMs: options.eventsIntervalMs }),
+    return streamSSE(
+      c,
+      (stream) => jobEvents(service, identity, principal, stream, { resumeFrom, intervalMs: options.eventsIntervalMs }),
+      // Once the stream has begun, onError above cannot answer: the failure goes to the JSON log, and
+      // the client gets an error event it can resume after.
+      async (error, stream) => {
+        options.log({ time: new Date().toISOString(), error: error.stack ?? String(error), path: c.req.path });
+        await stream.writeSSE({ event: 'error', data: 'internal error: the event stream stopped; reconnect with Last-Event-ID to resume' });
+      },
     ) as never;
   });
   // Registered for the document; served below, where the path may hold "/".
@@ -418,7 +454,8 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
     info: {
       title: 'caas serve',
       version: '1',
-      description: 'Cloud analysis as a service: jobs run exactly once with provenance. See docs/serve.md.',
+      description:
+        'Cloud analysis as a service: jobs run exactly once with provenance. See docs/serve.md. A server with no tokens answers 421 to a request whose Host is not a loopback name with its port.',
     },
     security: [{ bearer: [] }],
   });

@@ -5,6 +5,7 @@ import { CaasError } from '../models/caas-error.ts';
 import type { Workspace } from '../wrapper/workspace.ts';
 import { buildApp } from './app.ts';
 import { QueueWorker } from './queue-worker.ts';
+import { isLoopback } from './request-guards.ts';
 import { Service } from './service.ts';
 import type { TokenRing } from './tokens.ts';
 
@@ -19,6 +20,8 @@ export interface ServeOptions extends Workspace {
   leaseMs: number;
   statusIntervalMs?: number;
   allowDirty: boolean;
+  /** With no tokens, who the jobs run for (--user, CAAS_USER); with tokens, each token's name. */
+  user?: string;
   tokens: TokenRing;
   maxBodyBytes: number;
   /** How often an idle worker looks at the queue, and the events stream at a job. */
@@ -35,10 +38,7 @@ export interface RunningService {
   stop(graceMs: number): Promise<{ finished: number; handedBack: number }>;
 }
 
-/** Whether a --host is this machine only. */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
+export { isLoopback } from './request-guards.ts';
 
 /**
  * `caas serve`: opens the workspace, starts the queue worker (one more runner on the metadata DB)
@@ -56,6 +56,7 @@ export async function startService(options: ServeOptions): Promise<RunningServic
   const service = await Service.open(options);
   let worker: QueueWorker | undefined;
   let draining = false;
+  let listening = options.port;
   try {
     worker = await QueueWorker.start(service, { ...options, pollMs }, (event) =>
       log({ time: new Date().toISOString(), worker: true, ...event }),
@@ -72,6 +73,8 @@ export async function startService(options: ServeOptions): Promise<RunningServic
     eventsIntervalMs: Math.max(200, pollMs * 2),
     log,
     draining: () => draining,
+    // Known once the server listens (--port 0 picks one); no request arrives before.
+    port: () => listening,
   });
   const { server, port } = await new Promise<{ server: ReturnType<typeof serve>; port: number }>((resolve, reject) => {
     const server = serve({ fetch: app.fetch, hostname: options.host, port: options.port }, (info: AddressInfo) =>
@@ -83,6 +86,7 @@ export async function startService(options: ServeOptions): Promise<RunningServic
     await service.close();
     throw new ServeRefused(`cannot listen on ${options.host}:${options.port}: ${(error as Error).message}`);
   });
+  listening = port;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
     url: `http://${host}:${port}`,

@@ -154,7 +154,10 @@ export class QueueWorker {
       const expires = plan.record?.lease ? Date.parse(plan.record.lease.expires) : Date.now();
       return { state: 'queued', outcome: 'running', reason: plan.reason ?? 'running elsewhere', notBefore: new Date(expires + 1000) };
     }
-    const result = await this.runner.execute(plan.job, signal);
+    // As caas run does before its first claim: a job its launcher cannot run is answered, never claimed.
+    const refusal = this.runner.refusal(plan.job.analysis);
+    if (refusal) return { state: 'done', outcome: 'refused', reason: refusal };
+    const result = await this.runner.execute(plan.job, signal, entry.submitter);
     if (signal.aborted && !this.stopping)
       return { state: 'cancelled', outcome: result.outcome, reason: `${String(signal.reason)}: ${result.reason}` };
     if (ANSWERED.has(result.outcome)) return { state: 'done', outcome: result.outcome, reason: result.reason };

@@ -3,13 +3,14 @@ import { z } from 'zod';
 import { AnalysisError, analysisRoots, listAnalysisNames, loadAnalysis } from '../analyses/index.ts';
 import { type Database, openDatabase } from '../backends/db/index.ts';
 import { getText, type ObjectStore, objectUrl, openStore } from '../backends/storage/index.ts';
+import { isAindDispatchModel } from '../models/aind-dispatch.ts';
 import { jobFolder } from '../models/bucket-contract.ts';
 import { CaasError } from '../models/caas-error.ts';
 import type { Filter } from '../models/filter.ts';
 import { JobInput } from '../models/job-input.ts';
 import { isPlainObject } from '../models/plain-object.ts';
 import type { QueuedJob } from '../models/queued-job.ts';
-import type { MetadataRecord } from '../models/record.ts';
+import type { MetadataRecord, Submitter } from '../models/record.ts';
 import type { AnalysisDetail, AnalysisSummary, Issue, JobAnswer, JobStatusAnswer, JobsAnswer } from '../models/service-api.ts';
 import { StatusFile } from '../models/status.ts';
 import { readCodeVersion } from '../wrapper/code-version.ts';
@@ -18,7 +19,7 @@ import type { JobEntry } from '../wrapper/job-source.ts';
 import { type PlanSettings, planEntries } from '../wrapper/run.ts';
 import { loadRunnableAnalysis } from '../wrapper/runnable-analysis.ts';
 import type { Workspace } from '../wrapper/workspace.ts';
-import type { Principal } from './tokens.ts';
+import { LOOPBACK_ADMIN, type Principal } from './tokens.ts';
 
 /** What the service answers a request with when it is not a 2xx: the status and the error body. */
 export class HttpError extends CaasError {
@@ -40,6 +41,8 @@ export const QUEUED_PER_SLOT = 25;
 
 export interface ServiceSettings extends Workspace {
   allowDirty: boolean;
+  /** With no tokens, who the jobs run for (--user, CAAS_USER), as with caas run. */
+  user?: string;
 }
 
 /**
@@ -65,7 +68,12 @@ export class Service {
   }
 
   get planSettings(): PlanSettings {
-    return { home: this.settings.home, storeSettings: this.settings.storeSettings, allowDirty: this.settings.allowDirty };
+    return {
+      home: this.settings.home,
+      storeSettings: this.settings.storeSettings,
+      allowDirty: this.settings.allowDirty,
+      user: this.settings.user,
+    };
   }
 
   async close(): Promise<void> {
@@ -137,30 +145,53 @@ export class Service {
     principal: Principal,
     execute: boolean,
   ): Promise<{ status: 200 | 202 | 400 | 404 | 429; body: JobsAnswer }> {
-    const forced = new Map<string, Issue[]>();
-    const entries: JobEntry[] = values.map(({ where, value }) => {
-      if (principal.group === null || !isPlainObject(value)) return { where, value };
-      if (value.group === undefined) return { where, value: { ...value, group: principal.group } };
-      if (value.group !== principal.group) {
-        const message = `this token submits into group "${principal.group}" only`;
-        forced.set(where, [{ path: ['group'], message }]);
-        return { where, error: `group: ${message}` };
-      }
-      return { where, value };
-    });
-    const plan = await planEntries(entries, this.planSettings, this.store, this.db, { plan: () => {}, warn: () => {} });
+    const submitter = this.submitterOf(principal);
+    const entries: JobEntry[] = values.map(({ where, value }) => ({ where, value }));
+    // Jobs that name no group go into the token's; the group of each is checked once the job is
+    // read, whichever way it names one (a job input's `group`, an AIND model's `caas.group`).
+    const plan = await planEntries(
+      entries,
+      { ...this.planSettings, submitter, defaultGroup: principal.group ?? undefined },
+      this.store,
+      this.db,
+      { plan: () => {}, warn: () => {} },
+    );
     const counted = new Map<string, number>();
     const answers: JobAnswer[] = [];
-    for (const [i, entry] of plan.entries()) {
-      const issues = entry.action === 'INVALID' ? (forced.get(entry.where) ?? (await issuesOf(entries[i]?.value, entry.reason ?? ''))) : [];
-      answers.push(await this.answer(entry, issues, execute, counted));
+    for (const [i, planned] of plan.entries()) {
+      const value = entries[i]?.value;
+      const outside = principal.group !== null && planned.job !== undefined && planned.job.group !== principal.group;
+      if (outside) {
+        const message = `this token submits into group "${principal.group}" only`;
+        const path = isAindDispatchModel(value) ? ['caas', 'group'] : ['group'];
+        const refused: PlanEntry = { action: 'INVALID', where: planned.where, reason: `${path.join('.')}: ${message}` };
+        answers.push(await this.answer(refused, [{ path, message }], execute, counted, submitter));
+        continue;
+      }
+      const issues = planned.action === 'INVALID' ? await issuesOf(value, planned.reason ?? '') : [];
+      answers.push(await this.answer(planned, issues, execute, counted, submitter));
     }
     const counts = { RUN: 0, SKIP: 0, RUNNING: 0, INVALID: 0, REFUSED: 0 };
     for (const answer of answers) counts[answer.action]++;
     return { status: statusOf(answers, values), body: { execute, counts, jobs: answers } };
   }
 
-  private async answer(entry: PlanEntry, issues: Issue[], execute: boolean, counted: Map<string, number>): Promise<JobAnswer> {
+  /**
+   * Who a request's jobs run for, checked against their group's `users` and kept with the queue
+   * entry and the record's attempt: a token's name; with no tokens, the server's --user (declared).
+   */
+  submitterOf(principal: Principal): Submitter | undefined {
+    if (principal !== LOOPBACK_ADMIN) return { user: principal.name, via: 'token' };
+    return this.settings.user ? { user: this.settings.user, via: 'declared' } : undefined;
+  }
+
+  private async answer(
+    entry: PlanEntry,
+    issues: Issue[],
+    execute: boolean,
+    counted: Map<string, number>,
+    submitter: Submitter | undefined,
+  ): Promise<JobAnswer> {
     const identity = entry.job?.identity ?? null;
     const base: JobAnswer = {
       where: entry.where,
@@ -202,6 +233,7 @@ export class Service {
       state: 'queued',
       input: job.input,
       where: job.where,
+      ...(submitter ? { submitter } : {}),
       queued: now,
       not_before: now,
       taken: null,
@@ -217,7 +249,8 @@ export class Service {
 
   /** A queued job planned again, as `caas run` would plan it now. */
   planFor(entry: QueuedJob): Promise<PlanEntry[]> {
-    return planEntries([{ where: entry.where, value: entry.input }], this.planSettings, this.store, this.db, {
+    const settings = { ...this.planSettings, ...(entry.submitter ? { submitter: entry.submitter } : {}) };
+    return planEntries([{ where: entry.where, value: entry.input }], settings, this.store, this.db, {
       plan: () => {},
       warn: () => {},
     });

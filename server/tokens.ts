@@ -21,13 +21,22 @@ export function tokenHash(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
-/** The tokens file, or none when it does not exist; a file that is not one is refused with what is wrong. */
-export async function readTokensFile(file: string): Promise<ServiceToken[]> {
+/**
+ * The tokens file, or none when it does not exist and need not (the default tokens.json in --home);
+ * a file named on purpose (`mustExist`) that is missing, or a file that is not one, is refused with
+ * what is wrong: a typo in --tokens must not start a server with no tokens.
+ */
+export async function readTokensFile(file: string, options: { mustExist?: boolean } = {}): Promise<ServiceToken[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (!options.mustExist) return [];
+      throw new TokensError(
+        `${file}: no such tokens file (named by --tokens or CAAS_TOKENS_FILE); make it with caas serve token add --tokens ${file} --group <group>, or name none to use tokens.json in --home`,
+      );
+    }
     throw new TokensError(`${file}: cannot read the tokens file (${(error as Error).message})`);
   }
   let parsed: unknown;

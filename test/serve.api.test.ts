@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_ROUTES } from '../server/app.ts';
@@ -6,6 +6,90 @@ import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
 import { call, type Json, until } from './support/service.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
+
+const METHODS = new Set(['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']);
+const PATH_ITEM_FIELDS = new Set([...METHODS, 'summary', 'description', 'servers', 'parameters', '$ref']);
+
+/**
+ * What is wrong with a document as OpenAPI 3.1, by the rules of the specification that a generator
+ * can get wrong (no validator package is installed; openapi3-ts only has types and builders): the
+ * required fields, operations with responses that each have a description and media types with a
+ * schema, path templates matched by required path parameters, unique operationIds, security naming
+ * declared schemes, and schemas in 3.1's JSON Schema (no 3.0 `nullable`, numeric exclusive bounds).
+ */
+function openApi31Problems(doc: Json): string[] {
+  const problems: string[] = [];
+  const fail = (where: string, what: string) => problems.push(`${where}: ${what}`);
+  if (typeof doc?.openapi !== 'string' || !/^3\.1\.\d+$/.test(doc.openapi)) fail('openapi', 'expected "3.1.x"');
+  if (typeof doc?.info?.title !== 'string' || typeof doc?.info?.version !== 'string')
+    fail('info', 'title and version are required strings');
+  if (!doc?.paths || typeof doc.paths !== 'object') fail('paths', 'expected an object');
+  const schemes = new Set(Object.keys(doc?.components?.securitySchemes ?? {}));
+  for (const [name, scheme] of Object.entries<Json>(doc?.components?.securitySchemes ?? {})) {
+    if (!['apiKey', 'http', 'mutualTLS', 'oauth2', 'openIdConnect'].includes(scheme.type)) fail(`securitySchemes.${name}`, 'unknown type');
+    if (scheme.type === 'http' && typeof scheme.scheme !== 'string') fail(`securitySchemes.${name}`, 'http needs scheme');
+  }
+  const checkSecurity = (where: string, security: Json) => {
+    for (const requirement of security ?? [])
+      for (const key of Object.keys(requirement)) if (!schemes.has(key)) fail(where, `security names undeclared scheme ${key}`);
+  };
+  checkSecurity('security', doc?.security);
+  const checkSchema = (where: string, schema: Json): void => {
+    if (typeof schema === 'boolean') return;
+    if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return void fail(where, 'a schema is an object or a boolean');
+    if ('nullable' in schema) fail(where, '"nullable" is OpenAPI 3.0; 3.1 uses type [..., "null"]');
+    for (const bound of ['exclusiveMinimum', 'exclusiveMaximum'])
+      if (bound in schema && typeof schema[bound] !== 'number') fail(where, `${bound} must be a number in 3.1`);
+    for (const key of ['properties', 'patternProperties', '$defs', 'definitions'])
+      for (const [name, sub] of Object.entries<Json>(schema[key] ?? {})) checkSchema(`${where}.${key}.${name}`, sub);
+    for (const key of ['items', 'additionalProperties', 'not', 'contains', 'propertyNames', 'if', 'then', 'else'])
+      if (schema[key] !== undefined) checkSchema(`${where}.${key}`, schema[key]);
+    for (const key of ['allOf', 'anyOf', 'oneOf', 'prefixItems'])
+      for (const [i, sub] of ((schema[key] ?? []) as Json[]).entries()) checkSchema(`${where}.${key}[${i}]`, sub);
+  };
+  const checkContent = (where: string, content: Json) => {
+    for (const [media, entry] of Object.entries<Json>(content ?? {})) {
+      if (!/^[\w.+-]+\/[\w.+-]+$/.test(media)) fail(where, `media type ${media}`);
+      if (entry?.schema === undefined) fail(`${where}.${media}`, 'no schema');
+      else checkSchema(`${where}.${media}.schema`, entry.schema);
+    }
+  };
+  const operationIds = new Set<string>();
+  for (const [route, item] of Object.entries<Json>(doc?.paths ?? {})) {
+    if (!route.startsWith('/')) fail(route, 'a path starts with /');
+    for (const key of Object.keys(item)) if (!PATH_ITEM_FIELDS.has(key)) fail(route, `unknown path item field ${key}`);
+    for (const [method, operation] of Object.entries<Json>(item).filter(([key]) => METHODS.has(key))) {
+      const where = `${method.toUpperCase()} ${route}`;
+      if (operation.operationId !== undefined) {
+        if (operationIds.has(operation.operationId)) fail(where, `operationId ${operation.operationId} is not unique`);
+        operationIds.add(operation.operationId);
+      }
+      const parameters: Json[] = [...(item.parameters ?? []), ...(operation.parameters ?? [])];
+      for (const parameter of parameters) {
+        if (typeof parameter.name !== 'string' || !['query', 'header', 'path', 'cookie'].includes(parameter.in))
+          fail(where, 'a parameter needs name and in');
+        if (parameter.in === 'path' && parameter.required !== true) fail(where, `path parameter ${parameter.name} must be required`);
+        if (parameter.schema !== undefined) checkSchema(`${where} parameter ${parameter.name}`, parameter.schema);
+      }
+      for (const [, name] of route.matchAll(/\{([^}]+)\}/g))
+        if (!parameters.some((p) => p.in === 'path' && p.name === name)) fail(where, `path template {${name}} has no path parameter`);
+      if (operation.requestBody !== undefined) {
+        if (!operation.requestBody.content) fail(where, 'requestBody needs content');
+        checkContent(`${where} requestBody`, operation.requestBody.content);
+      }
+      const responses = Object.entries<Json>(operation.responses ?? {});
+      if (responses.length === 0) fail(where, 'no responses');
+      for (const [code, response] of responses) {
+        if (!/^([1-5](\d\d|XX)|default)$/.test(code)) fail(where, `response code ${code}`);
+        if (typeof response.description !== 'string') fail(`${where} ${code}`, 'a response needs a description');
+        checkContent(`${where} ${code}`, response.content);
+      }
+      checkSecurity(where, operation.security);
+    }
+  }
+  for (const [name, schema] of Object.entries<Json>(doc?.components?.schemas ?? {})) checkSchema(`components.schemas.${name}`, schema);
+  return problems;
+}
 
 /** The service's API against real listening servers on 127.0.0.1, inline compute, real SQLite and files. */
 describe('caas serve: the API', () => {
@@ -220,9 +304,10 @@ describe('caas serve: the API', () => {
   it('DELETE cancels a queued job at once and a running one through its runner (recorded); a done one is 409, an unknown one 404', async () => {
     const gate = path.join(base, 'gate');
     process.env.CAAS_MOCK_GATE_FILE = gate;
+    let waiting = '';
     try {
       const running = (await call(open.url, 'POST', '/api/jobs?execute=true', { body: job('cancel-running') })).body.jobs[0].identity;
-      const waiting = (await call(open.url, 'POST', '/api/jobs?execute=true', { body: job('cancel-waiting') })).body.jobs[0].identity;
+      waiting = (await call(open.url, 'POST', '/api/jobs?execute=true', { body: job('cancel-waiting') })).body.jobs[0].identity;
       await until(
         'the first job to run',
         async () => (await call(open.url, 'GET', `/api/jobs/${running}`)).body.record?.status === 'running',
@@ -247,7 +332,16 @@ describe('caas serve: the API', () => {
       writeFileSync(gate, '');
       delete process.env.CAAS_MOCK_GATE_FILE;
     }
-    expect(existsSync(gate)).toBe(true);
+    // With the gate open and the server idle again, the job cancelled while it waited was never taken.
+    await until('the queue to be idle', async () =>
+      ((await call(open.url, 'GET', '/api/jobs')).body.jobs as Json[]).every((j) => j.state !== 'queued' && j.state !== 'taken'),
+    );
+    expect((await call(open.url, 'GET', `/api/jobs/${waiting}`)).body).toMatchObject({
+      state: 'cancelled',
+      attempts: 0,
+      record: null,
+      queue: { tries: 0 },
+    });
   });
 
   it("a group's token is 401 when missing or unknown, sees 404 (not 403) for another group's job, record and output, and cannot submit into it", async () => {
@@ -324,9 +418,25 @@ describe('caas serve: the API', () => {
     expect(await call(guarded.url, 'GET', '/readyz')).toMatchObject({ status: 200, body: { ok: true, checks: { db: 'ok', store: 'ok' } } });
   });
 
-  it('the OpenAPI 3.1 document is generated, lists every route with its responses, and every $ref in it resolves', async () => {
+  it('the OpenAPI 3.1 document is generated, holds to the 3.1 rules, lists every route with its responses, and every $ref in it resolves', async () => {
     const { status, body: doc } = await call(guarded.url, 'GET', '/api/openapi.json');
     expect(status).toBe(200);
+    expect(openApi31Problems(doc)).toEqual([]);
+    // The checks catch what they are there for.
+    const broken = structuredClone(doc);
+    broken.openapi = '3.0.3';
+    broken.paths['/api/jobs/{identity}'].get.parameters = [];
+    delete broken.paths['/api/analyses'].get.responses['200'].description;
+    broken.components = {
+      ...broken.components,
+      schemas: { Old: { type: 'object', properties: { n: { type: 'number', nullable: true } } } },
+    };
+    expect(openApi31Problems(broken)).toEqual([
+      'openapi: expected "3.1.x"',
+      'GET /api/analyses 200: a response needs a description',
+      'GET /api/jobs/{identity}: path template {identity} has no path parameter',
+      'components.schemas.Old.properties.n: "nullable" is OpenAPI 3.0; 3.1 uses type [..., "null"]',
+    ]);
     expect(doc.openapi).toMatch(/^3\.1\.\d+$/);
     expect(doc.info).toMatchObject({ title: expect.any(String), version: expect.any(String) });
     const listed = Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, unknown> }>>).flatMap(
@@ -371,7 +481,7 @@ describe('caas serve: the API', () => {
       expect(target, ref).toBeDefined();
     }
     const submit = doc.paths['/api/jobs'].post;
-    expect(Object.keys(submit.responses).sort()).toEqual(['200', '202', '400', '401', '404', '413', '429']);
+    expect(Object.keys(submit.responses).sort()).toEqual(['200', '202', '400', '401', '403', '404', '413', '415', '429']);
     expect(JSON.stringify(submit.requestBody)).toContain('"inputs"');
   });
 });

@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenHash } from '../server/tokens.ts';
+import { startServer } from './support/service.ts';
 import { removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 describe('caas serve from the command line', () => {
@@ -29,6 +30,23 @@ describe('caas serve from the command line', () => {
     expect((await runCli(['--home', home, 'serve', 'token', 'add'])).code).toBe(2);
     expect((await runCli(['--home', home, 'serve', 'token', 'remove', 'lab-a-laptop'])).code).toBe(0);
     expect(JSON.parse(readFileSync(file, 'utf8')).tokens).toEqual([]);
+  });
+
+  it('refuses to start with a tokens file named by --tokens or CAAS_TOKENS_FILE that does not exist (exit 2); the default one may be absent', async () => {
+    const missing = path.join(path.dirname(home), 'no-such-tokens.json');
+    const outcome = (args: string[], env: Record<string, string> = {}) =>
+      startServer(['--home', home, 'serve', '--port', '0', ...args], env).then(
+        (server) => {
+          server.child.kill('SIGKILL');
+          return `listening at ${server.url}`;
+        },
+        (error: Error) => error.message,
+      );
+    expect(await outcome(['--tokens', missing])).toMatch(
+      /exited \(2\) before listening: .*no-such-tokens\.json: no such tokens file \(named by --tokens or CAAS_TOKENS_FILE\); make it with caas serve token add/s,
+    );
+    expect(await outcome([], { CAAS_TOKENS_FILE: missing })).toMatch(/exited \(2\) before listening: .*no such tokens file/s);
+    expect(await outcome([])).toMatch(/^listening at http:\/\/127\.0\.0\.1:\d+$/);
   });
 
   it('refuses a public --host without tokens (exit 2), naming what to do', async () => {

@@ -110,9 +110,11 @@ describe('caas serve: exactly once', () => {
     first.child.kill('SIGKILL');
     await new Promise((resolve) => first.child.once('close', resolve));
 
+    // A 1 s job may have finished (and its slot taken the next one) between the look and the kill.
     const left = await queueOf(home);
-    expect(left.filter((q) => q.state === 'taken')).toHaveLength(2);
-    expect(left.filter((q) => q.state === 'queued')).toHaveLength(20);
+    const count = (state: QueuedJob['state']) => left.filter((q) => q.state === state).length;
+    expect(count('taken')).toBeLessThanOrEqual(2);
+    expect(count('taken') + count('queued') + count('done')).toBe(22);
 
     const second = await startServer(args, env(marker));
     try {

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -209,7 +209,10 @@ describe('caas serve: the web page', () => {
 
   it('with tokens the page asks for one once, keeps it for the tab, and asks again after a 401', async () => {
     const secret = 'caas_page-test-token';
-    const guarded = await serve({ CAAS_TOKENS: `caas:${tokenHash(secret)}`, CAAS_TOKENS_FILE: path.join(base, 'no-tokens.json') });
+    // Tokens from the environment only: a tokens file named on purpose must exist, so this one is empty.
+    const none = path.join(base, 'empty-tokens.json');
+    writeFileSync(none, '{"tokens": []}\n');
+    const guarded = await serve({ CAAS_TOKENS: `caas:${tokenHash(secret)}`, CAAS_TOKENS_FILE: none });
     const { page } = await openPage(1280);
     await page.goto(guarded.url);
     const dialog = page.getByRole('dialog', { name: 'Bearer token' });

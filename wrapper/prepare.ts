@@ -6,6 +6,7 @@ import type { Analysis } from '../models/analysis.ts';
 import type { PreImage } from '../models/identity.ts';
 import { describeIssues } from '../models/issues.ts';
 import { type InputFile, JobInput, type JobInputAsset } from '../models/job-input.ts';
+import { isPlainObject } from '../models/plain-object.ts';
 import { untrustedJsonProblem } from '../models/untrusted-json.ts';
 import { type CodeState, readCodeVersion } from './code-version.ts';
 import { buildPreImage, type FolderFile, identityOf } from './identity.ts';
@@ -43,6 +44,11 @@ export interface PrepareOptions {
   inputs?: ObjectLocator;
   /** The analysis of AIND dispatch models, which do not name one (--analysis). */
   aindAnalysis?: string;
+  /**
+   * The group of jobs that name none, instead of the job input's default (caas serve: the token's
+   * group). Applied to the caas job input, so an AIND model without `caas.group` gets it too.
+   */
+  defaultGroup?: string;
 }
 
 /**
@@ -65,7 +71,7 @@ export class JobPreparer {
     if (problem !== undefined) return { ok: false, where, reason: problem, analysis: analysisName(entry.value) };
     const given = isAindDispatchModel(entry.value) ? this.fromAind(entry.value) : { ok: true as const, value: entry.value };
     if (!given.ok) return { ok: false, where, reason: `AIND dispatch model: ${given.reason}`, analysis: this.options.aindAnalysis };
-    const parsed = JobInput.safeParse(given.value);
+    const parsed = JobInput.safeParse(this.withDefaultGroup(given.value));
     if (!parsed.success) return { ok: false, where, reason: describeIssues(parsed.error), analysis: analysisName(given.value) };
     const job = parsed.data;
     let analysis: Analysis;
@@ -83,6 +89,11 @@ export class JobPreparer {
       (_, lead: string, rest: string | undefined, key: string | undefined) => `${lead}${aindParameterPath(given.aind, key)}${rest ?? ''}`,
     );
     return { ...prepared, reason: `AIND dispatch model: ${reason}` };
+  }
+
+  private withDefaultGroup(value: unknown): unknown {
+    const group = this.options.defaultGroup;
+    return group !== undefined && isPlainObject(value) && value.group === undefined ? { ...value, group } : value;
   }
 
   /** The caas job input an AIND dispatch model means, or what is wrong with it (field paths are AIND's). */

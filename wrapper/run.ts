@@ -126,8 +126,14 @@ interface PlannedBatch {
   dirty: Map<string, { files: string[]; toRun: number }>;
 }
 
-/** What planning needs of the run's options. */
-export type PlanSettings = Pick<RunOptions, 'home' | 'storeSettings' | 'allowDirty' | 'analysis' | 'forceReason' | 'user'>;
+/**
+ * What planning needs of the run's options; a service planning a request also says who sent it
+ * (`submitter`, over `user`) and the group of its jobs that name none (`defaultGroup`).
+ */
+export type PlanSettings = Pick<RunOptions, 'home' | 'storeSettings' | 'allowDirty' | 'analysis' | 'forceReason' | 'user'> & {
+  submitter?: Submitter;
+  defaultGroup?: string;
+};
 
 /**
  * `caas run`'s plan: each chunk goes to the reporter, is counted, and its RUN entries go to `runList`
@@ -185,7 +191,13 @@ async function planChunks(
   onChunk: (entries: PlanEntry[]) => Promise<void> | void,
 ): Promise<void> {
   const inputs = new ObjectLocator(store, { home: options.home, settings: options.storeSettings });
-  const preparer = new JobPreparer({ storeScheme: store.scheme, allowDirty: options.allowDirty, inputs, aindAnalysis: options.analysis });
+  const preparer = new JobPreparer({
+    storeScheme: store.scheme,
+    allowDirty: options.allowDirty,
+    inputs,
+    aindAnalysis: options.analysis,
+    defaultGroup: options.defaultGroup,
+  });
   const budgets = new PlanBudgets(db, (message) => warn(message));
   const seen = new Map<string, string>();
   let chunk: Prepared[] = [];
@@ -196,7 +208,7 @@ async function planChunks(
   };
   try {
     for await (const entry of entries) {
-      chunk.push(admitToGroup(await preparer.prepare(entry), submitterOf(options)));
+      chunk.push(admitToGroup(await preparer.prepare(entry), options.submitter ?? submitterOf(options)));
       if (chunk.length >= GATE_CHUNK) await flush();
     }
     await flush();
@@ -279,6 +291,8 @@ export type RunnerSettings = Pick<
 export class JobRunner {
   readonly owner: Owner = { host: hostname(), pid: process.pid, run: randomUUID() };
   private db: MetadataStore | undefined;
+  /** The one opening of the DB: jobs that start together must share it, not each open (and leak) a handle. */
+  private dbOpening: Promise<MetadataStore> | undefined;
   private readonly buckets = new Set<string>();
 
   private constructor(
@@ -308,12 +322,25 @@ export class JobRunner {
     const missing = [...buckets].filter((bucket) => !this.buckets.has(bucket));
     await ensureBuckets(this.store, new Set(missing));
     for (const bucket of missing) this.buckets.add(bucket);
-    this.db ??= await openDatabase(this.options.dbUrl, { home: this.options.home });
+    this.dbOpening ??= openDatabase(this.options.dbUrl, { home: this.options.home }).catch((error: unknown) => {
+      this.dbOpening = undefined;
+      throw error;
+    });
+    this.db = await this.dbOpening;
   }
 
-  /** Claims, runs and records one job; a store or DB failure is a `lost` result, not a throw, so the other jobs go on. */
-  async execute(job: PreparedJob, signal?: AbortSignal): Promise<JobResult> {
-    await this.ready([job.bucket]);
+  /**
+   * Claims, runs and records one job; a store or DB failure is a `lost` result, not a throw, so the
+   * other jobs go on. `submitter`: who this job runs for, when not the runner's --user (a service's token).
+   */
+  async execute(job: PreparedJob, signal?: AbortSignal, submitter?: Submitter): Promise<JobResult> {
+    try {
+      await this.ready([job.bucket]);
+    } catch (error) {
+      // A missing bucket is this job's answer, before any claim: trying again would be refused the same way.
+      if (error instanceof RunRefused) return { where: job.where, identity: job.identity, outcome: 'refused', reason: error.message };
+      throw error;
+    }
     const ctx: ExecuteContext = {
       db: this.db!,
       store: this.store,
@@ -325,7 +352,7 @@ export class JobRunner {
       storeSettings: this.options.storeSettings,
       statusIntervalMs: this.options.statusIntervalMs,
       plannedAt: this.options.plannedAt,
-      submitter: submitterOf(this.options),
+      submitter: submitter ?? submitterOf(this.options),
       note: this.note,
     };
     try {

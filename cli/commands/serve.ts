@@ -30,8 +30,13 @@ export function registerServe(program: Command): void {
     )
     .option('--allow-dirty', 'run analyses with uncommitted changes (the diff hash enters the identity)', false)
     .option(
+      '--user <name>',
+      "with no tokens, who the jobs run for: checked against their group's users and kept with each attempt (env CAAS_USER); with tokens, each job runs for its token's name",
+      defaultSettings(process.env).user,
+    )
+    .option(
       '--tokens <file>',
-      'bearer tokens file (env CAAS_TOKENS_FILE; default tokens.json in --home); CAAS_TOKENS adds group:sha256 entries',
+      'bearer tokens file, which must exist when named (env CAAS_TOKENS_FILE; default tokens.json in --home, may be absent); CAAS_TOKENS adds group:sha256 entries',
     )
     .option(
       '--max-body-bytes <n>',
@@ -52,16 +57,19 @@ Examples:
   $ caas serve                                   # http://127.0.0.1:8080, no tokens: this machine only
   $ caas serve token add --group lab-a           # prints a token once; its sha256 goes to the tokens file
   $ caas serve --host 0.0.0.0 --port 8080 --concurrency 4 --compute local
-  $ curl -H "Authorization: Bearer $TOKEN" -d @job.json 'http://127.0.0.1:8080/api/jobs?execute=true'
+  $ curl -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d @job.json 'http://127.0.0.1:8080/api/jobs?execute=true'
 
 Accepted jobs are written to the metadata DB before the answer (202): a restarted server, or another
 one on the same DB, runs them. One JSON line per request goes to stderr. SIGTERM stops accepting and
-lets running jobs finish for --grace-seconds, then hands them back. See docs/serve.md.`,
+lets running jobs finish for --grace-seconds, then hands them back. POST bodies must be sent as
+application/json; without tokens, only requests addressed to 127.0.0.1/localhost are answered.
+See docs/serve.md.`,
     )
     .action(async (options, command: Command) => {
       const settings = settingsOf(command);
       const file = tokensFileOf(command, options.tokens);
-      const tokens = new TokenRing([...(await readTokensFile(file)), ...tokensFromEnv(process.env.CAAS_TOKENS)]);
+      const named = options.tokens !== undefined || process.env.CAAS_TOKENS_FILE !== undefined;
+      const tokens = new TokenRing([...(await readTokensFile(file, { mustExist: named })), ...tokensFromEnv(process.env.CAAS_TOKENS)]);
       const service = await startService({
         ...settings,
         host: options.host,
@@ -71,6 +79,7 @@ lets running jobs finish for --grace-seconds, then hands them back. See docs/ser
         leaseMs: options.leaseSeconds * 1000,
         statusIntervalMs: statusIntervalMs(),
         allowDirty: options.allowDirty,
+        user: options.user,
         tokens,
         maxBodyBytes: options.maxBodyBytes,
       });
