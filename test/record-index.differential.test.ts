@@ -352,4 +352,31 @@ describe('the index of an existing database', () => {
     expect(answer.out).toContain(extra._id);
     expect(answer.explanation.indexes).toContain('record_entries(inputs.name)');
   });
+
+  it('a record another writer added without its entries, then written by this store (a claim takes it over), is found with all its entries', async () => {
+    const extra = randomRecord(30_000);
+    extra.inputs = [{ asset_id: 'asset-ecephys_3', name: 'ecephys_3', location: 's3://aind-open-data/ecephys_3' }];
+    extra.status = 'failed';
+    const store = await openDatabase(`sqlite:${old}`, { home: dir });
+    const raw = new BetterSqlite3(old);
+    raw
+      .prepare('INSERT INTO records (id, status, analysis, created, doc) VALUES (?, ?, ?, ?, ?)')
+      .run(extra._id, extra.status, extra.analysis.name, extra.created, JSON.stringify(extra));
+    raw.close();
+    const byName = { 'inputs.name': 'ecephys_3' };
+    const found = async (database: typeof store) => {
+      const out: string[] = [];
+      for await (const r of database.find(byName)) out.push(r._id);
+      return out;
+    };
+    expect(await found(store)).toEqual([extra._id]);
+
+    const claim = await store.claim(extra._id, { draft: extra as never, owner: { host: 'h', pid: 1, run: 'takeover' }, leaseMs: 60_000 });
+    expect(claim.won).toBe(true);
+    expect(await found(store), 'after the takeover').toEqual([extra._id]);
+    await store.close();
+    const readOnly = await openDatabase(`sqlite:${old}`, { home: dir, readOnly: true });
+    expect(await found(readOnly), 'and in a new open').toEqual([extra._id]);
+    await readOnly.close();
+  });
 });

@@ -133,21 +133,36 @@ export class SqliteRecordIndex {
    * previous version that the new one lacks are deleted; a stale entry left by another writer only
    * makes its record a candidate more, which the check then drops.
    */
-  reindex(id: string, previous: MetadataRecord | undefined, record: MetadataRecord): void {
+  reindex(id: string, previous: MetadataRecord | undefined, record: MetadataRecord, wasPending = false): void {
     const rid = this.db.prepare<[string], number>('SELECT rowid FROM records WHERE id = ?').pluck().get(id);
     if (rid === undefined) return;
-    this.writeEntries(rid, previous ? indexEntries(previous) : [], indexEntries(record));
+    this.writeEntries(rid, previous ? indexEntries(previous) : [], indexEntries(record), wasPending);
     this.done(rid);
+  }
+
+  /**
+   * Whether a record was pending before this write: another writer (an older caas, a hand edit)
+   * changed it without its entries, so the entries of its previous version may not be on file.
+   * Asked before the write, whose own trigger marks it pending too.
+   */
+  pendingBeforeWrite(id: string): boolean {
+    return (
+      this.db
+        .prepare<[string], number>('SELECT 1 FROM record_index_pending WHERE rid = (SELECT rowid FROM records WHERE id = ?)')
+        .pluck()
+        .get(id) !== undefined
+    );
   }
 
   private done(rid: number): void {
     this.db.prepare('DELETE FROM record_index_pending WHERE rid = ?').run(rid);
   }
 
-  private writeEntries(rid: number, before: IndexEntry[], after: IndexEntry[]): void {
+  /** `insertAll`: the entries of `before` may not be on file (a pending record): every entry of `after` is written. */
+  private writeEntries(rid: number, before: IndexEntry[], after: IndexEntry[], insertAll = false): void {
     const key = (e: IndexEntry) => `${e.path}\u0000${e.kind}\u0000${typeof e.value}\u0000${e.value}`;
     const kept = new Set(after.map(key));
-    const old = new Set(before.map(key));
+    const old = new Set(insertAll ? [] : before.map(key));
     const remove = this.db.prepare('DELETE FROM record_entries WHERE pid = ? AND kind = ? AND value = ? AND rid = ?');
     const insert = this.db.prepare('INSERT OR IGNORE INTO record_entries (pid, kind, value, rid) VALUES (?, ?, ?, ?)');
     for (const entry of before) if (!kept.has(key(entry))) remove.run(this.pathId(entry.path), entry.kind, entry.value, rid);

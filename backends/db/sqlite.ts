@@ -165,6 +165,7 @@ export class SqliteDatabase implements Database {
   /** Writes a record and its index entries; `previous` is the record as read in the same transaction (none: an insert). */
   private write(record: MetadataRecord, previous: MetadataRecord | undefined): void {
     const insert = previous === undefined;
+    const wasPending = !insert && this.index.pendingBeforeWrite(record._id);
     const sql = insert
       ? 'INSERT INTO records (id, status, analysis, created, doc) VALUES (@id, @status, @analysis, @created, @doc)'
       : 'UPDATE records SET status = @status, analysis = @analysis, created = @created, doc = @doc WHERE id = @id';
@@ -175,7 +176,7 @@ export class SqliteDatabase implements Database {
       created: record.created,
       doc: JSON.stringify(record),
     });
-    this.index.reindex(record._id, previous, record);
+    this.index.reindex(record._id, previous, record, wasPending);
   }
 
   async claim(id: string, request: ClaimRequest): Promise<ClaimOutcome> {
