@@ -223,6 +223,9 @@ class AgentJob {
       outcome.reason = outcome.exitCode === 0 ? problem : `${outcome.reason}; ${problem}`;
       if (outcome.exitCode === 0) outcome.exitCode = 1;
     }
+    // How the analysis ended goes on record now, not with the final status: an agent killed while
+    // it uploads (out of memory, a lost host) still leaves the line that says what happened.
+    await this.writeNotes();
     return this.finish(outcome);
   }
 
@@ -350,7 +353,7 @@ class AgentJob {
       if (outcome.exitCode === 0) outcome.exitCode = 1;
     };
     await this.liveLogs.stop();
-    const [manifest] = await Promise.all([
+    const [manifest] = await allSettledOrThrow([
       this.uploadResults(outcome, fail),
       ...(['stdout', 'stderr'] as const).map((name) => this.uploadLog(name, fail)),
     ]);
@@ -363,7 +366,7 @@ class AgentJob {
         fail(`metadata.nd.json could not be written: ${(error as Error).message}`);
       }
     };
-    await Promise.all([metadata(), this.put(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`)]);
+    await allSettledOrThrow([metadata(), this.put(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`)]);
     await this.beats.stop();
     const { status } = this;
     status.status = outcome.exitCode === 0 ? 'SUCCESS' : 'FAILED';
@@ -471,7 +474,7 @@ class AgentJob {
   }
 
   private async writeStatusAndNotes(): Promise<void> {
-    await Promise.all([this.writeStatus(), this.writeNotes()]);
+    await allSettledOrThrow([this.writeStatus(), this.writeNotes()]);
   }
 
   private writeStatus(): Promise<void> {
@@ -490,6 +493,17 @@ interface AnalysisRun {
   maxRuntimeS: number;
   cancel?: AbortSignal;
   onStart(pid: number | undefined): void;
+}
+
+/**
+ * Waits for every write, then throws the first failure: a write that fails must not leave the
+ * others still going while the agent moves on (to close, or to write the certificate again).
+ */
+async function allSettledOrThrow<T extends unknown[]>(writes: [...{ [K in keyof T]: Promise<T[K]> }]): Promise<T> {
+  const settled = await Promise.allSettled(writes);
+  const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((result) => (result as PromiseFulfilledResult<unknown>).value) as T;
 }
 
 /**
