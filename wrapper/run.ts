@@ -366,7 +366,9 @@ export class JobRunner {
 
   async close(): Promise<void> {
     await this.launcher.close();
-    await this.db?.close();
+    // A DB still opening (a stop during the first job's ready()) is closed once it is open.
+    const db = this.db ?? (await this.dbOpening?.catch(() => undefined));
+    await db?.close();
   }
 }
 
