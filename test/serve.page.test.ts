@@ -194,6 +194,13 @@ describe('caas serve: the web page', () => {
     await page.keyboard.press('Tab');
     expect(await page.evaluate('document.activeElement?.id')).toBe('param-analysis_tag');
 
+    // The skip link moves the focus into the content and leaves the view as it is.
+    await page.locator('a.skip').focus();
+    await page.keyboard.press('Enter');
+    expect(await page.evaluate('document.activeElement?.id')).toBe('main');
+    expect(await page.getByText('Something went wrong').count()).toBe(0);
+    await page.getByLabel('isi_violations_cutoff').waitFor();
+
     // Pick a dataset with the keyboard: search, Tab to "Select shown", Space.
     await page.getByLabel('Search the catalog').fill('774660 2024-03-05');
     await page.keyboard.press('Tab');

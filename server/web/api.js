@@ -88,8 +88,14 @@ export async function followEvents(path, onEvent, signal) {
       if (lastId) headers['last-event-id'] = lastId;
       const response = await authorizedFetch(path, { headers, signal });
       if (!response.ok) {
-        onEvent({ event: 'error', data: `${response.status}: ${(await response.text()).slice(0, 500)}` });
-        return;
+        const text = (await response.text()).slice(0, 500);
+        // A server draining for a restart (503), a proxy between two (502, 504) or a busy one (429)
+        // is asked again from the last event seen; a refusal (4xx) ends the following.
+        const again = response.status >= 500 || response.status === 429;
+        onEvent({ event: 'error', data: `${response.status}: ${text}${again ? '; reconnecting' : ''}` });
+        if (!again) return;
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        continue;
       }
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';

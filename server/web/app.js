@@ -51,7 +51,14 @@ async function show() {
 
 document.getElementById('token-button').addEventListener('click', () => askToken('Enter the token to use from now on.'));
 document.getElementById('token-button').hidden = !token();
-window.addEventListener('hashchange', show);
+// The skip link moves the focus to the content; it is not a page of its own (the router's hashes start with #/).
+document.querySelector('a.skip')?.addEventListener('click', (event) => {
+  event.preventDefault();
+  main.focus();
+});
+window.addEventListener('hashchange', () => {
+  if (location.hash === '' || location.hash.startsWith('#/')) show();
+});
 show();
 
 // The health of the service, for the header: a red dot when the DB or the store does not answer.
