@@ -40,6 +40,8 @@ CREATE TRIGGER IF NOT EXISTS record_index_on_update AFTER UPDATE OF doc ON recor
 
 /** Records indexed per transaction while catching up at open: a long backfill never holds the write lock for long. */
 const BACKFILL_BATCH = 20_000;
+/** How long one backfill batch may hold the write lock, roughly: the batch size follows it. */
+const BACKFILL_LOCK_MS = 1000;
 const BACKFILL_CACHE_KIB = 512 * 1024;
 /** Records read per statement when fetching candidates or scanning. */
 const FETCH_CHUNK = 500;
@@ -117,10 +119,17 @@ export class SqliteRecordIndex {
     const cache = this.db.pragma('cache_size', { simple: true });
     this.db.pragma(`cache_size = -${BACKFILL_CACHE_KIB}`);
     try {
+      // Each batch holds the write lock: it is kept near a second, well inside the busy timeout
+      // that other runners' claims and lease renewals wait for, whatever the disk's speed.
+      let size = BACKFILL_BATCH / 10;
       for (;;) {
-        const rids = pending.all(BACKFILL_BATCH);
+        const rids = pending.all(size);
         if (rids.length === 0) return;
+        const started = performance.now();
         batch.immediate(rids);
+        const tookMs = performance.now() - started;
+        if (tookMs > BACKFILL_LOCK_MS) size = Math.max(100, Math.floor(size / 2));
+        else if (tookMs < BACKFILL_LOCK_MS / 4) size = Math.min(BACKFILL_BATCH, size * 2);
       }
     } finally {
       this.db.pragma(`cache_size = ${cache}`);
