@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_ROUTES } from '../server/app.ts';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
-import { call, type Json, until } from './support/service.ts';
+import { call, type Json, mockWaitJob, serviceSettings, until } from './support/service.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
 
 const METHODS = new Set(['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']);
@@ -98,27 +98,9 @@ describe('caas serve: the API', () => {
   let open: RunningService;
   let guarded: RunningService;
   const tokens = { caas: 'caas_token-of-group-caas', demo: 'caas_token-of-group-demo', admin: 'caas_admin-token' };
-  const job = (asset: string, parameters: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
-    analysis: 'mock-wait',
-    inputs: [{ asset_id: asset, name: asset, location: `file://${path.dirname(data)}/`, files: [{ url: `file://${data}` }] }],
-    parameters: { wait: 0, ...parameters },
-    ...extra,
-  });
-  const settings = (home: string) => ({
-    home,
-    storeUrl: 'file:',
-    dbUrl: 'sqlite:',
-    host: '127.0.0.1',
-    port: 0,
-    compute: 'inline',
-    concurrency: 1,
-    leaseMs: 3000,
-    statusIntervalMs: 500,
-    allowDirty: false,
-    maxBodyBytes: 64 * 1024,
-    pollMs: 50,
-    log: () => {},
-  });
+  const job = (asset: string, parameters: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) =>
+    mockWaitJob(data, asset, parameters, extra);
+  const settings = serviceSettings;
 
   beforeAll(async () => {
     base = scratchDir('serve-api');

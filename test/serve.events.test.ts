@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing } from '../server/tokens.ts';
-import { call, until } from './support/service.ts';
+import { call, serviceSettings, until } from './support/service.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
 
 /** A job's event stream that breaks after it began: said in the JSON log and to the client, not on the console. */
@@ -24,22 +24,7 @@ describe('caas serve: a failing event stream', () => {
     const data = path.join(base, 'data', 'session.json');
     mkdirSync(path.dirname(data), { recursive: true });
     writeFileSync(data, '{}\n');
-    service = await startService({
-      home,
-      storeUrl: 'file:',
-      dbUrl: 'sqlite:',
-      host: '127.0.0.1',
-      port: 0,
-      compute: 'inline',
-      concurrency: 1,
-      leaseMs: 3000,
-      statusIntervalMs: 500,
-      allowDirty: false,
-      maxBodyBytes: 64 * 1024,
-      pollMs: 50,
-      log: (event) => logged.push(event),
-      tokens: new TokenRing([]),
-    });
+    service = await startService({ ...serviceSettings(home), log: (event) => logged.push(event), tokens: new TokenRing([]) });
   });
   afterAll(async () => {
     writeFileSync(gate(), '');

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
-import { call, type Json, until } from './support/service.ts';
+import { call, type Json, mockWaitJob, serviceSettings, until } from './support/service.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
 
 /**
@@ -16,12 +16,7 @@ describe('caas serve: groups and submitters', () => {
   let guarded: RunningService;
   const servers: RunningService[] = [];
   const tokens = { demo: 'caas_groups-demo', alice: 'caas_groups-alice', bob: 'caas_groups-bob', admin: 'caas_groups-admin' };
-  const job = (asset: string, extra: Record<string, unknown> = {}) => ({
-    analysis: 'mock-wait',
-    inputs: [{ asset_id: asset, name: asset, location: `file://${path.dirname(data)}/`, files: [{ url: `file://${data}` }] }],
-    parameters: { wait: 0 },
-    ...extra,
-  });
+  const job = (asset: string, extra: Record<string, unknown> = {}) => mockWaitJob(data, asset, {}, extra);
   /** An AIND AnalysisDispatchModel of one asset, as aind-analysis-job-dispatch writes it, naming its analysis under `caas`. */
   const aind = (asset: string, caas: Record<string, unknown> = {}) => ({
     s3_location: [`file://${path.dirname(data)}/`],
@@ -34,21 +29,7 @@ describe('caas serve: groups and submitters', () => {
     analysis_code: null,
     caas: { analysis: 'mock-wait', ...caas },
   });
-  const settings = (home: string) => ({
-    home,
-    storeUrl: 'file:',
-    dbUrl: 'sqlite:',
-    host: '127.0.0.1',
-    port: 0,
-    compute: 'inline',
-    concurrency: 2,
-    leaseMs: 3000,
-    statusIntervalMs: 500,
-    allowDirty: false,
-    maxBodyBytes: 64 * 1024,
-    pollMs: 50,
-    log: () => {},
-  });
+  const settings = (home: string) => ({ ...serviceSettings(home), concurrency: 2 });
   const start = async (options: Parameters<typeof startService>[0]) => {
     const service = await startService(options);
     servers.push(service);

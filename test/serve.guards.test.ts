@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
-import { call, until } from './support/service.ts';
+import { call, mockWaitJob, serviceSettings, until } from './support/service.ts';
 import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
 
 /** A request with exactly these headers (fetch would not let a test set Host). */
@@ -37,26 +37,8 @@ describe('caas serve: requests from elsewhere and bodies that are not JSON objec
   let open: RunningService;
   let guarded: RunningService;
   const token = 'caas_guards-token-of-group-caas';
-  const job = (asset: string) => ({
-    analysis: 'mock-wait',
-    inputs: [{ asset_id: asset, name: asset, location: `file://${path.dirname(data)}/`, files: [{ url: `file://${data}` }] }],
-    parameters: { wait: 0 },
-  });
-  const settings = (home: string) => ({
-    home,
-    storeUrl: 'file:',
-    dbUrl: 'sqlite:',
-    host: '127.0.0.1',
-    port: 0,
-    compute: 'inline',
-    concurrency: 1,
-    leaseMs: 3000,
-    statusIntervalMs: 500,
-    allowDirty: false,
-    maxBodyBytes: 64 * 1024,
-    pollMs: 50,
-    log: () => {},
-  });
+  const job = (asset: string) => mockWaitJob(data, asset);
+  const settings = serviceSettings;
 
   beforeAll(async () => {
     base = scratchDir('serve-guards');

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import type { ServeOptions } from '../../server/listen.ts';
 import { ROOT } from './workspace.ts';
 
 /** A response body: whatever JSON the test then checks field by field. */
@@ -61,4 +62,36 @@ export function startServer(
     });
     child.on('exit', (code) => reject(new Error(`caas serve exited (${code}) before listening: ${stderr}`)));
   });
+}
+
+/**
+ * An in-process `caas serve` as the API tests start it: loopback, a free port, inline compute,
+ * short leases and polls, no request log; `tokens` and anything else the test sets on top.
+ */
+export function serviceSettings(home: string): Omit<ServeOptions, 'tokens'> {
+  return {
+    home,
+    storeUrl: 'file:',
+    dbUrl: 'sqlite:',
+    host: '127.0.0.1',
+    port: 0,
+    compute: 'inline',
+    concurrency: 1,
+    leaseMs: 3000,
+    statusIntervalMs: 500,
+    allowDirty: false,
+    maxBodyBytes: 64 * 1024,
+    pollMs: 50,
+    log: () => {},
+  };
+}
+
+/** A mock-wait job input over one local data file, as a client posts it. */
+export function mockWaitJob(data: string, asset: string, parameters: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) {
+  return {
+    analysis: 'mock-wait',
+    inputs: [{ asset_id: asset, name: asset, location: `file://${path.dirname(data)}/`, files: [{ url: `file://${data}` }] }],
+    parameters: { wait: 0, ...parameters },
+    ...extra,
+  };
 }
