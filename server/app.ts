@@ -246,6 +246,8 @@ export function buildApp(options: AppOptions): OpenAPIHono<Env> {
       ms: Math.round((performance.now() - started) * 10) / 10,
       who: c.get('principal')?.name ?? null,
     });
+    // Every answer is what its content type says: a browser never guesses HTML from an error or a record.
+    c.res.headers.set('x-content-type-options', 'nosniff');
   });
   app.use('*', async (c, next) => {
     if (!options.tokens.empty) return next();

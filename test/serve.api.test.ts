@@ -151,6 +151,9 @@ describe('caas serve: the API', () => {
   it('lists the analyses with their code version, and one with its parameter JSON Schema and blueprint; an unknown one is 404', async () => {
     const list = await call(open.url, 'GET', '/api/analyses');
     expect(list.status).toBe(200);
+    // No answer is ever taken for HTML by a browser guessing its type, an error's neither.
+    expect(list.headers.get('x-content-type-options')).toBe('nosniff');
+    expect((await call(open.url, 'GET', `/api/jobs/${'0'.repeat(64)}`)).headers.get('x-content-type-options')).toBe('nosniff');
     expect(list.body.analyses).toContainEqual(
       expect.objectContaining({
         name: 'mock-wait',
@@ -327,7 +330,9 @@ describe('caas serve: the API', () => {
   });
 
   it("a group's token is 401 when missing or unknown, sees 404 (not 403) for another group's job, record and output, and cannot submit into it", async () => {
-    expect((await call(guarded.url, 'GET', '/api/analyses')).status).toBe(401);
+    const missing = await call(guarded.url, 'GET', '/api/analyses');
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get('x-content-type-options')).toBe('nosniff');
     expect((await call(guarded.url, 'GET', '/api/analyses', { token: 'caas_wrong' })).status).toBe(401);
     expect((await call(guarded.url, 'GET', '/api/analyses', { token: tokens.caas })).status).toBe(200);
 

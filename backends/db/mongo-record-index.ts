@@ -1,4 +1,4 @@
-import type { Collection, Document, IndexDescription, Filter as MongoFilter, Sort } from 'mongodb';
+import { type Collection, type Document, type IndexDescription, type Filter as MongoFilter, MongoServerError, type Sort } from 'mongodb';
 import type { MetadataRecord } from '../../models/record.ts';
 import type { QueryExplanation, QueryOptions } from './index.ts';
 import { INDEXED_PATHS, PARAMETERS_ROOT } from './record-index.ts';
@@ -25,9 +25,11 @@ export async function createRecordIndexes(records: Collection<MetadataRecord>): 
   try {
     await records.createIndexes([PARAMETERS_INDEX]);
     return { parameters: true };
-  } catch {
-    // DocumentDB (or another server without wildcard indexes) refuses it: parameters are then not indexed.
-    return { parameters: false };
+  } catch (error) {
+    // DocumentDB (or another server without wildcard indexes) refuses it: parameters are then not
+    // indexed. A network or driver failure is not a refusal: it is reported as it is.
+    if (error instanceof MongoServerError) return { parameters: false };
+    throw error;
   }
 }
 
