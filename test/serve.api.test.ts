@@ -100,7 +100,6 @@ describe('caas serve: the API', () => {
   const tokens = { caas: 'caas_token-of-group-caas', demo: 'caas_token-of-group-demo', admin: 'caas_admin-token' };
   const job = (asset: string, parameters: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) =>
     mockWaitJob(data, asset, parameters, extra);
-  const settings = serviceSettings;
 
   beforeAll(async () => {
     base = scratchDir('serve-api');
@@ -109,9 +108,9 @@ describe('caas serve: the API', () => {
     data = path.join(base, 'data', 'session.json');
     mkdirSync(path.dirname(data), { recursive: true });
     writeFileSync(data, '{}\n');
-    open = await startService({ ...settings(path.join(base, 'open')), tokens: new TokenRing([]) });
+    open = await startService({ ...serviceSettings(path.join(base, 'open')), tokens: new TokenRing([]) });
     guarded = await startService({
-      ...settings(path.join(base, 'guarded')),
+      ...serviceSettings(path.join(base, 'guarded')),
       tokens: new TokenRing([
         { name: 'caas-lab', group: 'caas', sha256: tokenHash(tokens.caas), created: '' },
         { name: 'demo-lab', group: 'demo', sha256: tokenHash(tokens.demo), created: '' },
@@ -141,7 +140,7 @@ describe('caas serve: the API', () => {
   it('without tokens it listens on loopback only and refuses a public --host', async () => {
     expect(open.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     await expect(
-      startService({ ...settings(path.join(base, 'public')), host: '0.0.0.0', tokens: new TokenRing([]) }),
+      startService({ ...serviceSettings(path.join(base, 'public')), host: '0.0.0.0', tokens: new TokenRing([]) }),
     ).rejects.toMatchObject({
       exitCode: 2,
       message: expect.stringMatching(/--host 0\.0\.0\.0 .*configure tokens first/),

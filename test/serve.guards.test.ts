@@ -38,7 +38,6 @@ describe('caas serve: requests from elsewhere and bodies that are not JSON objec
   let guarded: RunningService;
   const token = 'caas_guards-token-of-group-caas';
   const job = (asset: string) => mockWaitJob(data, asset);
-  const settings = serviceSettings;
 
   beforeAll(async () => {
     base = scratchDir('serve-guards');
@@ -47,9 +46,9 @@ describe('caas serve: requests from elsewhere and bodies that are not JSON objec
     data = path.join(base, 'data', 'session.json');
     mkdirSync(path.dirname(data), { recursive: true });
     writeFileSync(data, '{}\n');
-    open = await startService({ ...settings(path.join(base, 'open')), tokens: new TokenRing([]) });
+    open = await startService({ ...serviceSettings(path.join(base, 'open')), tokens: new TokenRing([]) });
     guarded = await startService({
-      ...settings(path.join(base, 'guarded')),
+      ...serviceSettings(path.join(base, 'guarded')),
       tokens: new TokenRing([{ name: 'caas-lab', group: 'caas', sha256: tokenHash(token), created: '' }]),
     });
   });
@@ -175,7 +174,7 @@ describe('caas serve: requests from elsewhere and bodies that are not JSON objec
     const home = path.join(base, 'limit');
     const gate = path.join(base, 'limit-gate');
     process.env.CAAS_MOCK_GATE_FILE = gate;
-    const server = await startService({ ...settings(home), tokens: new TokenRing([]) });
+    const server = await startService({ ...serviceSettings(home), tokens: new TokenRing([]) });
     try {
       // mock-wait's deploy_limit is 4: 100 jobs of group caas may wait (the one held at the gate counts).
       const flood = await call(server.url, 'POST', '/api/jobs?execute=true', {
@@ -207,7 +206,7 @@ describe('caas serve: requests from elsewhere and bodies that are not JSON objec
     const home = path.join(base, 'drain');
     const gate = path.join(base, 'drain-gate');
     process.env.CAAS_MOCK_GATE_FILE = gate;
-    const server = await startService({ ...settings(home), tokens: new TokenRing([]) });
+    const server = await startService({ ...serviceSettings(home), tokens: new TokenRing([]) });
     let stopped: Promise<unknown> | undefined;
     try {
       const { identity } = (await call(server.url, 'POST', '/api/jobs?execute=true', { body: job('held') })).body.jobs[0];

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
-import { call, until } from './support/service.ts';
+import { call, serviceSettings, until } from './support/service.ts';
 import { AnalysisRepo, removeDir, runCli, scratchDir } from './support/workspace.ts';
 
 /** The routes the page needs beyond the job API, against a listening server with group tokens. */
@@ -19,18 +19,8 @@ describe('caas serve: the API the page uses', () => {
     const sample = await runCli(['catalog', 'generate-sample'], { env: { CAAS_HOME: home, CAAS_ANALYSES: repo.dir } });
     expect(sample.code, sample.stderr).toBe(0);
     service = await startService({
-      home,
-      storeUrl: 'file:',
-      dbUrl: 'sqlite:',
-      host: '127.0.0.1',
-      port: 0,
-      compute: 'inline',
-      concurrency: 1,
+      ...serviceSettings(home),
       leaseMs: 5000,
-      allowDirty: false,
-      maxBodyBytes: 64 * 1024,
-      pollMs: 50,
-      log: () => {},
       tokens: new TokenRing([
         { name: 'caas-lab', group: 'caas', sha256: tokenHash(tokens.caas), created: '' },
         { name: 'demo-lab', group: 'demo', sha256: tokenHash(tokens.demo), created: '' },
