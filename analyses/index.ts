@@ -9,6 +9,7 @@ import { Blueprint } from '../models/blueprint.ts';
 import { CaasError } from '../models/caas-error.ts';
 import { describeIssues } from '../models/issues.ts';
 import { isPlainObject } from '../models/plain-object.ts';
+import { loadTypeScript } from './typescript.ts';
 
 const BUILT_IN = path.dirname(fileURLToPath(import.meta.url));
 
@@ -71,21 +72,23 @@ export function loadAnalysis(name: string, roots = analysisRoots()): Promise<Ana
   }
   if (!analysis) {
     if (!dir.startsWith(BUILT_IN)) registerResolver();
-    analysis = import(pathToFileURL(path.join(dir, 'index.ts')).href).then(
-      (module: { default: unknown }) => {
-        const definition = AnalysisDefinition.safeParse(module.default);
-        if (!definition.success)
-          throw new AnalysisError(`${dir}/index.ts does not export a valid analysis: ${describeIssues(definition.error)}`);
-        if (definition.data.name !== name)
-          throw new AnalysisError(`${dir}/index.ts names itself "${definition.data.name}", expected "${name}"`);
-        return { ...definition.data, dir };
-      },
-      (error: unknown) => {
-        // One line, as every input error is (a syntax error arrives with a code frame).
-        const reason = String((error as Error)?.message ?? error).replace(/\s*\n\s*/g, ' ');
-        throw new AnalysisError(`${dir}/index.ts could not be loaded: ${reason}`, { cause: error });
-      },
-    );
+    analysis = loadTypeScript()
+      .then(() => import(pathToFileURL(path.join(dir, 'index.ts')).href))
+      .then(
+        (module: { default: unknown }) => {
+          const definition = AnalysisDefinition.safeParse(module.default);
+          if (!definition.success)
+            throw new AnalysisError(`${dir}/index.ts does not export a valid analysis: ${describeIssues(definition.error)}`);
+          if (definition.data.name !== name)
+            throw new AnalysisError(`${dir}/index.ts names itself "${definition.data.name}", expected "${name}"`);
+          return { ...definition.data, dir };
+        },
+        (error: unknown) => {
+          // One line, as every input error is (a syntax error arrives with a code frame).
+          const reason = String((error as Error)?.message ?? error).replace(/\s*\n\s*/g, ' ');
+          throw new AnalysisError(`${dir}/index.ts could not be loaded: ${reason}`, { cause: error });
+        },
+      );
     loaded.set(dir, analysis);
   }
   return analysis;

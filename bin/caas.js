@@ -1,9 +1,27 @@
 #!/usr/bin/env node
-// The CLI is TypeScript run through tsx, so `npx caas` works right after `npm ci` with no build step.
+// The CLI is TypeScript, so `npx caas` works right after `npm ci` with no build step: it starts from
+// a bundle of its sources that bin/bundled-entry.mjs keeps current, or through tsx when it cannot.
 import { register as registerHook } from 'node:module';
-import { register } from 'tsx/esm/api';
+import { bundledEntry } from './bundled-entry.mjs';
 
-// Before tsx: an analysis repository without a package.json still loads as the ES module it is.
-registerHook('../analyses/typescript-esm.mjs', import.meta.url);
-register();
-await import('../cli/main.ts');
+let typeScriptLoader;
+/** Lets Node import TypeScript: analyses are TypeScript modules loaded at run time, outside the bundle. */
+function loadTypeScript() {
+  typeScriptLoader ??= import('tsx/esm/api').then(({ register }) => {
+    // Before tsx: an analysis repository without a package.json still loads as the ES module it is.
+    registerHook('../analyses/typescript-esm.mjs', import.meta.url);
+    register();
+  });
+  return typeScriptLoader;
+}
+
+const main = new URL('../cli/main.ts', import.meta.url);
+const bundle = await bundledEntry(main.pathname, 'cli');
+if (bundle) {
+  // The loader costs ~0.3 s to start, so only a command that loads an analysis starts it (analyses/typescript.ts).
+  globalThis[Symbol.for('caas.loadTypeScript')] = loadTypeScript;
+  await import(bundle);
+} else {
+  await loadTypeScript();
+  await import(main.href);
+}

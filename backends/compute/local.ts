@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { bundledEntry } from '../../bin/bundled-entry.mjs';
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import { CAAS_SETTINGS } from '../../models/caas-settings.ts';
 import { storeReach } from '../storage/index.ts';
@@ -165,55 +164,19 @@ async function discard(agent: Agent): Promise<void> {
   await rm(agent.workDir, { recursive: true, force: true });
 }
 
-const CACHE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../node_modules/.cache/caas');
 const agentArgsOnce = new Map<string, Promise<string[]>>();
 
 /**
- * How to start the agent. Through tsx it takes ~0.9 s of CPU to start, which dominates short jobs
- * by the hundred; so each runner bundles the agent once with esbuild (~0.1 s), from the sources as
- * they are now, into a content-addressed folder, and falls back to tsx if that fails. Code split:
- * what a job may not need (the S3 client, zod for a spec that needs no second check) stays in
- * chunks loaded on first use, so an agent on the file store starts in a few tens of ms.
+ * How to start the agent: from its bundle (bin/bundled-entry.mjs), a few tens of ms for an agent
+ * on the file store, or through tsx (~0.9 s of CPU, which would dominate short jobs by the hundred)
+ * when no bundle can be had.
  */
 function agentArgs(agentEntry: string): Promise<string[]> {
   const known = agentArgsOnce.get(agentEntry);
   if (known) return known;
-  const args = (async () => {
-    try {
-      const { build } = await import('esbuild');
-      const result = await build({
-        entryPoints: { agent: agentEntry },
-        bundle: true,
-        splitting: true,
-        outdir: CACHE,
-        platform: 'node',
-        format: 'esm',
-        target: 'node20',
-        packages: 'external',
-        write: false,
-        logLevel: 'silent',
-        // The agent finds caas files (the TypeScript loader) relative to its own source, not the bundle.
-        define: { 'import.meta.url': JSON.stringify(pathToFileURL(agentEntry).href) },
-      });
-      const digest = createHash('sha256');
-      for (const file of result.outputFiles) digest.update(file.path).update(file.contents);
-      const dir = path.join(CACHE, `agent-${digest.digest('hex').slice(0, 16)}`);
-      if (!existsSync(path.join(dir, 'agent.js'))) {
-        // Written whole to a temporary folder and renamed, so a concurrent runner never sees half a bundle.
-        const tmp = `${dir}.${process.pid}.tmp`;
-        await mkdir(tmp, { recursive: true });
-        for (const file of result.outputFiles) await writeFile(path.join(tmp, path.relative(CACHE, file.path)), file.contents);
-        await rename(tmp, dir).catch(async (error: NodeJS.ErrnoException) => {
-          // Another runner renamed the same bundle into place first.
-          await rm(tmp, { recursive: true, force: true });
-          if (!existsSync(path.join(dir, 'agent.js'))) throw error;
-        });
-      }
-      return [path.join(dir, 'agent.js')];
-    } catch {
-      return ['--import', import.meta.resolve('tsx'), agentEntry];
-    }
-  })();
+  const args = bundledEntry(agentEntry, 'agent').then((bundle) =>
+    bundle ? [bundle] : ['--import', import.meta.resolve('tsx'), agentEntry],
+  );
   agentArgsOnce.set(agentEntry, args);
   return args;
 }

@@ -1,0 +1,151 @@
+// caas runs from its TypeScript sources, with no build step. Started through tsx, a process spends
+// about 1 s of CPU before it runs anything: tsx's loader hooks see every module, zod's ninety
+// included. The CLI pays that on every command and the local launcher on every job's agent. So an
+// entry point is bundled once with esbuild into node_modules/.cache/caas and started as plain
+// JavaScript, and bundled again when one of the files it was built from has changed since.
+// Packages stay external: they load from this install, the same copies the sources would use.
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync, utimesSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const BUNDLE_CACHE = path.join(ROOT, 'node_modules/.cache/caas');
+const BUNDLED_PACKAGES = new Set(['mingo', 'yaml']);
+
+/**
+ * The bundle of `entry` (a caas source file), built if none is current: the path of its JavaScript
+ * file, or undefined when it cannot be had (no esbuild, a read-only install), and the caller then
+ * starts the sources through tsx as before.
+ * @param {string} entry absolute path of the TypeScript entry point
+ * @param {string} name the bundle's name in the cache, one per entry point
+ * @returns {Promise<string | undefined>}
+ */
+export async function bundledEntry(entry, name) {
+  try {
+    return currentBundle(name) ?? (await buildBundle(entry, name));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The bundle recorded for `name`, if every file it was built from is still as it was read then. */
+function currentBundle(name) {
+  let pointer;
+  try {
+    pointer = JSON.parse(readFileSync(path.join(BUNDLE_CACHE, `${name}.json`), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  const file = path.join(BUNDLE_CACHE, pointer.dir, `${name}.js`);
+  if (!existsSync(file)) return undefined;
+  for (const [source, size, mtimeMs] of pointer.sources) {
+    const now = statSync(source, { throwIfNoEntry: false });
+    if (!now || now.size !== size || now.mtimeMs !== mtimeMs) return undefined;
+  }
+  // Marks the bundle as in use, so pruning leaves it alone (see pruneUnusedBundles).
+  try {
+    const now = new Date();
+    utimesSync(path.dirname(file), now, now);
+  } catch {
+    // A read-only install is never pruned either.
+  }
+  return file;
+}
+
+async function buildBundle(entry, name) {
+  const { build } = await import('esbuild');
+  /**
+   * Each source as it was when read: stat before reading, so a file changed meanwhile reads as
+   * changed next time. This file (how bundles are made) and the lock file (the bundled packages'
+   * versions) count as sources of every bundle.
+   */
+  const sources = [];
+  for (const file of [fileURLToPath(import.meta.url), path.join(ROOT, 'package-lock.json')]) {
+    const stat = statSync(file, { throwIfNoEntry: false });
+    if (stat) sources.push([file, stat.size, stat.mtimeMs]);
+  }
+  const result = await build({
+    entryPoints: { [name]: entry },
+    absWorkingDir: ROOT,
+    bundle: true,
+    // What a command or a job may not need (the S3 and EC2 clients, MongoDB, the server) stays in
+    // chunks loaded on first use.
+    splitting: true,
+    outdir: BUNDLE_CACHE,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    write: false,
+    // The CommonJS in bundled packages requires Node's built-ins, which an ES module bundle can only do through this.
+    banner: { js: "import { createRequire as caasCreateRequire } from 'node:module'; const require = caasCreateRequire(import.meta.url);" },
+    logLevel: 'silent',
+    plugins: [
+      {
+        name: 'caas-packages',
+        setup(builder) {
+          // Packages load from this install, as the sources would load them (zod must be the copy the
+          // analyses use), except those made of many small CommonJS files: mingo's 76 modules cost
+          // more to find and load one by one than to parse as one chunk.
+          builder.onResolve({ filter: /^[^./]/ }, (args) => {
+            const name = args.path
+              .split('/')
+              .slice(0, args.path.startsWith('@') ? 2 : 1)
+              .join('/');
+            if (args.path.startsWith('node:') || !BUNDLED_PACKAGES.has(name)) return { path: args.path, external: true };
+            return undefined;
+          });
+        },
+      },
+      {
+        name: 'caas-sources',
+        setup(builder) {
+          builder.onLoad({ filter: /\.(ts|mts|js|mjs)$/ }, (args) => {
+            if (!args.path.startsWith(ROOT + path.sep) || args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
+            const stat = statSync(args.path);
+            sources.push([args.path, stat.size, stat.mtimeMs]);
+            // Each module keeps its own URL: caas finds its files (web pages, loaders, package.json)
+            // relative to its sources, not to the bundle.
+            const contents = readFileSync(args.path, 'utf8').replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href));
+            return { contents, loader: /\.m?ts$/.test(args.path) ? 'ts' : 'js' };
+          });
+        },
+      },
+    ],
+  });
+  const digest = createHash('sha256');
+  for (const file of result.outputFiles) digest.update(file.path).update(file.contents);
+  const dir = `${name}-${digest.digest('hex').slice(0, 16)}`;
+  const target = path.join(BUNDLE_CACHE, dir);
+  if (!existsSync(path.join(target, `${name}.js`))) {
+    // Written whole to a temporary folder and renamed, so a concurrent process never sees half a bundle.
+    const tmp = `${target}.${process.pid}.tmp`;
+    await mkdir(tmp, { recursive: true });
+    for (const file of result.outputFiles) await writeFile(path.join(tmp, path.relative(BUNDLE_CACHE, file.path)), file.contents);
+    await rename(tmp, target).catch(async (error) => {
+      // Another process renamed the same bundle into place first.
+      await rm(tmp, { recursive: true, force: true });
+      if (!existsSync(path.join(target, `${name}.js`))) throw error;
+    });
+  }
+  const pointer = path.join(BUNDLE_CACHE, `${name}.json`);
+  await writeFile(`${pointer}.${process.pid}.tmp`, JSON.stringify({ dir, sources }));
+  await rename(`${pointer}.${process.pid}.tmp`, pointer);
+  await pruneUnusedBundles(name, dir);
+  return path.join(target, `${name}.js`);
+}
+
+/**
+ * Bundles of earlier sources that no process has started from for a week. A process started from one
+ * (`caas serve`, a long job's agent) may still load a chunk from it on first use, and every start
+ * marks its bundle as used.
+ */
+async function pruneUnusedBundles(name, current) {
+  const weekAgo = Date.now() - 7 * 24 * 3600_000;
+  for (const dir of await readdir(BUNDLE_CACHE)) {
+    if (dir === current || !dir.startsWith(`${name}-`)) continue;
+    const used = await stat(path.join(BUNDLE_CACHE, dir)).catch(() => undefined);
+    if (used && used.mtimeMs < weekAgo) await rm(path.join(BUNDLE_CACHE, dir), { recursive: true, force: true });
+  }
+}
