@@ -25,7 +25,8 @@ const BUNDLED_PACKAGES = new Set(['mingo', 'yaml']);
 export async function bundledEntry(entry, name) {
   try {
     return currentBundle(name) ?? (await buildBundle(entry, name));
-  } catch {
+  } catch (error) {
+    if (process.env.CAAS_DEBUG) process.stderr.write(`caas: no bundle of ${entry}, starting from the sources: ${error?.stack ?? error}\n`);
     return undefined;
   }
 }
@@ -78,6 +79,8 @@ async function buildBundle(entry, name) {
     format: 'esm',
     target: 'node20',
     write: false,
+    // An expression, not text: the name is each module's own constant (esbuild renames them apart).
+    define: { 'import.meta.url': 'caasModuleUrl' },
     // The CommonJS in bundled packages requires Node's built-ins, which an ES module bundle can only do through this.
     banner: { js: "import { createRequire as caasCreateRequire } from 'node:module'; const require = caasCreateRequire(import.meta.url);" },
     logLevel: 'silent',
@@ -105,9 +108,9 @@ async function buildBundle(entry, name) {
             if (!args.path.startsWith(ROOT + path.sep) || args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
             const stat = statSync(args.path);
             sources.push([args.path, stat.size, stat.mtimeMs]);
-            // Each module keeps its own URL: caas finds its files (web pages, loaders, package.json)
-            // relative to its sources, not to the bundle.
-            const contents = readFileSync(args.path, 'utf8').replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href));
+            // Each module keeps its own URL (see `define`): caas finds its files (web pages, loaders,
+            // package.json) relative to its sources, not to the bundle.
+            const contents = `const caasModuleUrl = ${JSON.stringify(pathToFileURL(args.path).href)};\n${readFileSync(args.path, 'utf8')}`;
             return { contents, loader: /\.m?ts$/.test(args.path) ? 'ts' : 'js' };
           });
         },
