@@ -71,9 +71,12 @@ export function loadAnalysis(name: string, roots = analysisRoots()): Promise<Ana
     loaded.set(dir, analysis);
   }
   if (!analysis) {
-    if (!dir.startsWith(BUILT_IN)) registerResolver();
     analysis = loadTypeScript()
-      .then(() => import(pathToFileURL(path.join(dir, 'index.ts')).href))
+      .then(() => {
+        // After the TypeScript loader, as when it is loaded at start: hooks registered later run first.
+        if (!dir.startsWith(BUILT_IN)) registerResolver();
+        return import(pathToFileURL(path.join(dir, 'index.ts')).href);
+      })
       .then(
         (module: { default: unknown }) => {
           const definition = AnalysisDefinition.safeParse(module.default);
