@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The CLI is TypeScript, so `npx caas` works right after `npm ci` with no build step: it starts from
-// a bundle of its sources that bin/bundled-entry.mjs keeps current, or through tsx when it cannot.
+// a bundle of its sources that backends/bundled-entry.mjs keeps current, or through tsx when it cannot.
 import { register as registerHook } from 'node:module';
-import { bundledEntry } from './bundled-entry.mjs';
+import { bundledEntry } from '../backends/bundled-entry.mjs';
 
 let typeScriptLoader;
 /** Lets Node import TypeScript: analyses are TypeScript modules loaded at run time, outside the bundle. */

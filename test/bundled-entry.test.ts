@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BUNDLE_CACHE, bundledEntry } from '../bin/bundled-entry.mjs';
+import { BUNDLE_CACHE, bundledEntry } from '../backends/bundled-entry.mjs';
 import { ROOT, removeDir, scratchDir } from './support/workspace.ts';
 
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;

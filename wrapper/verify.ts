@@ -5,6 +5,7 @@ import type { JobKeys } from '../models/bucket-contract.ts';
 import { describeIssues } from '../models/issues.ts';
 import { ManifestEntry } from '../models/record.ts';
 import { StatusFile } from '../models/status.ts';
+import { forEachAtMost } from './worker-pool.ts';
 
 /** What a job folder shows once its machine is gone: end.txt, the status, the manifest, the outputs. */
 export interface Verification {
@@ -21,6 +22,7 @@ export interface Verification {
 }
 
 const STDERR_TAIL = 20;
+const HASH_CONCURRENCY = 8;
 
 /** A verdict with nothing established yet: not ended, not succeeded. */
 export function emptyVerification(): Verification {
@@ -45,36 +47,44 @@ export function emptyVerification(): Verification {
 export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKeys, analysis: Analysis): Promise<Verification> {
   const verdict = emptyVerification();
   const text = async (key: string) => (await store.get(bucket, key).catch(() => undefined))?.toString('utf8');
-  const stderr = await text(keys.stderr);
+  // What the verdict reads first, read at once: one round trip to the store instead of four.
+  const [stderr, statusText, endInfo, manifestText] = await Promise.all([
+    text(keys.stderr),
+    text(keys.status),
+    store.head(bucket, keys.end),
+    text(keys.manifest),
+  ]);
   verdict.stderrTail = (stderr ?? '')
     .split('\n')
     .filter((l) => l.trim() !== '')
     .slice(-STDERR_TAIL);
-  const status = StatusFile.safeParse(JSON.parse((await text(keys.status)) ?? 'null'));
+  const status = StatusFile.safeParse(JSON.parse(statusText ?? 'null'));
   if (status.success) {
     verdict.exitCode = status.data.exit_code ?? null;
     verdict.start = status.data.job_start;
     verdict.end = status.data.job_finish;
   }
-  verdict.ended = (await store.head(bucket, keys.end)) !== undefined;
+  verdict.ended = endInfo !== undefined;
   if (!verdict.ended) return { ...verdict, reason: 'no end.txt: the job did not finish' };
   if (!status.success) return { ...verdict, reason: 'the status file is missing or unreadable' };
   if (status.data.status !== 'SUCCESS') return { ...verdict, reason: status.data.reason ?? `status ${status.data.status}` };
 
   let manifest: ManifestEntry[];
   try {
-    manifest = ManifestEntry.array().parse(JSON.parse((await text(keys.manifest)) ?? 'null'));
+    manifest = ManifestEntry.array().parse(JSON.parse(manifestText ?? 'null'));
   } catch {
     return { ...verdict, reason: `the output manifest ${keys.manifest} is missing or invalid` };
   }
-  for (const entry of manifest) {
-    if (!entry.key.startsWith(keys.process)) return { ...verdict, reason: `manifest entry ${entry.key} lies outside ${keys.process}` };
-    let stored: { size: number; sha256: string };
-    try {
-      stored = await hashObject(store, bucket, entry.key);
-    } catch {
-      return { ...verdict, reason: `output ${entry.key} is missing` };
-    }
+  const outside = manifest.find((entry) => !entry.key.startsWith(keys.process));
+  if (outside) return { ...verdict, reason: `manifest entry ${outside.key} lies outside ${keys.process}` };
+  // Hashed a few at once (a job may have hundreds of outputs); judged in the manifest's order.
+  const hashes: ({ size: number; sha256: string } | undefined)[] = [];
+  await forEachAtMost([...manifest.keys()], HASH_CONCURRENCY, async (index) => {
+    hashes[index] = await hashObject(store, bucket, manifest[index]!.key).catch(() => undefined);
+  });
+  for (const [index, entry] of manifest.entries()) {
+    const stored = hashes[index];
+    if (stored === undefined) return { ...verdict, reason: `output ${entry.key} is missing` };
     if (stored.size !== entry.size || stored.sha256 !== entry.sha256) {
       return { ...verdict, reason: `output ${entry.key} does not match its manifest (size or sha256)` };
     }

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
-import { bundledEntry } from '../../bin/bundled-entry.mjs';
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import { CAAS_SETTINGS } from '../../models/caas-settings.ts';
+import { bundledEntry } from '../bundled-entry.mjs';
 import { storeReach } from '../storage/index.ts';
 import type { AgentProgram, EarlierMachine, LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 import { DEADLINE_GRACE_MS, LaunchesByAttempt, stopAtDeadline } from './launch-once.ts';
@@ -167,7 +167,7 @@ async function discard(agent: Agent): Promise<void> {
 const agentArgsOnce = new Map<string, Promise<string[]>>();
 
 /**
- * How to start the agent: from its bundle (bin/bundled-entry.mjs), a few tens of ms for an agent
+ * How to start the agent: from its bundle (backends/bundled-entry.mjs), a few tens of ms for an agent
  * on the file store, or through tsx (~0.9 s of CPU, which would dominate short jobs by the hundred)
  * when no bundle can be had.
  */
