@@ -5,8 +5,8 @@
 // JavaScript, and bundled again when one of the files it was built from has changed since.
 // Packages stay external: they load from this install, the same copies the sources would use.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync, utimesSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, existsSync, readFileSync, statSync, utimesSync } from 'node:fs';
+import { access, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -16,27 +16,56 @@ const BUNDLED_PACKAGES = new Set(['mingo', 'yaml']);
 
 /**
  * The bundle of `entry` (a caas source file), built if none is current: the path of its JavaScript
- * file, or undefined when it cannot be had (no esbuild, a read-only install), and the caller then
- * starts the sources through tsx as before.
+ * file, or undefined when it cannot be had (no esbuild, a cache folder this user cannot write), and
+ * the caller then starts the sources through tsx as before.
  * @param {string} entry absolute path of the TypeScript entry point
  * @param {string} name the bundle's name in the cache, one per entry point
  * @returns {Promise<string | undefined>}
  */
 export async function bundledEntry(entry, name) {
   try {
-    return currentBundle(name) ?? (await buildBundle(entry, name));
+    const current = currentBundle(entry, name);
+    if (current) return current;
+    // Fails at once where the cache cannot be written, rather than after a whole build.
+    await mkdir(BUNDLE_CACHE, { recursive: true });
+    await access(BUNDLE_CACHE, constants.W_OK);
+    return await buildBundle(entry, name);
   } catch (error) {
     if (process.env.CAAS_DEBUG) process.stderr.write(`caas: no bundle of ${entry}, starting from the sources: ${error?.stack ?? error}\n`);
     return undefined;
   }
 }
 
-/** The bundle recorded for `name`, if every file it was built from is still as it was read then. */
-function currentBundle(name) {
+/**
+ * Marks a bundle as in use, so that pruning leaves it alone: at every start from it, and by a
+ * process that keeps using it (a runner's agents, a long `caas serve` that loads chunks on first use).
+ * @param {string} file the bundle's JavaScript file
+ */
+export function touchBundle(file) {
+  try {
+    const now = new Date();
+    utimesSync(path.dirname(file), now, now);
+  } catch {
+    // A read-only install is never pruned either.
+  }
+}
+
+/**
+ * The record of the bundle of one entry point. Named after the entry's path too: checkouts that
+ * share a node_modules folder (worktrees, a link) keep their own bundles apart.
+ */
+function pointerFile(entry, name) {
+  return path.join(BUNDLE_CACHE, `${name}-${createHash('sha256').update(entry).digest('hex').slice(0, 12)}.json`);
+}
+
+/** The bundle recorded for `entry`, if every file it was built from is still as it was read then. */
+function currentBundle(entry, name) {
   let pointer;
   try {
-    pointer = JSON.parse(readFileSync(path.join(BUNDLE_CACHE, `${name}.json`), 'utf8'));
+    pointer = JSON.parse(readFileSync(pointerFile(entry, name), 'utf8'));
+    if (pointer.entry !== entry || typeof pointer.dir !== 'string' || !Array.isArray(pointer.sources)) return undefined;
   } catch {
+    // None yet, or unreadable: built (again) and written whole.
     return undefined;
   }
   const file = path.join(BUNDLE_CACHE, pointer.dir, `${name}.js`);
@@ -45,28 +74,42 @@ function currentBundle(name) {
     const now = statSync(source, { throwIfNoEntry: false });
     if (!now || now.size !== size || now.mtimeMs !== mtimeMs) return undefined;
   }
-  // Marks the bundle as in use, so pruning leaves it alone (see pruneUnusedBundles).
-  try {
-    const now = new Date();
-    utimesSync(path.dirname(file), now, now);
-  } catch {
-    // A read-only install is never pruned either.
-  }
+  touchBundle(file);
   return file;
+}
+
+/** How esbuild reads a file of caas by its name. */
+function loaderOf(file) {
+  if (/\.[mc]?ts$/.test(file)) return 'ts';
+  if (file.endsWith('.tsx')) return 'tsx';
+  if (file.endsWith('.json')) return 'json';
+  return 'js';
+}
+
+/** Whether a file is one of caas's own sources (not a package's, though packages live under ROOT too). */
+function isSource(file) {
+  const relative = path.relative(ROOT, file);
+  return !relative.startsWith('..') && !path.isAbsolute(relative) && relative.split(path.sep)[0] !== 'node_modules';
 }
 
 async function buildBundle(entry, name) {
   const { build } = await import('esbuild');
+  const started = Date.now();
   /**
    * Each source as it was when read: stat before reading, so a file changed meanwhile reads as
    * changed next time. This file (how bundles are made) and the lock file (the bundled packages'
    * versions) count as sources of every bundle.
    */
   const sources = [];
-  for (const file of [fileURLToPath(import.meta.url), path.join(ROOT, 'package-lock.json')]) {
-    const stat = statSync(file, { throwIfNoEntry: false });
-    if (stat) sources.push([file, stat.size, stat.mtimeMs]);
-  }
+  const record = (file) => {
+    const info = statSync(file, { throwIfNoEntry: false });
+    // A file written in the second before the build may be written again within its timestamp's
+    // granularity (some file systems keep whole seconds) without a new size: it counts as unknown,
+    // so the next start bundles again.
+    if (info) sources.push([file, info.size, info.mtimeMs >= started - 2000 ? -1 : info.mtimeMs]);
+  };
+  record(fileURLToPath(import.meta.url));
+  record(path.join(ROOT, 'package-lock.json'));
   const result = await build({
     entryPoints: { [name]: entry },
     absWorkingDir: ROOT,
@@ -104,14 +147,16 @@ async function buildBundle(entry, name) {
       {
         name: 'caas-sources',
         setup(builder) {
-          builder.onLoad({ filter: /\.(ts|mts|js|mjs)$/ }, (args) => {
-            if (!args.path.startsWith(ROOT + path.sep) || args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
-            const stat = statSync(args.path);
-            sources.push([args.path, stat.size, stat.mtimeMs]);
+          builder.onLoad({ filter: /.*/ }, (args) => {
+            const source = isSource(args.path);
+            if (source) record(args.path);
+            const text = readFileSync(args.path, 'utf8');
+            const loader = loaderOf(args.path);
             // Each module keeps its own URL (see `define`): caas finds its files (web pages, loaders,
-            // package.json) relative to its sources, not to the bundle.
-            const contents = `const caasModuleUrl = ${JSON.stringify(pathToFileURL(args.path).href)};\n${readFileSync(args.path, 'utf8')}`;
-            return { contents, loader: /\.m?ts$/.test(args.path) ? 'ts' : 'js' };
+            // package.json) relative to its sources, not to the bundle. A bundled package gets one
+            // only if it asks for it.
+            if (loader === 'json' || (!source && !text.includes('import.meta.url'))) return { contents: text, loader };
+            return { contents: `const caasModuleUrl = ${JSON.stringify(pathToFileURL(args.path).href)};\n${text}`, loader };
           });
         },
       },
@@ -132,23 +177,25 @@ async function buildBundle(entry, name) {
       if (!existsSync(path.join(target, `${name}.js`))) throw error;
     });
   }
-  const pointer = path.join(BUNDLE_CACHE, `${name}.json`);
-  await writeFile(`${pointer}.${process.pid}.tmp`, JSON.stringify({ dir, sources }));
+  const file = path.join(target, `${name}.js`);
+  touchBundle(file);
+  const pointer = pointerFile(entry, name);
+  await writeFile(`${pointer}.${process.pid}.tmp`, JSON.stringify({ entry, dir, sources }));
   await rename(`${pointer}.${process.pid}.tmp`, pointer);
-  await pruneUnusedBundles(name, dir);
-  return path.join(target, `${name}.js`);
+  // A bundle that was built is used even if tidying up fails.
+  await pruneUnusedBundles(name, dir).catch(() => {});
+  return file;
 }
 
 /**
- * Bundles of earlier sources that no process has started from for a week. A process started from one
- * (`caas serve`, a long job's agent) may still load a chunk from it on first use, and every start
- * marks its bundle as used.
+ * Bundles of earlier sources that no process has started from, or marked as still in use, for a
+ * week (see touchBundle).
  */
 async function pruneUnusedBundles(name, current) {
   const weekAgo = Date.now() - 7 * 24 * 3600_000;
   for (const dir of await readdir(BUNDLE_CACHE)) {
-    if (dir === current || !dir.startsWith(`${name}-`)) continue;
+    if (dir === current || !dir.startsWith(`${name}-`) || dir.endsWith('.json')) continue;
     const used = await stat(path.join(BUNDLE_CACHE, dir)).catch(() => undefined);
-    if (used && used.mtimeMs < weekAgo) await rm(path.join(BUNDLE_CACHE, dir), { recursive: true, force: true });
+    if (used?.isDirectory() && used.mtimeMs < weekAgo) await rm(path.join(BUNDLE_CACHE, dir), { recursive: true, force: true });
   }
 }

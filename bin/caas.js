@@ -2,7 +2,8 @@
 // The CLI is TypeScript, so `npx caas` works right after `npm ci` with no build step: it starts from
 // a bundle of its sources that backends/bundled-entry.mjs keeps current, or through tsx when it cannot.
 import { register as registerHook } from 'node:module';
-import { bundledEntry } from '../backends/bundled-entry.mjs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { bundledEntry, touchBundle } from '../backends/bundled-entry.mjs';
 
 let typeScriptLoader;
 /** Lets Node import TypeScript: analyses are TypeScript modules loaded at run time, outside the bundle. */
@@ -16,11 +17,14 @@ function loadTypeScript() {
 }
 
 const main = new URL('../cli/main.ts', import.meta.url);
-const bundle = await bundledEntry(main.pathname, 'cli');
+const bundle = await bundledEntry(fileURLToPath(main), 'cli');
 if (bundle) {
+  // A long command (`caas serve`, a batch) loads chunks of its bundle on first use: it keeps the
+  // bundle marked as in use, so that no other process prunes it meanwhile.
+  setInterval(() => touchBundle(bundle), 3600_000).unref();
   // The loader costs ~0.3 s to start, so only a command that loads an analysis starts it (analyses/typescript.ts).
   globalThis[Symbol.for('caas.loadTypeScript')] = loadTypeScript;
-  await import(bundle);
+  await import(pathToFileURL(bundle).href);
 } else {
   await loadTypeScript();
   await import(main.href);

@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -48,15 +49,29 @@ describe('caas starts from a bundle of its sources, kept current', () => {
       "import { said, where } from './dep.ts';\nconsole.log(JSON.stringify({ said, where, text: 'import.meta.url stays text' }));\n",
     );
     writeFileSync(dep, "export const said: string = 'one';\nexport const where = import.meta.url;\n");
+    // Written a while ago: a file written in the last seconds before a build is bundled again at the next start.
+    const past = new Date(Date.now() - 60_000);
+    for (const file of [entry, dep]) utimesSync(file, past, past);
     const first = await bundledEntry(entry, name);
     expect(first).toBeDefined();
     const out = (file: string) => JSON.parse(execFileSync(process.execPath, [file], { encoding: 'utf8' })) as Record<string, string>;
     expect(out(first!)).toEqual({ said: 'one', where: pathToFileURL(dep).href, text: 'import.meta.url stays text' });
 
-    // Unchanged sources: the same bundle, not built again.
-    const built = statSync(first!).mtimeMs;
+    // Unchanged sources: the same bundle, not built again (a build rewrites the entry's record).
+    const pointer = () =>
+      statSync(path.join(BUNDLE_CACHE, `${name}-${createHash('sha256').update(entry).digest('hex').slice(0, 12)}.json`)).mtimeMs;
+    const built = pointer();
     expect(await bundledEntry(entry, name)).toBe(first);
-    expect(statSync(first!).mtimeMs).toBe(built);
+    expect(pointer()).toBe(built);
+
+    // Another checkout sharing this node_modules (a worktree) has its own bundle of the same name.
+    const other = path.join(dir, 'other');
+    mkdirSync(other);
+    writeFileSync(path.join(other, 'entry.ts'), "console.log(JSON.stringify({ said: 'other' }));\n");
+    const otherBundle = await bundledEntry(path.join(other, 'entry.ts'), name);
+    expect(out(otherBundle!).said).toBe('other');
+    expect(await bundledEntry(entry, name)).toBe(first);
+    expect(pointer()).toBe(built);
 
     writeFileSync(dep, "export const said: string = 'two!';\nexport const where = import.meta.url;\n");
     const second = await bundledEntry(entry, name);

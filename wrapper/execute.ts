@@ -425,12 +425,12 @@ async function launchAttempt(
     for await (const object of ctx.store.list(job.bucket, keys.process)) await ctx.store.delete(job.bucket, object.key);
   }
   // The agent stages these validated bytes, never a user's file that could change after validation.
-  const jobFiles = Promise.all([
+  // Both at once; the marker (below) only once they are there, so no folder holds a marker for files that failed.
+  await Promise.all([
     ctx.store.put(job.bucket, keys.config, `${JSON.stringify(job.parameters, null, 2)}\n`),
     ctx.store.put(job.bucket, keys.jobDocument, `${JSON.stringify(jobDocumentOf(job, place.location.results), null, 2)}\n`),
   ]);
-  if (placement?.submitExists) await jobFiles;
-  else {
+  if (!placement?.submitExists) {
     const submit = `${JSON.stringify({ dataname: names.dataname, configname: names.configname, timestamp }, null, 2)}\n`;
     // Marked before the submit file appears, so a watcher on this bucket leaves the job to us.
     const marker = {
@@ -442,12 +442,10 @@ async function launchAttempt(
       claimed: started.toISOString(),
       lease_expires: new Date(started.getTime() + 1000 * 60 * (job.analysis.blueprint.max_runtime_minutes + 60)).toISOString(),
     };
-    // The config and job document are written beside the marker, and are there before the submit file.
-    const [, marked] = await Promise.all([
-      jobFiles,
-      ctx.store.putIfAbsent(job.bucket, keys.marker, `${JSON.stringify(marker, null, 2)}\n`),
-    ]);
-    if (!marked || !(await ctx.store.putIfAbsent(job.bucket, keys.submit, submit))) {
+    if (
+      !(await ctx.store.putIfAbsent(job.bucket, keys.marker, `${JSON.stringify(marker, null, 2)}\n`)) ||
+      !(await ctx.store.putIfAbsent(job.bucket, keys.submit, submit))
+    ) {
       throw new Error(`job folder ${keys.results} or submit file ${keys.submit} already exists: refusing to reuse a job folder`);
     }
   }

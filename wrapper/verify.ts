@@ -47,13 +47,10 @@ export function emptyVerification(): Verification {
 export async function verifyJob(store: ObjectStore, bucket: string, keys: JobKeys, analysis: Analysis): Promise<Verification> {
   const verdict = emptyVerification();
   const text = async (key: string) => (await store.get(bucket, key).catch(() => undefined))?.toString('utf8');
-  // What the verdict reads first, read at once: one round trip to the store instead of four.
-  const [stderr, statusText, endInfo, manifestText] = await Promise.all([
-    text(keys.stderr),
-    text(keys.status),
-    store.head(bucket, keys.end),
-    text(keys.manifest),
-  ]);
+  // end.txt first: the agent writes it last, so what is read after it is what the agent left. The
+  // rest at once: one round trip to the store instead of three.
+  const endInfo = await store.head(bucket, keys.end);
+  const [stderr, statusText, manifestText] = await Promise.all([text(keys.stderr), text(keys.status), text(keys.manifest)]);
   verdict.stderrTail = (stderr ?? '')
     .split('\n')
     .filter((l) => l.trim() !== '')

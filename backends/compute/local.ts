@@ -5,7 +5,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AgentSpec } from '../../models/agent-spec.ts';
 import { CAAS_SETTINGS } from '../../models/caas-settings.ts';
-import { bundledEntry } from '../bundled-entry.mjs';
+import { bundledEntry, touchBundle } from '../bundled-entry.mjs';
 import { storeReach } from '../storage/index.ts';
 import type { AgentProgram, EarlierMachine, LaunchedJob, Launcher, LaunchRequest, MachineEnd } from './index.ts';
 import { DEADLINE_GRACE_MS, LaunchesByAttempt, stopAtDeadline } from './launch-once.ts';
@@ -140,7 +140,10 @@ async function startAgent(entry: string, tls: boolean): Promise<Agent> {
     env.CAAS_AGENT_NODE_EXTRA_CA_CERTS = env.NODE_EXTRA_CA_CERTS;
     delete env.NODE_EXTRA_CA_CERTS;
   }
-  const child = spawn(process.execPath, await agentArgs(entry), { cwd: workDir, env, stdio: ['pipe', 'ignore', 'pipe'] });
+  const args = await agentArgs(entry);
+  // The runner lives on (a long batch, `caas serve`): each agent it starts marks the bundle as in use.
+  if (args.length === 1) touchBundle(args[0]!);
+  const child = spawn(process.execPath, args, { cwd: workDir, env, stdio: ['pipe', 'ignore', 'pipe'] });
   // A runner that dies without close() leaves the spare's stdin at EOF, and the spare exits.
   child.stdin?.on('error', () => {});
   let stderr = '';
