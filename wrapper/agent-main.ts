@@ -51,6 +51,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => 
 const fromStdin = process.env.CAAS_AGENT_SPEC_STDIN === '1';
 // A process started ahead of its job starts the job's watchdog while it waits, off the job's clock.
 const processes = new JobProcesses({ workDir, removeWorkDirOnDeath: temporaryWorkDir });
+// While it waits, it also loads the file store (the embedded default), which the job would
+// otherwise load on its own clock. Any other store still loads on first use.
+if (fromStdin) void import('../backends/storage/fs.ts').catch(() => {});
 const text =
   process.env.CAAS_AGENT_SPEC ??
   (process.env.CAAS_AGENT_SPEC_FILE ? readFileSync(process.env.CAAS_AGENT_SPEC_FILE, 'utf8') : fromStdin ? await readStdin() : undefined);
