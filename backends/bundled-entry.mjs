@@ -97,8 +97,7 @@ async function buildBundle(entry, name) {
   const started = Date.now();
   /**
    * Each source as it was when read: stat before reading, so a file changed meanwhile reads as
-   * changed next time. This file (how bundles are made) and the lock file (the bundled packages'
-   * versions) count as sources of every bundle.
+   * changed next time. This file (how bundles are made) counts as a source of every bundle.
    */
   const sources = [];
   const record = (file) => {
@@ -109,7 +108,8 @@ async function buildBundle(entry, name) {
     if (info) sources.push([file, info.size, info.mtimeMs >= started - 2000 ? -1 : info.mtimeMs]);
   };
   record(fileURLToPath(import.meta.url));
-  record(path.join(ROOT, 'package-lock.json'));
+  // What esbuild reads besides the sources: how to compile them, and the bundled packages' versions.
+  for (const file of ['package.json', 'package-lock.json', 'tsconfig.json']) record(path.join(ROOT, file));
   const result = await build({
     entryPoints: { [name]: entry },
     absWorkingDir: ROOT,
