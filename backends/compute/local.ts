@@ -140,9 +140,10 @@ async function startAgent(entry: string, tls: boolean): Promise<Agent> {
     env.CAAS_AGENT_NODE_EXTRA_CA_CERTS = env.NODE_EXTRA_CA_CERTS;
     delete env.NODE_EXTRA_CA_CERTS;
   }
-  const args = await agentArgs(entry);
+  const bundle = await agentBundle(entry);
   // The runner lives on (a long batch, `caas serve`): each agent it starts marks the bundle as in use.
-  if (args.length === 1) touchBundle(args[0]!);
+  if (bundle) touchBundle(bundle);
+  const args = bundle ? [bundle] : ['--import', import.meta.resolve('tsx'), entry];
   const child = spawn(process.execPath, args, { cwd: workDir, env, stdio: ['pipe', 'ignore', 'pipe'] });
   // A runner that dies without close() leaves the spare's stdin at EOF, and the spare exits.
   child.stdin?.on('error', () => {});
@@ -167,19 +168,18 @@ async function discard(agent: Agent): Promise<void> {
   await rm(agent.workDir, { recursive: true, force: true });
 }
 
-const agentArgsOnce = new Map<string, Promise<string[]>>();
+const agentBundles = new Map<string, Promise<string | undefined>>();
 
 /**
  * How to start the agent: from its bundle (backends/bundled-entry.mjs), a few tens of ms for an agent
  * on the file store, or through tsx (~0.9 s of CPU, which would dominate short jobs by the hundred)
- * when no bundle can be had.
+ * when no bundle can be had. Looked up once per runner.
  */
-function agentArgs(agentEntry: string): Promise<string[]> {
-  const known = agentArgsOnce.get(agentEntry);
-  if (known) return known;
-  const args = bundledEntry(agentEntry, 'agent').then((bundle) =>
-    bundle ? [bundle] : ['--import', import.meta.resolve('tsx'), agentEntry],
-  );
-  agentArgsOnce.set(agentEntry, args);
-  return args;
+function agentBundle(agentEntry: string): Promise<string | undefined> {
+  let bundle = agentBundles.get(agentEntry);
+  if (!bundle) {
+    bundle = bundledEntry(agentEntry, 'agent');
+    agentBundles.set(agentEntry, bundle);
+  }
+  return bundle;
 }
