@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MetadataRecord } from '../models/record.ts';
-import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir, sessionFile } from './support/workspace.ts';
 
 /** Exactly once under concurrent runners and faults, with real processes and short leases. */
 describe('exactly once', () => {
@@ -15,9 +15,7 @@ describe('exactly once', () => {
   beforeAll(() => {
     base = scratchDir('once');
     repo = new AnalysisRepo(base);
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    data = sessionFile(base);
   });
   afterAll(() => removeDir(base));
 

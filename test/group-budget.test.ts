@@ -15,7 +15,7 @@ import { runBatch } from '../wrapper/run.ts';
 import { handleS3Event } from '../wrapper/s3-event-handler.ts';
 import { submitFiles } from '../wrapper/submit-client.ts';
 import { SubmissionWatcher } from '../wrapper/watch.ts';
-import { AnalysisRepo, mockJob, readRecords, removeDir, runCli, scratchDir, treeDigest } from './support/workspace.ts';
+import { AnalysisRepo, mockJob, readRecords, removeDir, runCli, scratchDir, sessionFile, treeDigest } from './support/workspace.ts';
 
 /** Runs a little over a second: at the blueprint's $36 an hour (a cent a second), a job costs a cent or two. */
 const SECOND = `#!/usr/bin/env bash
@@ -55,9 +55,7 @@ describe('user groups: who may run, how many at once, and how much they may spen
       prices: { 't3.micro': 36 },
       groups: [{ name: 'lab', budget: { usd: 5, period: 'month' } }],
     });
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    data = sessionFile(base);
   });
   afterAll(() => removeDir(base));
 

@@ -1,5 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../backends/db/index.ts';
@@ -7,7 +7,7 @@ import { S3Store } from '../backends/storage/s3.ts';
 import { type S3rverHandle, s3Env, startS3rver } from '../fixtures/s3rver.ts';
 import type { MetadataRecord } from '../models/record.ts';
 import type { JobResult } from '../wrapper/execute.ts';
-import { AnalysisRepo, mockJob, ROOT, removeDir, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, mockJob, ROOT, removeDir, scratchDir, sessionFile } from './support/workspace.ts';
 
 /** Logs when it starts and ends (nanoseconds, one shared clock), so the test can count how many ran at once. */
 const TIMED = `#!/usr/bin/env bash
@@ -87,9 +87,7 @@ describe("a user group's instance_limit", () => {
       groups: [{ name: 'lab', instance_limit: LIMIT }],
       environment: { pass: ['GROUP_LOG'] },
     });
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    data = sessionFile(base);
     const store = new S3Store('s3://', { home: base, endpoint: s3.endpoint });
     await store.createBucket('timed');
     await store.close();

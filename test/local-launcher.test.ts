@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir, sessionFile } from './support/workspace.ts';
 
 const ENV_ECHO = `import { defineAnalysis } from 'caas/analysis';
 import { z } from 'zod';
@@ -29,9 +29,7 @@ describe('local compute: one fresh process per job', () => {
     mkdirSync(path.join(repo.dir, 'env-echo'), { recursive: true });
     repo.write('env-echo/index.ts', ENV_ECHO);
     repo.commit('env-echo');
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{"units": []}\n');
+    data = sessionFile(base, '{"units": []}\n');
     tmp = path.join(base, 'tmp');
     mkdirSync(tmp);
   });

@@ -1,11 +1,11 @@
-import { mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PlanEntry } from '../wrapper/gate.ts';
 import { JobPreparer, type PreparedJob } from '../wrapper/prepare.ts';
 import { RunList } from '../wrapper/run-list.ts';
 import { forEachOfAtMost } from '../wrapper/worker-pool.ts';
-import { AnalysisRepo, mockJob, removeDir, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, mockJob, removeDir, scratchDir, sessionFile } from './support/workspace.ts';
 
 /** The files this process holds open that were unlinked: the RUN list's, while it is open. */
 const unlinkedOpenFiles = () =>
@@ -30,9 +30,7 @@ describe('the RUN list of a large batch', () => {
   beforeAll(async () => {
     base = scratchDir('run-list');
     const repo = new AnalysisRepo(base);
-    const data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    const data = sessionFile(base);
     const preparer = new JobPreparer({ storeScheme: 'file', allowDirty: false, roots: [repo.dir] });
     jobs = [];
     for (let i = 0; i < 2500; i++) {

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetadataRecord } from '../models/record.ts';
 import { canonicalJson, sha256Hex } from '../wrapper/identity.ts';
-import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir, treeDigest } from './support/workspace.ts';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir, sessionFile, treeDigest } from './support/workspace.ts';
 
 describe('caas run on the embedded defaults', () => {
   let base: string;
@@ -18,9 +18,7 @@ describe('caas run on the embedded defaults', () => {
   beforeAll(() => {
     base = scratchDir('run');
     repo = new AnalysisRepo(base);
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{"units": []}\n');
+    data = sessionFile(base, '{"units": []}\n');
   });
   afterAll(() => removeDir(base));
 

@@ -5,7 +5,7 @@ import { API_ROUTES } from '../server/app.ts';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
 import { call, type Json, mockWaitJob, serviceSettings, until } from './support/service.ts';
-import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, removeDir, scratchDir, sessionFile } from './support/workspace.ts';
 
 const METHODS = new Set(['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']);
 const PATH_ITEM_FIELDS = new Set([...METHODS, 'summary', 'description', 'servers', 'parameters', '$ref']);
@@ -105,9 +105,7 @@ describe('caas serve: the API', () => {
     base = scratchDir('serve-api');
     const repo = new AnalysisRepo(base);
     process.env.CAAS_ANALYSES = repo.dir;
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    data = sessionFile(base);
     open = await startService({ ...serviceSettings(path.join(base, 'open')), tokens: new TokenRing([]) });
     guarded = await startService({
       ...serviceSettings(path.join(base, 'guarded')),

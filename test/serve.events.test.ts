@@ -1,11 +1,11 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing } from '../server/tokens.ts';
 import { call, serviceSettings, until } from './support/service.ts';
-import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, removeDir, scratchDir, sessionFile } from './support/workspace.ts';
 
 /** A job's event stream that breaks after it began: said in the JSON log and to the client, not on the console. */
 describe('caas serve: a failing event stream', () => {
@@ -21,9 +21,7 @@ describe('caas serve: a failing event stream', () => {
     const repo = new AnalysisRepo(base);
     process.env.CAAS_ANALYSES = repo.dir;
     process.env.CAAS_MOCK_GATE_FILE = gate();
-    const data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    const _data = sessionFile(base);
     service = await startService({ ...serviceSettings(home), log: (event) => logged.push(event), tokens: new TokenRing([]) });
   });
   afterAll(async () => {

@@ -1,10 +1,10 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
 import { call, type Json, mockWaitJob, serviceSettings, until } from './support/service.ts';
-import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, removeDir, scratchDir, sessionFile } from './support/workspace.ts';
 
 /**
  * Which group a job of a token goes into, whichever model it comes as (a caas job input, an AIND
@@ -49,9 +49,7 @@ describe('caas serve: groups and submitters', () => {
     repo.write('mock-wait/blueprint.json', `${JSON.stringify(blueprint, null, 2)}\n`);
     repo.commit('group lab admits alice only');
     process.env.CAAS_ANALYSES = repo.dir;
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    data = sessionFile(base);
     guarded = await start({
       ...settings(path.join(base, 'guarded')),
       tokens: new TokenRing([

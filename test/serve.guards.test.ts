@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import path from 'node:path';
@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../server/listen.ts';
 import { TokenRing, tokenHash } from '../server/tokens.ts';
 import { call, mockWaitJob, serviceSettings, until } from './support/service.ts';
-import { AnalysisRepo, removeDir, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, removeDir, scratchDir, sessionFile } from './support/workspace.ts';
 
 /** A request with exactly these headers (fetch would not let a test set Host). */
 function raw(
@@ -43,9 +43,7 @@ describe('caas serve: requests from elsewhere and bodies that are not JSON objec
     base = scratchDir('serve-guards');
     const repo = new AnalysisRepo(base);
     process.env.CAAS_ANALYSES = repo.dir;
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    data = sessionFile(base);
     open = await startService({ ...serviceSettings(path.join(base, 'open')), tokens: new TokenRing([]) });
     guarded = await startService({
       ...serviceSettings(path.join(base, 'guarded')),

@@ -1,10 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../backends/db/index.ts';
 import type { QueuedJob } from '../models/queued-job.ts';
 import { call, type Json, startServer, until } from './support/service.ts';
-import { AnalysisRepo, readRecords, removeDir, runCli, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, readRecords, removeDir, runCli, scratchDir, sessionFile } from './support/workspace.ts';
 
 /** The service is one more runner: exactly once against CLI runners, concurrent requests and a killed server. */
 describe('caas serve: exactly once', () => {
@@ -31,9 +31,7 @@ describe('caas serve: exactly once', () => {
   beforeAll(() => {
     base = scratchDir('serve-once');
     repo = new AnalysisRepo(base);
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    data = sessionFile(base);
   });
   afterAll(() => removeDir(base));
 

@@ -1,10 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../backends/db/index.ts';
 import type { QueuedJob } from '../models/queued-job.ts';
 import { call, startServer, until } from './support/service.ts';
-import { AnalysisRepo, readRecords, removeDir, scratchDir } from './support/workspace.ts';
+import { AnalysisRepo, readRecords, removeDir, scratchDir, sessionFile } from './support/workspace.ts';
 
 /**
  * SIGTERM is how systemd and every orchestrator stop a service. The server stops accepting, lets
@@ -29,9 +29,7 @@ describe('caas serve: SIGTERM', () => {
   beforeAll(() => {
     base = scratchDir('serve-shutdown');
     repo = new AnalysisRepo(base);
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    data = sessionFile(base);
   });
   afterAll(() => removeDir(base));
 

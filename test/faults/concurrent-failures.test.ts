@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from '../support/workspace.ts';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir, sessionFile } from '../support/workspace.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -20,9 +20,7 @@ describe('concurrent runners over failing jobs', () => {
   it('4 runners started within a second over 8 failing jobs run each identity once; the next run retries each once', {
     timeout: 300_000,
   }, async () => {
-    const data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    const data = sessionFile(base);
     const home = path.join(base, 'home');
     const marker = path.join(base, 'ran');
     const jobs = path.join(base, 'jobs.jsonl');

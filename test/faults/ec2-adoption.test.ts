@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -26,7 +26,7 @@ import { runAgent } from '../../wrapper/agent.ts';
 import { type ExecuteContext, executeJob, jobNames } from '../../wrapper/execute.ts';
 import { readHeartbeat } from '../../wrapper/liveness.ts';
 import { JobPreparer, type PreparedJob } from '../../wrapper/prepare.ts';
-import { AnalysisRepo, mockJob, removeDir, scratchDir } from '../support/workspace.ts';
+import { AnalysisRepo, mockJob, removeDir, scratchDir, sessionFile } from '../support/workspace.ts';
 
 const ec2 = mockClient(EC2Client);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -110,9 +110,7 @@ describe('EC2: taking over a job whose runner stopped', () => {
     s3 = await startS3rver();
     base = scratchDir('ec2-adoption');
     repo = new AnalysisRepo(base);
-    const data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    const data = sessionFile(base);
     const preparer = new JobPreparer({ storeScheme: 's3', allowDirty: false, roots: [repo.dir] });
     const prepared = await preparer.prepare({ where: 'jobs:1', value: JSON.parse(mockJob('ec2', { wait: 0 }, data)) });
     if (!prepared.ok) throw new Error(prepared.reason);

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from '../support/workspace.ts';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir, sessionFile } from '../support/workspace.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -41,9 +41,7 @@ describe("a runner killed while its job holds its group's only slot", () => {
     const home = path.join(base, 'home');
     const marker = path.join(base, 'marker');
     const gate = path.join(base, 'gate');
-    const data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    const data = sessionFile(base);
     const jobsFile = (name: string) => {
       const file = path.join(base, `${name}.jsonl`);
       writeFileSync(file, `${mockJob(name, { mode: name }, data, { analysis: 'limited', group: 'one-at-a-time' })}\n`);

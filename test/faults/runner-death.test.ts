@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processesWithEnv } from '../support/processes.ts';
-import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir } from '../support/workspace.ts';
+import { AnalysisRepo, mockJob, ROOT, readRecords, removeDir, runCli, scratchDir, sessionFile } from '../support/workspace.ts';
 
 /** Job folders the launchers made under TMPDIR (tsx keeps its own cache there too). */
 const jobFolders = (tmp: string) => readdirSync(tmp).filter((name) => name.startsWith('caas-job-'));
@@ -22,9 +22,7 @@ describe('a runner killed while its jobs run', () => {
   beforeAll(() => {
     base = scratchDir('runner-death');
     repo = new AnalysisRepo(base);
-    data = path.join(base, 'data', 'session.json');
-    mkdirSync(path.dirname(data), { recursive: true });
-    writeFileSync(data, '{}\n');
+    data = sessionFile(base);
   });
   afterAll(() => removeDir(base));
 

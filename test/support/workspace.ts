@@ -34,6 +34,14 @@ export function durableScratchDir(label: string): string {
   return mkdtempSync(path.join('/var/tmp', `caas-${label}-`));
 }
 
+/** The one data file a test's mock-wait jobs read, `{base}/data/session.json`, written with `body`. */
+export function sessionFile(base: string, body = '{}\n'): string {
+  const file = path.join(base, 'data', 'session.json');
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, body);
+  return file;
+}
+
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
