@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type BigIntStats, constants, createReadStream, createWriteStream, type Dirent, existsSync } from 'node:fs';
+import { type BigIntStats, constants, createWriteStream, type Dirent, existsSync } from 'node:fs';
 import {
   type FileHandle,
   link,
@@ -43,6 +43,11 @@ const FOLDER_FLAGS = constants.O_RDONLY | (constants.O_DIRECTORY ?? 0);
 /** The codes of a key that names nothing to read: missing, a dangling link or a loop, a path through a file, a socket. */
 const NO_OBJECT = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENXIO']);
 const HASH_CHUNK = 1024 * 1024;
+/**
+ * Files up to this size are copied in one read and one write: most objects a job moves (configs,
+ * logs, manifests, status) are small, and a stream pipeline costs more than the copy itself.
+ */
+const WHOLE_FILE_BYTES = 1024 * 1024;
 
 /**
  * File timestamps are only as fine as the clock tick (a second or two on some file systems), so a
@@ -344,9 +349,16 @@ export class FileStore implements ObjectStore {
   }
 
   async putFile(bucket: string, key: string, localPath: string): Promise<StoredFile> {
-    const measure = new Sha256PassThrough();
-    await this.place(bucket, key, (tmp) => pipeline(createReadStream(localPath), measure, createWriteStream(tmp)), false);
-    return measure.stored();
+    let stored: StoredFile | undefined;
+    await this.place(
+      bucket,
+      key,
+      async (tmp) => {
+        stored = await copyMeasured(localPath, tmp);
+      },
+      false,
+    );
+    return stored!;
   }
 
   async get(bucket: string, key: string): Promise<Buffer> {
@@ -373,7 +385,20 @@ export class FileStore implements ObjectStore {
 
   async getToFile(bucket: string, key: string, localPath: string): Promise<void> {
     await mkdir(path.dirname(localPath), { recursive: true });
-    await pipeline(await this.getStream(bucket, key), createWriteStream(localPath));
+    let opened: Awaited<ReturnType<FileStore['source']>>;
+    try {
+      opened = await this.source(bucket, key);
+    } catch (error) {
+      throw notFound(error, bucket, key);
+    }
+    // Read from the descriptor that was checked, whatever the path leads to by now.
+    const { handle, info } = opened;
+    try {
+      if (info.size <= WHOLE_FILE_BYTES) await writeFile(localPath, await handle.readFile());
+      else await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(localPath));
+    } finally {
+      await handle.close();
+    }
   }
 
   async head(bucket: string, key: string): Promise<ObjectInfo | undefined> {
@@ -598,6 +623,23 @@ function fdPath(handle: FileHandle): string {
 }
 
 /** Renames a finished temp file to `target`; exclusive: links it there instead, false when the key exists. */
+/** Copies a local file and measures what was copied: in one read when it is small, streamed otherwise. */
+async function copyMeasured(from: string, to: string): Promise<StoredFile> {
+  const handle = await open(from, 'r');
+  try {
+    if ((await handle.stat()).size <= WHOLE_FILE_BYTES) {
+      const body = await handle.readFile();
+      await writeFile(to, body);
+      return { size: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+    }
+    const measure = new Sha256PassThrough();
+    await pipeline(handle.createReadStream({ autoClose: false }), measure, createWriteStream(to));
+    return measure.stored();
+  } finally {
+    await handle.close();
+  }
+}
+
 async function moveInto(tmp: string, target: string, exclusive: boolean): Promise<boolean> {
   if (!exclusive) {
     await rename(tmp, target);

@@ -170,13 +170,18 @@ export function objectStoreContract(name: string, open: () => Promise<Subject>):
       expect((await store.get(bucket, 'claims/lease.json')).toString()).toBe('first');
     });
 
-    it(`putFile then getToFile round-trips a ${Math.round(BIG_FILE_BYTES / 2 ** 20)} MiB file byte for byte`, async () => {
-      const source = path.join(scratch, 'big.bin');
-      const copy = path.join(scratch, 'copy', 'nested', 'big.bin');
-      const sha = await writeRandomFile(source, BIG_FILE_BYTES);
-      await store.putFile(bucket, 'big/inputs/recording.bin', source);
-      expect((await store.head(bucket, 'big/inputs/recording.bin'))?.size).toBe(BIG_FILE_BYTES);
-      await store.getToFile(bucket, 'big/inputs/recording.bin', copy);
+    it.each([
+      ['small', 1000],
+      ['1 MiB', 1024 * 1024],
+      [`${Math.round(BIG_FILE_BYTES / 2 ** 20)} MiB`, BIG_FILE_BYTES],
+    ])('putFile then getToFile round-trips a %s file byte for byte, and putFile measures what it stored', async (label, bytes) => {
+      const source = path.join(scratch, `${bytes}.bin`);
+      const copy = path.join(scratch, 'copy', 'nested', `${bytes}.bin`);
+      const sha = await writeRandomFile(source, bytes);
+      const key = `big/inputs/recording-${label.replace(' ', '')}.bin`;
+      expect(await store.putFile(bucket, key, source)).toEqual({ size: bytes, sha256: sha });
+      expect((await store.head(bucket, key))?.size).toBe(bytes);
+      await store.getToFile(bucket, key, copy);
       expect(await sha256File(copy)).toBe(sha);
     });
 
