@@ -6,7 +6,8 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { openDatabase } from '../backends/db/index.ts';
 import type { MetadataRecord } from '../models/record.ts';
@@ -85,6 +86,47 @@ async function analysisMs(samples: number): Promise<number> {
     times.push(performance.now() - started);
   }
   return median(times);
+}
+
+/** Runs `command` and resolves when it has exited, whatever its exit code. */
+function exited(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env, stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('close', () => resolve());
+  });
+}
+
+/**
+ * The processes a `local` job cannot do without, and nothing else, at --concurrency 4: a bare Node
+ * start (the agent, without NODE_EXTRA_CA_CERTS as the launcher starts it), and the same with the
+ * job's other processes (the code check's `git status`, the watchdog's bash, the analysis) and a
+ * temporary folder made and removed. What the throughput target leaves for caas's own work is the
+ * target less this.
+ */
+async function processFloor(jobs: number, repo: string, tmp: string, env: NodeJS.ProcessEnv) {
+  const agentEnv = { ...env };
+  delete agentEnv.NODE_EXTRA_CA_CERTS;
+  const atFour = async (job: () => Promise<void>): Promise<number> => {
+    const started = performance.now();
+    let next = 0;
+    const slot = async () => {
+      while (next++ < jobs) await job();
+    };
+    await Promise.all([slot(), slot(), slot(), slot()]);
+    return (performance.now() - started) / 1000;
+  };
+  const nodeS = await atFour(() => exited(process.execPath, ['-e', '0'], tmp, agentEnv));
+  const withHelpersS = await atFour(async () => {
+    const folder = await mkdtemp(path.join(tmp, 'floor-'));
+    await exited(process.execPath, ['-e', '0'], folder, agentEnv);
+    await exited('git', ['-C', repo, '--no-optional-locks', 'status', '--porcelain=v2', '--branch', '--', '.'], folder, env);
+    await exited('bash', ['-c', ':'], folder, env);
+    await exited('true', [], folder, env);
+    // The agent removes its own folder, without a process.
+    await rm(folder, { recursive: true, force: true });
+  });
+  return { nodeS, withHelpersS };
 }
 
 async function records(home: string): Promise<MetadataRecord[]> {
@@ -269,6 +311,8 @@ export async function benchPerJob(options: BenchOptions): Promise<BenchReport> {
   const latInline = await latency('inline', options, sizes.latencyJobs, env, analysis);
   const batLocal = await batch('local', options, sizes.batchJobs, env);
   const batInline = await batch('inline', options, sizes.batchJobs, env);
+  const floor = await processFloor(sizes.batchJobs, path.join(repo, 'noop'), tmp, env);
+  const batchTarget = 30 * (sizes.batchJobs / 1000);
   const local = await report('local', latLocal, batLocal, tmp);
   const inline = await report('inline', latInline, batInline, tmp);
   return {
@@ -284,11 +328,24 @@ export async function benchPerJob(options: BenchOptions): Promise<BenchReport> {
         unit: 'x',
         detail: 'the price of one agent process per job, in the same run',
       },
+      {
+        subject: `floor: ${formatNumber(sizes.batchJobs)} bare Node starts at concurrency 4`,
+        value: floor.nodeS,
+        unit: 's',
+        detail: `\`node -e 0\` as the agent is started, nothing else; ${availableParallelism()} CPUs`,
+      },
+      {
+        subject: `floor: the same with each job's other processes`,
+        value: floor.withHelpersS,
+        unit: 's',
+        detail: `git status, bash and true per job, in a folder of its own; of the ${formatNumber(batchTarget)} s target this leaves ${formatNumber(batchTarget - floor.withHelpersS)} s (${formatNumber(((batchTarget - floor.withHelpersS) * 1000 * 4) / sizes.batchJobs)} ms a job per slot) for caas's own work`,
+      },
     ],
     targets: [...local.targets, ...inline.targets],
     notes: [
       'local is the default: one agent process per job, as one instance per job in the cloud; inline, the baseline, keeps the agent in the runner and gives only the analysis a fresh process and folder',
       'targets apply to local; inline is measured beside it, in the same run, interleaved step by step',
+      'the floor rows start the processes a local job needs and do nothing in them: a local run cannot be faster than that, on this machine, whatever caas does',
     ],
   };
 }
