@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -152,6 +152,31 @@ describe('FileStore confinement', () => {
       await expect(store.get('b', '../../etc/passwd')).rejects.toThrow(/leaves bucket b/);
       await expect(store.putIfAbsent('b', 'a/../../b2/x', 'x')).rejects.toThrow(/leaves bucket b/);
       expect(await store.head('b2', 'escaped.txt')).toBeUndefined();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('FileStore under a long-running server', () => {
+  it('makes its staging folder again when a clean-up removed it, for small and large files alike', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'caas-filestore-'));
+    const store = new FileStore(`file://${root}`, { home: root });
+    try {
+      await store.put('b', 'first.txt', 'staged once');
+      for (const [name, bytes] of [
+        ['small.bin', 1000],
+        ['large.bin', 3 * 1024 * 1024],
+      ] as const) {
+        await rm(path.join(root, '.caas-tmp'), { recursive: true, force: true });
+        const local = path.join(root, name);
+        await writeFile(local, Buffer.alloc(bytes, 7));
+        expect(await store.putFile('b', `again/${name}`, local)).toMatchObject({ size: bytes });
+        expect((await store.get('b', `again/${name}`)).equals(await readFile(local))).toBe(true);
+      }
+      await rm(path.join(root, '.caas-tmp'), { recursive: true, force: true });
+      await store.put('b', 'again/text.txt', 'staged again');
+      expect((await store.get('b', 'again/text.txt')).toString()).toBe('staged again');
     } finally {
       await rm(root, { recursive: true, force: true });
     }

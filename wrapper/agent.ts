@@ -157,7 +157,7 @@ class AgentJob {
         }
       }
     });
-    // Live logs: one upload per file at a time, streamed from disk, bounded by the log limit.
+    // Live logs: one upload per file at a time, from a snapshot on disk, bounded by the log limit.
     const lastUpload = { stdout: 0, stderr: 0 };
     this.liveLogs = repeat(spec.status_interval_ms, async () => {
       for (const name of ['stdout', 'stderr'] as const) {

@@ -622,12 +622,15 @@ function fdPath(handle: FileHandle): string {
   return `/proc/self/fd/${handle.fd}`;
 }
 
-/** Renames a finished temp file to `target`; exclusive: links it there instead, false when the key exists. */
-/** Copies a local file and measures what was copied: in one read when it is small, streamed otherwise. */
+/**
+ * Copies a local file and measures what was copied: a small regular file in one read, anything else
+ * streamed (a FIFO or a /proc file reports size 0 and may hold any amount).
+ */
 async function copyMeasured(from: string, to: string): Promise<StoredFile> {
   const handle = await open(from, 'r');
   try {
-    if ((await handle.stat()).size <= WHOLE_FILE_BYTES) {
+    const info = await handle.stat();
+    if (info.isFile() && info.size <= WHOLE_FILE_BYTES) {
       const body = await handle.readFile();
       await writeFile(to, body);
       return { size: body.length, sha256: createHash('sha256').update(body).digest('hex') };
@@ -640,6 +643,7 @@ async function copyMeasured(from: string, to: string): Promise<StoredFile> {
   }
 }
 
+/** Renames a finished temp file to `target`; exclusive: links it there instead, false when the key exists. */
 async function moveInto(tmp: string, target: string, exclusive: boolean): Promise<boolean> {
   if (!exclusive) {
     await rename(tmp, target);
