@@ -112,7 +112,7 @@ function childrenCpuS(): number {
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /**
- * The processes a `local` job cannot do without, and nothing else, in CONCURRENCY slots: a bare
+ * The processes a `local` job starts as caas is built, and nothing else, in CONCURRENCY slots: a bare
  * Node start (the agent, without NODE_EXTRA_CA_CERTS as the launcher starts it), then the same with
  * the job's other processes (the code check's `git status`, the watchdog's bash, the analysis) and a
  * temporary folder made and removed. The launcher starts an agent and its watchdog ahead of their
@@ -230,11 +230,14 @@ async function batch(compute: Compute, options: BenchOptions, jobs: number, env:
   const dryOne = await runCaas(['--home', home, 'run', one, '--quiet'], { env });
   const dryAll = await runCaas(['--home', home, 'run', file, '--quiet'], { env });
   const planMs = (Math.max(0, dryAll.wallS - dryOne.wallS) * 1000) / (jobs - 1);
+  const cpuBefore = childrenCpuS();
   const run = await runCaas(
     ['--home', home, 'run', file, '--execute', '--concurrency', String(CONCURRENCY), '--compute', compute, '--quiet'],
     { env },
   );
-  return { home, done: await records(home), planMs, wallS: run.wallS };
+  // The runner's CPU and, as it waits for them, its agents' and theirs (the detached watchdogs aside).
+  const cpuS = childrenCpuS() - cpuBefore;
+  return { home, done: await records(home), planMs, wallS: run.wallS, cpuS };
 }
 
 /** One backend's figures and verdicts; `local` is held to the issue's targets, `inline` is the baseline beside it. */
@@ -282,6 +285,12 @@ async function report(
       value: bat.wallS,
       unit: 's',
       detail: `${formatNumber(batchJobs / bat.wallS)} jobs/s; the whole \`caas run --execute\`, start-up included`,
+    },
+    {
+      subject: `${label}: CPU a job, in that run`,
+      value: (bat.cpuS * 1000) / batchJobs,
+      unit: 'ms',
+      detail: 'the runner, its agents and their processes, start-up included',
     },
     {
       subject: `${label}: agent processes / temporary folders`,
@@ -380,7 +389,7 @@ export async function benchPerJob(options: BenchOptions): Promise<BenchReport> {
     notes: [
       'local is the default: one agent process per job, as one instance per job in the cloud; inline, the baseline, keeps the agent in the runner and gives only the analysis a fresh process and folder',
       'targets apply to local; inline is measured beside it, in the same run, interleaved step by step',
-      'the floor rows start the processes a local job needs and do nothing in them; the CPU they take, spread over every core, is a time no local run beats on this machine, whatever caas does',
+      'the floor rows start the processes a local job starts as caas is built (a Node agent, git for the code check, bash for the watchdog, the analysis) and do nothing in them; the CPU they take, spread over every core, is a time no local run of this design beats on this machine',
     ],
   };
 }
