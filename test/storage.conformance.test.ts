@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -159,6 +160,25 @@ describe('FileStore confinement', () => {
 });
 
 describe('FileStore under a long-running server', () => {
+  it.skipIf(process.platform !== 'linux')(
+    'leaves no descriptor open after deletes and heads of keys whose folders do not exist (Linux: /proc/self/fd)',
+    async () => {
+      const root = await mkdtemp(path.join(os.tmpdir(), 'caas-filestore-'));
+      const store = new FileStore(`file://${root}`, { home: root });
+      try {
+        await store.put('b', 'there.txt', 'x');
+        const openBefore = readdirSync('/proc/self/fd').length;
+        for (let i = 0; i < 50; i++) {
+          await store.delete('b', `missing-${i}/deeper/x.txt`);
+          expect(await store.head('b', `missing-${i}/deeper/x.txt`)).toBeUndefined();
+        }
+        expect(readdirSync('/proc/self/fd').length).toBeLessThan(openBefore + 5);
+      } finally {
+        await rm(root, { recursive: true, force: true });
+      }
+    },
+  );
+
   it('makes its staging folder again when a clean-up removed it, for small and large files alike', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'caas-filestore-'));
     const store = new FileStore(`file://${root}`, { home: root });

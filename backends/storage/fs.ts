@@ -224,7 +224,10 @@ export class FileStore implements ObjectStore {
           return undefined;
         });
         if (opened === undefined) {
-          if (!create) return undefined;
+          if (!create) {
+            await folder.close();
+            return undefined;
+          }
           const made = await mkdir(next).then(
             () => true,
             (error: NodeJS.ErrnoException) => {
