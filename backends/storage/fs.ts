@@ -193,6 +193,15 @@ export class FileStore implements ObjectStore {
     }
   }
 
+  /** source() for a read the caller asked for by key: a missing object is NoSuchKey, as on S3. */
+  private async existing(bucket: string, key: string): Promise<{ handle: FileHandle; real: string; info: BigIntStats }> {
+    try {
+      return await this.source(bucket, key);
+    } catch (error) {
+      throw notFound(error, bucket, key);
+    }
+  }
+
   /**
    * The folder an object goes in, opened, with the object's name in it; undefined when a folder on
    * the way does not exist and `create` is false. Each folder is looked up inside the one opened
@@ -365,37 +374,23 @@ export class FileStore implements ObjectStore {
   }
 
   async get(bucket: string, key: string): Promise<Buffer> {
+    const { handle } = await this.existing(bucket, key);
     try {
-      const { handle } = await this.source(bucket, key);
-      try {
-        return await handle.readFile();
-      } finally {
-        await handle.close();
-      }
-    } catch (error) {
-      throw notFound(error, bucket, key);
+      return await handle.readFile();
+    } finally {
+      await handle.close();
     }
   }
 
   async getStream(bucket: string, key: string): Promise<Readable> {
-    try {
-      // The stream reads the descriptor that was checked, and closes it when it ends or is destroyed.
-      return (await this.source(bucket, key)).handle.createReadStream();
-    } catch (error) {
-      throw notFound(error, bucket, key);
-    }
+    // The stream reads the descriptor that was checked, and closes it when it ends or is destroyed.
+    return (await this.existing(bucket, key)).handle.createReadStream();
   }
 
   async getToFile(bucket: string, key: string, localPath: string): Promise<void> {
     await mkdir(path.dirname(localPath), { recursive: true });
-    let opened: Awaited<ReturnType<FileStore['source']>>;
-    try {
-      opened = await this.source(bucket, key);
-    } catch (error) {
-      throw notFound(error, bucket, key);
-    }
     // Read from the descriptor that was checked, whatever the path leads to by now.
-    const { handle, info } = opened;
+    const { handle, info } = await this.existing(bucket, key);
     try {
       if (info.size <= WHOLE_FILE_BYTES) await writeFile(localPath, await handle.readFile());
       else await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(localPath));
