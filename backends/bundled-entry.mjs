@@ -81,7 +81,6 @@ function currentBundle(entry, name) {
 /** How esbuild reads a file of caas by its name. */
 function loaderOf(file) {
   if (/\.[mc]?ts$/.test(file)) return 'ts';
-  if (file.endsWith('.tsx')) return 'tsx';
   if (file.endsWith('.json')) return 'json';
   return 'js';
 }

@@ -90,8 +90,8 @@ const IMPORT_BATCH = 5000;
 /**
  * The embedded metadata DB: one row per identity (indexed status, analysis, created) holding the
  * record as JSON. Rollback-journal mode (not WAL) so that a read-only open creates no side files:
- * a dry run leaves the workspace byte-identical (a writer leaves an empty metadata.sqlite-journal). Claims run in BEGIN IMMEDIATE transactions, which
- * serialise writers across processes.
+ * a dry run leaves the workspace byte-identical (a writer leaves an empty metadata.sqlite-journal).
+ * Claims run in BEGIN IMMEDIATE transactions, which serialise writers across processes.
  */
 export class SqliteDatabase implements Database {
   readonly queue: SqliteQueue;
