@@ -219,7 +219,7 @@ async function latency(compute: Compute, options: BenchOptions, jobs: number, en
   return { home, done, claimToRecordMs: median(claimToRecordMs), p90, runnerMs: median(runnerMs), agentMs: median(agentMs), analysis };
 }
 
-/** Planning cost per job (a dry run of the batch less one of a single job), then the batch at --concurrency 4. */
+/** Planning cost per job (a dry run of the batch less one of a single job), then the batch at --concurrency CONCURRENCY. */
 async function batch(compute: Compute, options: BenchOptions, jobs: number, env: NodeJS.ProcessEnv) {
   const dir = path.join(options.workDir, compute);
   const home = path.join(dir, 'batch');
@@ -281,7 +281,7 @@ async function report(
     },
     { subject: `${label}: caas overhead per job (median)`, value: overheadMs, unit: 'ms', detail: 'claim to record - analysis + plan' },
     {
-      subject: `${label}: ${formatNumber(batchJobs)} jobs at --concurrency 4`,
+      subject: `${label}: ${formatNumber(batchJobs)} jobs at --concurrency ${CONCURRENCY}`,
       value: bat.wallS,
       unit: 's',
       detail: `${formatNumber(batchJobs / bat.wallS)} jobs/s; the whole \`caas run --execute\`, start-up included`,
@@ -316,7 +316,7 @@ async function report(
       ),
       check(`${label}: overhead per job <= 35 ms (median)`, `${formatNumber(overheadMs)} ms`, overheadMs <= 35),
       check(
-        `${label}: ${formatNumber(batchJobs)} jobs at --concurrency 4 <= ${formatNumber(batchTarget)} s`,
+        `${label}: ${formatNumber(batchJobs)} jobs at --concurrency ${CONCURRENCY} <= ${formatNumber(batchTarget)} s`,
         `${formatNumber(bat.wallS)} s`,
         bat.wallS <= batchTarget,
       ),
@@ -355,13 +355,13 @@ export async function benchPerJob(options: BenchOptions): Promise<BenchReport> {
   const inline = await report('inline', latInline, batInline, tmp);
   return {
     name: 'per-job',
-    title: `per-job overhead: a no-op analysis (\`true\`), file store, SQLite (${sizes.latencyJobs} jobs one at a time; ${formatNumber(sizes.batchJobs)} at --concurrency 4), local beside inline`,
+    title: `per-job overhead: a no-op analysis (\`true\`), file store, SQLite (${sizes.latencyJobs} jobs one at a time; ${formatNumber(sizes.batchJobs)} at --concurrency ${CONCURRENCY}), local beside inline`,
     measurements: [
       { subject: 'the analysis itself (spawn `true`, wait)', value: analysis, unit: 'ms', detail: 'median of 30, measured apart' },
       ...local.measurements,
       ...inline.measurements,
       {
-        subject: `local / inline, ${formatNumber(sizes.batchJobs)} jobs at --concurrency 4`,
+        subject: `local / inline, ${formatNumber(sizes.batchJobs)} jobs at --concurrency ${CONCURRENCY}`,
         value: batLocal.wallS / batInline.wallS,
         unit: 'x',
         detail: 'the price of one agent process per job, in the same run',
